@@ -1,0 +1,353 @@
+//! Configuration keys, with Flink's names and value syntax.
+//!
+//! One [`Config`] holds every key a job reads. It is filled from `SET`
+//! statements, a YAML file and the Rust builder; each value is checked when it
+//! is set, so a bad key or value fails before any job starts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::error::{EngineError, Result};
+
+/// What kind of value a key takes.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    PositiveInt,
+    NonNegativeInt,
+    Duration,
+    Bool,
+    Text,
+    OneOf(&'static [&'static str]),
+}
+
+struct Key {
+    name: &'static str,
+    kind: Kind,
+    default: Option<&'static str>,
+    doc: &'static str,
+}
+
+const KEYS: &[Key] = &[
+    Key { name: "parallelism.default", kind: Kind::PositiveInt, default: Some("1"), doc: "subtasks per operator" },
+    Key { name: "pipeline.name", kind: Kind::Text, default: None, doc: "the job's name" },
+    Key { name: "pipeline.max-parallelism", kind: Kind::PositiveInt, default: Some("128"), doc: "number of key groups" },
+    Key { name: "execution.runtime-mode", kind: Kind::OneOf(&["streaming", "STREAMING"]), default: Some("streaming"), doc: "only streaming is supported" },
+    Key { name: "execution.batch-size", kind: Kind::PositiveInt, default: Some("8192"), doc: "rows per batch read by sources" },
+    Key { name: "execution.buffer-capacity", kind: Kind::PositiveInt, default: Some("16"), doc: "batches buffered per channel before backpressure" },
+    Key { name: "table.dml-sync", kind: Kind::Bool, default: Some("false"), doc: "wait for each INSERT to finish before the next statement" },
+    Key { name: "table.exec.source.idle-timeout", kind: Kind::Duration, default: Some("0"), doc: "exclude idle inputs from watermarks (0 = never)" },
+    Key { name: "table.exec.state.ttl", kind: Kind::Duration, default: Some("0"), doc: "state time-to-live for updating aggregates (0 = forever)" },
+    Key { name: "sql-client.execution.result-mode", kind: Kind::OneOf(&["tableau", "TABLEAU"]), default: Some("tableau"), doc: "how the shell shows results" },
+    Key { name: "sql-client.execution.max-table-result.rows", kind: Kind::NonNegativeInt, default: Some("0"), doc: "stop a shell SELECT after this many rows (0 = no limit)" },
+    Key { name: "sql-client.display.max-column-width", kind: Kind::PositiveInt, default: Some("30"), doc: "widest column the shell prints" },
+    Key { name: "state.backend.type", kind: Kind::OneOf(&["hashmap"]), default: Some("hashmap"), doc: "state backend (rocksdb: not yet implemented)" },
+];
+
+const ALIASES: &[(&str, &str)] = &[
+    ("parallelism", "parallelism.default"),
+    ("state.backend", "state.backend.type"),
+    ("execution.runtime.mode", "execution.runtime-mode"),
+];
+
+/// A set of configuration values, validated on entry.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    values: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// An empty configuration: every key has its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resolves an alias to the key's current name and checks that it exists.
+    pub fn canonical_key(key: &str) -> Result<&'static str> {
+        let key = key.trim();
+        if let Some((_, to)) = ALIASES.iter().find(|(from, _)| *from == key) {
+            return Ok(to);
+        }
+        if let Some(k) = KEYS.iter().find(|k| k.name == key) {
+            return Ok(k.name);
+        }
+        let suggestion = closest(key)
+            .map(|s| format!(" Did you mean '{s}'?"))
+            .unwrap_or_default();
+        Err(EngineError::Config(format!(
+            "unknown configuration key '{key}'.{suggestion} Accepted keys: {}",
+            KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        )))
+    }
+
+    /// Sets `key` to `value` after checking both.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let name = Self::canonical_key(key)?;
+        let spec = spec(name);
+        let value = value.trim();
+        validate(name, spec.kind, value)?;
+        self.values.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Builder form of [`Config::set`].
+    pub fn with(mut self, key: &str, value: &str) -> Result<Self> {
+        self.set(key, value)?;
+        Ok(self)
+    }
+
+    /// Resets one key to its default, or every key when `key` is `None`.
+    pub fn reset(&mut self, key: Option<&str>) -> Result<()> {
+        match key {
+            Some(k) => {
+                let name = Self::canonical_key(k)?;
+                self.values.remove(name);
+            }
+            None => self.values.clear(),
+        }
+        Ok(())
+    }
+
+    /// The value of `key` as set, or its default.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let name = Self::canonical_key(key).ok()?;
+        self.values
+            .get(name)
+            .cloned()
+            .or_else(|| spec(name).default.map(str::to_string))
+    }
+
+    /// Every key with its effective value and whether it was set explicitly.
+    pub fn entries(&self) -> Vec<(String, String, bool)> {
+        KEYS.iter()
+            .filter_map(|k| {
+                let set = self.values.get(k.name);
+                let v = set.cloned().or_else(|| k.default.map(str::to_string))?;
+                Some((k.name.to_string(), v, set.is_some()))
+            })
+            .collect()
+    }
+
+    /// Documentation of every key: name, default and a one-line description.
+    pub fn documented_keys() -> Vec<(&'static str, Option<&'static str>, &'static str)> {
+        KEYS.iter().map(|k| (k.name, k.default, k.doc)).collect()
+    }
+
+    fn int(&self, key: &str) -> usize {
+        self.get(key).and_then(|v| v.parse().ok()).unwrap_or(1)
+    }
+
+    /// `parallelism.default`.
+    pub fn parallelism(&self) -> usize {
+        self.int("parallelism.default")
+    }
+
+    /// `pipeline.max-parallelism`: the number of key groups.
+    pub fn max_parallelism(&self) -> usize {
+        self.int("pipeline.max-parallelism")
+    }
+
+    /// `execution.batch-size`.
+    pub fn batch_size(&self) -> usize {
+        self.int("execution.batch-size")
+    }
+
+    /// `execution.buffer-capacity`.
+    pub fn buffer_capacity(&self) -> usize {
+        self.int("execution.buffer-capacity")
+    }
+
+    /// A duration-valued key.
+    pub fn duration(&self, key: &str) -> Option<Duration> {
+        self.get(key).and_then(|v| parse_duration(&v).ok())
+    }
+
+    /// A boolean-valued key.
+    pub fn bool(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// Parses a YAML configuration file in the subset Flink's `config.yaml`
+    /// uses: `key: value` lines, nested maps by indentation, `#` comments.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        let mut cfg = Config::new();
+        let mut stack: Vec<(usize, String)> = Vec::new();
+        for (no, raw) in text.lines().enumerate() {
+            let line = strip_comment(raw);
+            if line.trim().is_empty() {
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            let Some((k, v)) = line.trim().split_once(':') else {
+                return Err(EngineError::Config(format!(
+                    "configuration file line {}: expected 'key: value', found '{}'",
+                    no + 1,
+                    line.trim()
+                )));
+            };
+            while stack.last().is_some_and(|(i, _)| *i >= indent) {
+                stack.pop();
+            }
+            let mut full: Vec<&str> = stack.iter().map(|(_, s)| s.as_str()).collect();
+            full.push(k.trim());
+            let full = full.join(".");
+            let v = unquote(v.trim());
+            if v.is_empty() {
+                stack.push((indent, k.trim().to_string()));
+            } else {
+                cfg.set(&full, &v).map_err(|e| {
+                    EngineError::Config(format!("configuration file line {}: {e}", no + 1))
+                })?;
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+fn strip_comment(line: &str) -> &str {
+    let mut in_quote = None;
+    for (i, c) in line.char_indices() {
+        match (c, in_quote) {
+            ('\'' | '"', None) => in_quote = Some(c),
+            (q, Some(open)) if q == open => in_quote = None,
+            ('#', None) => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+fn unquote(v: &str) -> String {
+    let t = v.trim();
+    if t.len() >= 2 && ((t.starts_with('\'') && t.ends_with('\'')) || (t.starts_with('"') && t.ends_with('"'))) {
+        t[1..t.len() - 1].to_string()
+    } else {
+        t.to_string()
+    }
+}
+
+fn spec(name: &str) -> &'static Key {
+    KEYS.iter().find(|k| k.name == name).unwrap_or(&KEYS[0])
+}
+
+fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
+    let bad = |accepted: &str| {
+        Err(EngineError::Config(format!(
+            "invalid value '{value}' for configuration key '{name}': expected {accepted}"
+        )))
+    };
+    match kind {
+        Kind::PositiveInt => match value.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(()),
+            _ => bad("a positive integer"),
+        },
+        Kind::NonNegativeInt => match value.parse::<usize>() {
+            Ok(_) => Ok(()),
+            _ => bad("a non-negative integer"),
+        },
+        Kind::Duration => match parse_duration(value) {
+            Ok(_) => Ok(()),
+            Err(_) => bad("a duration such as '60000', '60 s', '1 min' or '10s'"),
+        },
+        Kind::Bool => {
+            if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") {
+                Ok(())
+            } else {
+                bad("'true' or 'false'")
+            }
+        }
+        Kind::Text => Ok(()),
+        Kind::OneOf(options) => {
+            if options.iter().any(|o| o.eq_ignore_ascii_case(value)) {
+                Ok(())
+            } else {
+                let mut uniq: Vec<String> = options.iter().map(|o| o.to_lowercase()).collect();
+                uniq.dedup();
+                bad(&format!("one of {}", uniq.join(", ")))
+            }
+        }
+    }
+}
+
+/// Parses a duration the way Flink does: a number with an optional unit
+/// (`ms`, `s`, `min`, `h`, `d` and their long forms); no unit means milliseconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a duration"))?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
+        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
+        "m" | "min" | "mins" | "minute" | "minutes" => n * 60_000,
+        "h" | "hour" | "hours" => n * 3_600_000,
+        "d" | "day" | "days" => n * 86_400_000,
+        other => return Err(format!("unknown time unit '{other}' in '{text}'")),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+fn closest(key: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (edit_distance(key, k.name), k.name))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_flink() {
+        assert_eq!(parse_duration("60000").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("60 s").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1 min").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_a_suggestion() {
+        let err = Config::new().set("parallelism.defualt", "2").unwrap_err().to_string();
+        assert!(err.contains("'parallelism.defualt'"), "{err}");
+        assert!(err.contains("Did you mean 'parallelism.default'"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_what_is_accepted() {
+        let err = Config::new().set("parallelism.default", "zero").unwrap_err().to_string();
+        assert!(err.contains("positive integer"), "{err}");
+        let err = Config::new().set("state.backend", "leveldb").unwrap_err().to_string();
+        assert!(err.contains("state.backend.type") && err.contains("hashmap"), "{err}");
+    }
+
+    #[test]
+    fn yaml_nested_and_flat_keys() {
+        let cfg = Config::from_yaml(
+            "# comment\nparallelism.default: 2\npipeline:\n  name: 'my job'\n  max-parallelism: 64\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.parallelism(), 2);
+        assert_eq!(cfg.max_parallelism(), 64);
+        assert_eq!(cfg.get("pipeline.name").as_deref(), Some("my job"));
+        let err = Config::from_yaml("parallelism.default: x\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

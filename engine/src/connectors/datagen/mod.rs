@@ -1,0 +1,233 @@
+//! `'connector' = 'datagen'`: rows of random or sequential values for any
+//! schema, with Flink's options: `rows-per-second` (default 10000),
+//! `number-of-rows` (bounded when set), and per field
+//! `fields.<f>.kind` = `random` | `sequence`, `fields.<f>.min` / `.max`
+//! (random numbers), `fields.<f>.length` (random strings),
+//! `fields.<f>.start` / `.end` (sequences), `fields.<f>.null-rate`,
+//! `fields.<f>.max-past` (random timestamps, ms before now).
+//!
+//! Values are a pure function of the row index, so a run is reproducible;
+//! random timestamps are the exception (they follow the clock, as in Flink).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+
+use super::{Options, SourceFactory, SourcePoll, SourceReader};
+use crate::error::{EngineError, Result};
+use crate::operators::TaskContext;
+
+#[derive(Clone, Debug)]
+enum FieldGen {
+    Random { min: f64, max: f64, length: usize, null_rate: f64, max_past: i64 },
+    Sequence { start: i64, end: i64 },
+}
+
+/// A configured datagen source.
+pub struct DatagenSource {
+    schema: SchemaRef,
+    fields: Vec<FieldGen>,
+    rows_per_second: f64,
+    rows: Option<u64>,
+}
+
+impl DatagenSource {
+    /// Reads the options; every field's kind and type is checked here.
+    pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
+        let rows_per_second = options.parse::<f64>("rows-per-second", "a positive number")?.unwrap_or(10_000.0);
+        let mut rows = options.parse::<u64>("number-of-rows", "a non-negative integer")?;
+        let mut field_opts: BTreeMap<String, String> = options.with_prefix("fields.");
+        options.finish()?;
+        let mut fields = Vec::new();
+        for field in schema.fields() {
+            let name = field.name();
+            let mut take = |k: &str| field_opts.remove(&format!("fields.{name}.{k}"));
+            let kind = take("kind").unwrap_or_else(|| "random".into());
+            let num = |v: Option<String>, key: &str| -> Result<Option<f64>> {
+                v.map(|v| {
+                    v.trim().parse::<f64>().map_err(|_| {
+                        EngineError::option("datagen", format!("option 'fields.{name}.{key}' must be a number, found '{v}'"))
+                    })
+                })
+                .transpose()
+            };
+            let supported = matches!(
+                field.data_type(),
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float32 | DataType::Float64
+                    | DataType::Boolean | DataType::Utf8 | DataType::Timestamp(_, _)
+            );
+            if !supported {
+                return Err(EngineError::option(
+                    "datagen",
+                    format!("column '{name}' has type {} which datagen cannot generate (numbers, BOOLEAN, VARCHAR, TIMESTAMP)", field.data_type()),
+                ));
+            }
+            let gen = match kind.as_str() {
+                "random" => FieldGen::Random {
+                    min: num(take("min"), "min")?.unwrap_or(if matches!(field.data_type(), DataType::Int8) { -128.0 } else { 0.0 }),
+                    max: num(take("max"), "max")?.unwrap_or(match field.data_type() {
+                        DataType::Int8 => 127.0,
+                        DataType::Int16 => 32767.0,
+                        DataType::Int32 => i32::MAX as f64,
+                        DataType::Int64 => i64::MAX as f64,
+                        _ => 1.0,
+                    }),
+                    length: num(take("length"), "length")?.unwrap_or(100.0) as usize,
+                    null_rate: num(take("null-rate"), "null-rate")?.unwrap_or(0.0),
+                    max_past: num(take("max-past"), "max-past")?.unwrap_or(0.0) as i64,
+                },
+                "sequence" => {
+                    let start = num(take("start"), "start")?;
+                    let end = num(take("end"), "end")?;
+                    let (Some(start), Some(end)) = (start, end) else {
+                        return Err(EngineError::option(
+                            "datagen",
+                            format!("sequence field '{name}' needs 'fields.{name}.start' and 'fields.{name}.end'"),
+                        ));
+                    };
+                    let count = (end - start + 1.0).max(0.0) as u64;
+                    rows = Some(rows.map_or(count, |r| r.min(count)));
+                    FieldGen::Sequence { start: start as i64, end: end as i64 }
+                }
+                other => {
+                    return Err(EngineError::option(
+                        "datagen",
+                        format!("option 'fields.{name}.kind' must be 'random' or 'sequence', found '{other}'"),
+                    ))
+                }
+            };
+            fields.push(gen);
+        }
+        if let Some(key) = field_opts.keys().next() {
+            return Err(EngineError::option(
+                "datagen",
+                format!("unknown option '{key}': per-field options are fields.<column>.kind, min, max, length, start, end, null-rate, max-past, for a column of the table"),
+            ));
+        }
+        Ok(Self { schema, fields, rows_per_second, rows })
+    }
+}
+
+impl SourceFactory for DatagenSource {
+    fn create_reader(&self, ctx: &TaskContext) -> Result<Box<dyn SourceReader>> {
+        Ok(Box::new(DatagenReader {
+            schema: self.schema.clone(),
+            fields: self.fields.clone(),
+            next: ctx.subtask as u64,
+            step: ctx.parallelism as u64,
+            limit: self.rows,
+            batch_size: ctx.batch_size,
+            rate: self.rows_per_second / ctx.parallelism as f64,
+            started: Instant::now(),
+            produced: 0,
+        }))
+    }
+    fn is_bounded(&self) -> bool {
+        self.rows.is_some()
+    }
+    fn describe(&self) -> String {
+        format!("connector=[datagen], rows=[{}]", self.rows.map_or("unbounded".into(), |r| r.to_string()))
+    }
+}
+
+struct DatagenReader {
+    schema: SchemaRef,
+    fields: Vec<FieldGen>,
+    next: u64,
+    step: u64,
+    limit: Option<u64>,
+    batch_size: usize,
+    rate: f64,
+    started: Instant,
+    produced: u64,
+}
+
+/// A well-mixed 64-bit hash of (row, field): the random value of that cell.
+fn mix(row: u64, field: usize) -> u64 {
+    let mut z = row.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (field as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(row: u64, field: usize) -> f64 {
+    (mix(row, field) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl SourceReader for DatagenReader {
+    fn poll_next(&mut self) -> Result<SourcePoll> {
+        if self.limit.is_some_and(|l| self.next >= l) {
+            return Ok(SourcePoll::End);
+        }
+        let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
+        if due <= self.produced {
+            return Ok(SourcePoll::Idle(Duration::from_millis(5)));
+        }
+        let want = self.batch_size.min((due - self.produced) as usize);
+        let mut rows = Vec::with_capacity(want);
+        while rows.len() < want && self.limit.is_none_or(|l| self.next < l) {
+            rows.push(self.next);
+            self.next += self.step;
+        }
+        self.produced += rows.len() as u64;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for (f, (field, gen)) in self.schema.fields().iter().zip(&self.fields).enumerate() {
+            let dt = field.data_type();
+            let null = |r: u64, rate: f64| rate > 0.0 && unit(r, f + 1000) < rate;
+            let array: ArrayRef = match gen {
+                FieldGen::Sequence { start, end } => {
+                    let v: Int64Array = rows.iter().map(|r| Some((*start + *r as i64).min(*end))).collect();
+                    cast(&(Arc::new(v) as ArrayRef), dt)?
+                }
+                FieldGen::Random { min, max, length, null_rate, max_past } => match dt {
+                    DataType::Boolean => Arc::new(rows.iter().map(|r| (!null(*r, *null_rate)).then(|| mix(*r, f) & 1 == 1)).collect::<BooleanArray>()),
+                    DataType::Utf8 => Arc::new(
+                        rows.iter()
+                            .map(|r| {
+                                (!null(*r, *null_rate)).then(|| {
+                                    (0..*length).map(|i| (b'a' + (mix(*r, f * 131 + i) % 26) as u8) as char).collect::<String>()
+                                })
+                            })
+                            .collect::<StringArray>(),
+                    ),
+                    DataType::Timestamp(unit_, tz) => {
+                        let v: TimestampMillisecondArray = rows
+                            .iter()
+                            .map(|r| (!null(*r, *null_rate)).then(|| now - (unit(*r, f) * *max_past as f64) as i64))
+                            .collect();
+                        cast(&(Arc::new(v) as ArrayRef), &DataType::Timestamp(*unit_, tz.clone()))?
+                    }
+                    DataType::Float32 | DataType::Float64 => {
+                        let v: Float64Array = rows
+                            .iter()
+                            .map(|r| (!null(*r, *null_rate)).then(|| min + unit(*r, f) * (max - min)))
+                            .collect();
+                        if matches!(dt, DataType::Float32) { cast(&(Arc::new(v) as ArrayRef), &DataType::Float32)? } else { Arc::new(v) }
+                    }
+                    _ => {
+                        let span = (*max - *min).max(0.0) as u128 + 1;
+                        let v: Int64Array = rows
+                            .iter()
+                            .map(|r| (!null(*r, *null_rate)).then(|| (*min as i128 + (mix(*r, f) as u128 % span) as i128) as i64))
+                            .collect();
+                        cast(&(Arc::new(v) as ArrayRef), dt)?
+                    }
+                },
+            };
+            columns.push(array);
+        }
+        Ok(SourcePoll::Batch(RecordBatch::try_new(self.schema.clone(), columns)?))
+    }
+}

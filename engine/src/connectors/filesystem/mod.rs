@@ -1,0 +1,11 @@
+//! `'connector' = 'filesystem'`: bounded reads of CSV, JSON-lines and Parquet
+//! files, and a sink writing part files (CSV, JSON lines or Parquet) that stay
+//! hidden until they are finished.
+
+mod options;
+mod sink;
+mod source;
+
+pub use options::{FileFormat, FileOptions};
+pub use sink::FileSink;
+pub use source::FileSource;

@@ -1,0 +1,248 @@
+//! Connectors: sources that read rows and sinks that write them, found by the
+//! table's `'connector'` option.
+//!
+//! Each connector lives in its own folder with its options, source and sink.
+//! Sources and sinks do blocking I/O, so the runtime runs each of their
+//! subtasks on a thread of its own, never on the async workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{EngineError, Result};
+use crate::operators::TaskContext;
+
+pub mod blackhole;
+pub mod collect;
+pub mod datagen;
+pub mod filesystem;
+pub mod nexmark;
+pub mod print;
+
+/// The connectors that can be named in `'connector'`.
+pub const SOURCE_CONNECTORS: &[&str] = &["datagen", "filesystem", "nexmark"];
+/// The connectors a table can be written to.
+pub const SINK_CONNECTORS: &[&str] = &["blackhole", "filesystem", "print"];
+
+/// What a source subtask's reader returns on each call.
+pub enum SourcePoll {
+    /// The next rows.
+    Batch(RecordBatch),
+    /// Nothing yet: call again after this long (rate limits, a watched directory).
+    Idle(Duration),
+    /// The input is exhausted.
+    End,
+}
+
+/// Reads one subtask's share of a source.
+pub trait SourceReader: Send {
+    /// Returns the next batch. May block on I/O.
+    fn poll_next(&mut self) -> Result<SourcePoll>;
+}
+
+/// A configured source connector.
+pub trait SourceFactory: Send + Sync {
+    /// Opens the reader of one subtask.
+    fn create_reader(&self, ctx: &TaskContext) -> Result<Box<dyn SourceReader>>;
+    /// Whether the source ends by itself.
+    fn is_bounded(&self) -> bool;
+    /// One line for `EXPLAIN` (no secrets).
+    fn describe(&self) -> String;
+}
+
+/// A source as placed in the job graph: the connector plus the table's
+/// computed columns and watermark, evaluated on each batch it reads.
+pub struct SourceSpec {
+    /// The table's name.
+    pub table: String,
+    /// The connector reading the physical columns.
+    pub connector: Arc<dyn SourceFactory>,
+    /// The table's columns over the physical ones, when it has computed columns.
+    pub computed: Option<Vec<Arc<dyn PhysicalExpr>>>,
+    /// `WATERMARK FOR … AS <expr>` over the table's columns.
+    pub watermark: Option<Arc<dyn PhysicalExpr>>,
+    /// The schema of the table (physical and computed columns).
+    pub schema: SchemaRef,
+}
+
+impl SourceSpec {
+    /// One line for `EXPLAIN`.
+    pub fn describe(&self) -> String {
+        let wm = self
+            .watermark
+            .as_ref()
+            .map(|w| format!(", watermark=[{w}]"))
+            .unwrap_or_default();
+        format!("TableSourceScan(table=[{}], {}{wm})", self.table, self.connector.describe())
+    }
+}
+
+/// Writes one subtask's share of a sink.
+pub trait SinkWriter: Send {
+    /// Writes rows. May block on I/O.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+    /// Called once at the end of a bounded input: make everything visible.
+    fn finish(&mut self) -> Result<()>;
+}
+
+/// A configured sink connector.
+pub trait SinkFactory: Send + Sync {
+    /// Opens the writer of one subtask for rows of `schema`.
+    fn create_writer(&self, ctx: &TaskContext, schema: SchemaRef) -> Result<Box<dyn SinkWriter>>;
+    /// Whether the sink can take an updating stream (rows with change kinds).
+    fn accepts_updates(&self) -> bool;
+    /// One line for `EXPLAIN` (no secrets).
+    fn describe(&self) -> String;
+}
+
+/// Connector options, consumed as they are read, so that what is left over
+/// can be reported as unknown.
+pub struct Options {
+    connector: String,
+    values: BTreeMap<String, String>,
+    accepted: Vec<String>,
+}
+
+impl Options {
+    /// Wraps a table's options (without `'connector'`).
+    pub fn new(connector: &str, values: &BTreeMap<String, String>) -> Self {
+        let mut values = values.clone();
+        values.remove("connector");
+        Self { connector: connector.to_string(), values, accepted: Vec::new() }
+    }
+
+    /// The connector's name.
+    pub fn connector(&self) -> &str {
+        &self.connector
+    }
+
+    /// Takes an optional string option.
+    pub fn string(&mut self, key: &str) -> Option<String> {
+        self.accepted.push(key.to_string());
+        self.values.remove(key)
+    }
+
+    /// Takes a required string option.
+    pub fn required(&mut self, key: &str) -> Result<String> {
+        self.string(key)
+            .ok_or_else(|| EngineError::option(&self.connector, format!("missing required option '{key}'")))
+    }
+
+    /// Takes an optional option parsed as `T`.
+    pub fn parse<T: std::str::FromStr>(&mut self, key: &str, what: &str) -> Result<Option<T>> {
+        match self.string(key) {
+            None => Ok(None),
+            Some(v) => v.trim().parse().map(Some).map_err(|_| {
+                EngineError::option(&self.connector, format!("option '{key}' must be {what}, found '{v}'"))
+            }),
+        }
+    }
+
+    /// Takes a boolean option.
+    pub fn bool(&mut self, key: &str, default: bool) -> Result<bool> {
+        match self.string(key) {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(EngineError::option(&self.connector, format!("option '{key}' must be 'true' or 'false', found '{v}'"))),
+        }
+    }
+
+    /// Takes an option that must be one of `choices`.
+    pub fn one_of(&mut self, key: &str, choices: &[&str]) -> Result<Option<String>> {
+        match self.string(key) {
+            None => Ok(None),
+            Some(v) if choices.iter().any(|c| c.eq_ignore_ascii_case(&v)) => Ok(Some(v.to_ascii_lowercase())),
+            Some(v) => Err(EngineError::option(
+                &self.connector,
+                format!("option '{key}' must be one of {}, found '{v}'", choices.join(", ")),
+            )),
+        }
+    }
+
+    /// Takes every option whose key starts with `prefix`.
+    pub fn with_prefix(&mut self, prefix: &str) -> BTreeMap<String, String> {
+        self.accepted.push(format!("{prefix}*"));
+        let keys: Vec<String> = self.values.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        keys.into_iter().filter_map(|k| self.values.remove(&k).map(|v| (k, v))).collect()
+    }
+
+    /// Fails on options that no `take` consumed, listing the accepted ones.
+    pub fn finish(self) -> Result<()> {
+        if let Some(key) = self.values.keys().next() {
+            let mut accepted = self.accepted.clone();
+            accepted.sort();
+            accepted.dedup();
+            return Err(EngineError::option(
+                &self.connector,
+                format!("unknown option '{key}'. Accepted options: connector, {}", accepted.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether an option's value must never be shown (credentials).
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "token", "credential", "access-key", "access_key", "sasl.jaas"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+/// Creates the source connector named by `'connector'`.
+pub fn create_source(
+    connector: &str,
+    options: &BTreeMap<String, String>,
+    schema: SchemaRef,
+) -> Result<Arc<dyn SourceFactory>> {
+    let opts = Options::new(connector, options);
+    match connector {
+        "nexmark" => Ok(Arc::new(nexmark::NexmarkSource::new(opts, schema)?)),
+        "datagen" => Ok(Arc::new(datagen::DatagenSource::new(opts, schema)?)),
+        "filesystem" => Ok(Arc::new(filesystem::FileSource::new(opts, schema)?)),
+        "print" | "blackhole" => Err(EngineError::option(
+            connector,
+            format!("connector '{connector}' can only be written to; sources are: {}", SOURCE_CONNECTORS.join(", ")),
+        )),
+        other => Err(unknown_connector(other)),
+    }
+}
+
+/// Creates the sink connector named by `'connector'`.
+pub fn create_sink(
+    connector: &str,
+    options: &BTreeMap<String, String>,
+    schema: SchemaRef,
+) -> Result<Arc<dyn SinkFactory>> {
+    let opts = Options::new(connector, options);
+    match connector {
+        "print" => Ok(Arc::new(print::PrintSink::new(opts)?)),
+        "blackhole" => Ok(Arc::new(blackhole::BlackholeSink::new(opts)?)),
+        "filesystem" => Ok(Arc::new(filesystem::FileSink::new(opts, schema)?)),
+        "nexmark" | "datagen" => Err(EngineError::option(
+            connector,
+            format!("connector '{connector}' can only be read; sinks are: {}", SINK_CONNECTORS.join(", ")),
+        )),
+        other => Err(unknown_connector(other)),
+    }
+}
+
+/// Checks a table's options without creating anything.
+pub fn validate_options(connector: &str, options: &BTreeMap<String, String>, schema: SchemaRef) -> Result<()> {
+    match connector {
+        "print" | "blackhole" => create_sink(connector, options, schema).map(|_| ()),
+        _ => create_source(connector, options, schema).map(|_| ()),
+    }
+}
+
+fn unknown_connector(name: &str) -> EngineError {
+    let mut all: Vec<&str> = SOURCE_CONNECTORS.iter().chain(SINK_CONNECTORS).copied().collect();
+    all.sort();
+    all.dedup();
+    EngineError::option(name, format!("unknown connector '{name}'. Available connectors: {}", all.join(", ")))
+}

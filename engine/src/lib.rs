@@ -1,0 +1,28 @@
+//! Weir's runtime.
+//!
+//! - [`graph`]: the job graph the planner emits (nodes, exchanges).
+//! - [`runtime`]: starts a graph as tasks joined by bounded channels and
+//!   supervises it ([`runtime::JobHandle`]).
+//! - [`operators`]: calc (filter/projection), window assignment, window and
+//!   updating aggregates, each over whole Arrow batches.
+//! - [`connectors`]: sources and sinks (`nexmark`, `datagen`, `filesystem`,
+//!   `print`, `blackhole`) and the collect sink behind `SELECT`.
+//! - [`message`]: what travels between subtasks; [`config`]: the keys.
+//!
+//! Nothing here knows SQL text: `weir-sql` builds the graph.
+
+pub mod config;
+pub mod connectors;
+pub mod error;
+pub mod format;
+pub mod graph;
+pub mod message;
+pub mod metrics;
+pub mod operators;
+pub mod runtime;
+
+pub use config::Config;
+pub use error::{EngineError, Result};
+pub use graph::{Exchange, JobGraph, NodeKind};
+pub use message::{ChangeKind, Message, OP_COLUMN};
+pub use runtime::{start_job, JobHandle, JobStatus};

@@ -1,0 +1,76 @@
+//! What travels on the channels between operator subtasks.
+
+use datafusion::arrow::array::{Array, Int8Array};
+use datafusion::arrow::record_batch::RecordBatch;
+
+/// One message on a channel between two subtasks.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows. On an updating stream the last column is the change kind
+    /// (see [`ChangeKind`] and [`OP_COLUMN`]).
+    Batch(RecordBatch),
+    /// Event time has reached this value (milliseconds since the epoch):
+    /// no later row on this channel has a smaller timestamp, except late ones.
+    Watermark(i64),
+    /// Checkpoint barrier `n`: everything before it belongs to checkpoint `n`.
+    Barrier(u64),
+    /// The upstream subtask has no more input.
+    End,
+}
+
+/// Name of the trailing column that carries the change kind on updating streams.
+pub const OP_COLUMN: &str = "_weir_op";
+
+/// The kind of change a row of an updating stream carries (Flink's `RowKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum ChangeKind {
+    /// `+I`: a new row.
+    Insert = 0,
+    /// `-U`: the previous version of an updated row.
+    UpdateBefore = 1,
+    /// `+U`: the new version of an updated row.
+    UpdateAfter = 2,
+    /// `-D`: a deleted row.
+    Delete = 3,
+}
+
+impl ChangeKind {
+    /// Decodes the value stored in the op column.
+    pub fn from_i8(v: i8) -> ChangeKind {
+        match v {
+            1 => ChangeKind::UpdateBefore,
+            2 => ChangeKind::UpdateAfter,
+            3 => ChangeKind::Delete,
+            _ => ChangeKind::Insert,
+        }
+    }
+
+    /// The short form used by Flink's print sink and SQL client.
+    pub fn short(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "+I",
+            ChangeKind::UpdateBefore => "-U",
+            ChangeKind::UpdateAfter => "+U",
+            ChangeKind::Delete => "-D",
+        }
+    }
+}
+
+/// Splits an updating batch into its data columns and its change kinds.
+/// Returns `None` for the kinds when the batch has no op column.
+pub fn split_changes(batch: &RecordBatch) -> (RecordBatch, Option<Int8Array>) {
+    let schema = batch.schema();
+    let n = schema.fields().len();
+    if n > 0 && schema.field(n - 1).name() == OP_COLUMN {
+        let ops = batch
+            .column(n - 1)
+            .as_any()
+            .downcast_ref::<Int8Array>()
+            .cloned();
+        let data = batch.project(&(0..n - 1).collect::<Vec<_>>()).unwrap_or_else(|_| batch.clone());
+        (data, ops.filter(|o| o.len() == batch.num_rows()))
+    } else {
+        (batch.clone(), None)
+    }
+}

@@ -1,0 +1,170 @@
+//! The state of a grouped aggregation: group keys and one accumulator per
+//! aggregate call, updated a whole batch at a time.
+//!
+//! Window and updating aggregates keep their state through these types, so
+//! the state backend work can put them behind a snapshottable backend without
+//! touching the operators' logic.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+use crate::error::{EngineError, Result};
+
+/// One aggregate call, such as `COUNT(DISTINCT x) FILTER (WHERE y > 0)`.
+#[derive(Clone)]
+pub struct AggregateCall {
+    /// The aggregate function with its argument expressions.
+    pub function: Arc<AggregateFunctionExpr>,
+    /// Rows for which this is not true are not aggregated.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+}
+
+/// Grouping keys and aggregate calls of an aggregation.
+#[derive(Clone)]
+pub struct AggregateSpec {
+    /// Key expressions over the input, with their output names.
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    /// The key columns' fields.
+    pub group_schema: SchemaRef,
+    /// The aggregate calls.
+    pub aggregates: Vec<AggregateCall>,
+    /// Keys then aggregate results (then the op column when updating).
+    pub output_schema: SchemaRef,
+}
+
+impl AggregateSpec {
+    /// Builds the spec; the output schema is the keys followed by the aggregates.
+    pub fn new(
+        group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+        group_fields: Vec<Field>,
+        aggregates: Vec<AggregateCall>,
+        output_schema: SchemaRef,
+    ) -> Self {
+        Self { group_exprs, group_schema: Arc::new(Schema::new(group_fields)), aggregates, output_schema }
+    }
+
+    /// Evaluates the key expressions on a batch.
+    pub fn keys(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>> {
+        let rows = batch.num_rows();
+        Ok(self
+            .group_exprs
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion::error::Result<_>>()?)
+    }
+
+    /// Evaluates the arguments and filter of aggregate `i` on a batch.
+    pub fn arguments(&self, i: usize, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Option<BooleanArray>)> {
+        let rows = batch.num_rows();
+        let call = &self.aggregates[i];
+        let args = call
+            .function
+            .expressions()
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let filter = match &call.filter {
+            Some(f) => {
+                let mask = f.evaluate(batch)?.into_array(rows)?;
+                Some(
+                    mask.as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .ok_or_else(|| EngineError::Internal("FILTER clause is not boolean".into()))?,
+                )
+            }
+            None => None,
+        };
+        Ok((args, filter))
+    }
+
+    /// Short text for `EXPLAIN`.
+    pub fn describe(&self) -> String {
+        let keys: Vec<String> = self.group_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let aggs: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                let mut s = a.function.name().to_string();
+                if let Some(f) = &a.filter {
+                    s.push_str(&format!(" FILTER (WHERE {f})"));
+                }
+                s
+            })
+            .collect();
+        format!("groupBy=[{}], select=[{}]", keys.join(", "), aggs.join(", "))
+    }
+}
+
+/// Creates the vectorized accumulator for a call, adapting row accumulators
+/// (such as `COUNT(DISTINCT)`) when the function has no groups accumulator.
+pub fn groups_accumulator(call: &AggregateCall) -> Result<Box<dyn GroupsAccumulator>> {
+    if call.function.groups_accumulator_supported() {
+        Ok(call.function.create_groups_accumulator()?)
+    } else {
+        let f = Arc::clone(&call.function);
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
+    }
+}
+
+/// Groups and their accumulators, for one window (or for all time).
+pub struct GroupTable {
+    values: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    group_ids: Vec<usize>,
+}
+
+impl GroupTable {
+    /// An empty table for `spec`.
+    pub fn new(spec: &AggregateSpec) -> Result<Self> {
+        Ok(Self {
+            values: new_group_values(spec.group_schema.clone(), &GroupOrdering::None)?,
+            accumulators: spec.aggregates.iter().map(groups_accumulator).collect::<Result<_>>()?,
+            group_ids: Vec::new(),
+        })
+    }
+
+    /// Adds a batch whose keys were already evaluated.
+    pub fn update(&mut self, spec: &AggregateSpec, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
+        self.values.intern(keys, &mut self.group_ids)?;
+        let total = self.values.len();
+        for (i, acc) in self.accumulators.iter_mut().enumerate() {
+            let (args, filter) = spec.arguments(i, batch)?;
+            acc.update_batch(&args, &self.group_ids, filter.as_ref(), total)?;
+        }
+        Ok(())
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Approximate memory held, in bytes.
+    pub fn size(&self) -> usize {
+        self.values.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+    }
+
+    /// Emits every group as key columns followed by aggregate results, and
+    /// leaves the table empty.
+    pub fn emit(&mut self) -> Result<Vec<ArrayRef>> {
+        let mut columns = self.values.emit(EmitTo::All)?;
+        for acc in &mut self.accumulators {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        Ok(columns)
+    }
+}

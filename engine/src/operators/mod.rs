@@ -1,0 +1,67 @@
+//! Runtime operators: each transforms batches of one input stream.
+//!
+//! An operator is written once as an [`Operator`]; the runtime calls it from
+//! one subtask (never concurrently) and routes what it emits. Its factory, an
+//! [`OperatorFactory`], is what the planner puts into the job graph.
+
+use std::sync::Arc;
+
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::metrics::NodeMetrics;
+
+pub mod aggregate_state;
+pub mod calc;
+pub mod updating_aggregate;
+pub mod window_aggregate;
+pub mod window_assign;
+
+/// What a subtask knows about where it runs.
+#[derive(Clone)]
+pub struct TaskContext {
+    /// This subtask's index, `0..parallelism`.
+    pub subtask: usize,
+    /// Number of subtasks of the node.
+    pub parallelism: usize,
+    /// Number of key groups of the job.
+    pub max_parallelism: usize,
+    /// Rows per batch that sources should produce.
+    pub batch_size: usize,
+    /// The node's counters.
+    pub metrics: Arc<NodeMetrics>,
+    /// The job's id, for file names and logs.
+    pub job_id: String,
+}
+
+/// A streaming operator over one input.
+///
+/// # Contract
+/// - Hooks are called from one task, in the order of the input stream, and
+///   must not block on I/O: blocking work belongs in sources and sinks.
+/// - Batches pushed to `out` are sent downstream after the hook returns, before
+///   the watermark or end marker that triggered them.
+/// - Errors fail the job; an operator never panics on input data.
+pub trait Operator: Send {
+    /// Processes one batch of rows.
+    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()>;
+
+    /// Called when the input's watermark advances to `watermark` (ms), before
+    /// the watermark is forwarded. Windows whose end it passed fire here.
+    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once when every input has ended, before the end is forwarded.
+    fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds one [`Operator`] per subtask; this is what the job graph holds.
+pub trait OperatorFactory: Send + Sync {
+    /// Creates the operator for one subtask.
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>>;
+    /// One line for `EXPLAIN`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,337 @@
+//! The `weir` command: an interactive SQL shell (rustyline), `weir run
+//! job.sql`, and scripts piped into the shell.
+
+mod display;
+
+use std::io::{IsTerminal, Read};
+use std::process::ExitCode;
+
+use rustyline::error::ReadlineError;
+use weir_engine::{Config, EngineError, JobHandle};
+use weir_sql::{is_complete, Session, SqlError, StatementResult};
+
+pub use display::{print_query, print_table};
+
+const HELP: &str = "\
+Usage:
+  weir [--conf weir.yaml]                 interactive SQL shell (or run statements piped on stdin)
+  weir run <job.sql> [--conf weir.yaml]   run a file of statements
+  weir --help | --version
+
+In the shell, end statements with ';'. QUIT; or Ctrl-D leaves, Ctrl-C cancels a running query.";
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("[ERROR] cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(args))
+}
+
+struct Args {
+    command: Option<String>,
+    file: Option<String>,
+    conf: Option<String>,
+}
+
+fn parse_args(args: Vec<String>) -> Result<Args, String> {
+    let mut out = Args { command: None, file: None, conf: None };
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--conf" | "-c" => out.conf = Some(it.next().ok_or("--conf needs a file")?),
+            "run" if out.command.is_none() => out.command = Some("run".into()),
+            "-f" if out.command.is_none() => {
+                out.command = Some("run".into());
+                out.file = Some(it.next().ok_or("-f needs a file")?);
+            }
+            other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
+            other if out.command.as_deref() == Some("run") && out.file.is_none() => out.file = Some(other.to_string()),
+            other => return Err(format!("unknown command '{other}'")),
+        }
+    }
+    Ok(out)
+}
+
+async fn async_main(args: Vec<String>) -> ExitCode {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        println!("weir {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let args = match parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("[ERROR] {e}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match &args.conf {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => match Config::from_yaml(&text) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("[ERROR] {path}: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            Err(e) => {
+                eprintln!("[ERROR] cannot read configuration file '{path}': {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::new(),
+    };
+    let mut session = Session::new(config);
+    match args.command.as_deref() {
+        Some("run") => {
+            let Some(file) = args.file else {
+                eprintln!("[ERROR] weir run needs a file\n\n{HELP}");
+                return ExitCode::from(2);
+            };
+            match std::fs::read_to_string(&file) {
+                Ok(sql) => run_script(&mut session, &sql).await,
+                Err(e) => {
+                    eprintln!("[ERROR] cannot read '{file}': {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ if !std::io::stdin().is_terminal() => {
+            let mut sql = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut sql) {
+                eprintln!("[ERROR] cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            run_script(&mut session, &sql).await
+        }
+        _ => shell(&mut session).await,
+    }
+}
+
+fn error_text(e: &SqlError) -> String {
+    format!("[ERROR] Could not execute SQL statement. Reason:\n{e}")
+}
+
+/// Runs a script: stops at the first error, then waits for the jobs it started.
+async fn run_script(session: &mut Session, sql: &str) -> ExitCode {
+    let statements = match Session::split(sql) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}", error_text(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut jobs: Vec<JobHandle> = Vec::new();
+    for tokens in statements {
+        if is_quit(&tokens) {
+            break;
+        }
+        match execute_and_print(session, tokens, false).await {
+            Ok(Some(job)) => {
+                if session.config().bool("table.dml-sync") {
+                    if let Err(code) = wait_job(&job).await {
+                        cancel_all(&jobs);
+                        return code;
+                    }
+                } else {
+                    jobs.push(job);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("{}", error_text(&e));
+                cancel_all(&jobs);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    for job in &jobs {
+        if let Err(code) = wait_job(job).await {
+            cancel_all(&jobs);
+            return code;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn cancel_all(jobs: &[JobHandle]) {
+    jobs.iter().for_each(JobHandle::cancel);
+}
+
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Waits for a job, or cancels it on Ctrl-C/SIGTERM.
+async fn wait_job(job: &JobHandle) -> Result<(), ExitCode> {
+    let result = tokio::select! {
+        r = job.wait() => r,
+        _ = terminate_signal() => {
+            eprintln!("[INFO] Stopping job {} ...", job.id());
+            job.cancel();
+            let _ = job.wait().await;
+            return Ok(());
+        }
+    };
+    report_counters(job);
+    match result {
+        Ok(()) => {
+            eprintln!("[INFO] Job {} ({}) finished.", job.id(), job.name());
+            Ok(())
+        }
+        Err(EngineError::Cancelled) => Ok(()),
+        Err(e) => {
+            eprintln!("[ERROR] Job {} ({}) failed: {e}", job.id(), job.name());
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn report_counters(job: &JobHandle) {
+    for (node, m) in job.metrics() {
+        if m.late_records_dropped > 0 {
+            eprintln!("[WARN] {node}: {} late records dropped", m.late_records_dropped);
+        }
+        if m.parse_errors_skipped > 0 {
+            eprintln!("[WARN] {node}: {} malformed records skipped", m.parse_errors_skipped);
+        }
+    }
+}
+
+fn is_quit(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> bool {
+    use datafusion::sql::sqlparser::tokenizer::Token;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map(|t| t.token.to_string().to_uppercase())
+        .collect();
+    words.len() == 1 && (words[0] == "QUIT" || words[0] == "EXIT")
+}
+
+/// Executes one statement and prints its outcome. Returns the job an INSERT
+/// started.
+async fn execute_and_print(
+    session: &mut Session,
+    tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
+    interactive: bool,
+) -> Result<Option<JobHandle>, SqlError> {
+    match session.execute_tokens(tokens).await? {
+        StatementResult::Done(msg) => println!("[INFO] {msg}\n"),
+        StatementResult::Table { header, rows } => print_table(&header, &rows),
+        StatementResult::Text(text) => println!("{text}"),
+        StatementResult::Job(job) => {
+            println!("[INFO] Submitting SQL update statement to the cluster...");
+            println!("[INFO] SQL update statement has been successfully submitted to the cluster:");
+            println!("Job ID: {}\n", job.id());
+            eprintln!("[INFO] Job {} ({}) started.", job.id(), job.name());
+            return Ok(Some(job));
+        }
+        StatementResult::Query(query) => {
+            let max_rows = session.config().get("sql-client.execution.max-table-result.rows").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let width = session.config().get("sql-client.display.max-column-width").and_then(|v| v.parse().ok()).unwrap_or(30);
+            let job = query.job.clone();
+            let outcome = print_query(query, max_rows, width, interactive).await;
+            report_counters(&job);
+            if let Err(e) = outcome {
+                return Err(SqlError::Engine(e));
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn shell(session: &mut Session) -> ExitCode {
+    let mut editor = match rustyline::DefaultEditor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("[ERROR] cannot open the terminal: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".weir_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "Weir SQL> " } else { "> " };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !buffer.is_empty() {
+                    buffer.push('\n');
+                }
+                buffer.push_str(&line);
+                if !is_complete(&buffer) {
+                    continue;
+                }
+                let text = std::mem::take(&mut buffer);
+                let _ = editor.add_history_entry(text.trim());
+                let statements = match Session::split(&text) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        println!("{}\n", error_text(&e));
+                        continue;
+                    }
+                };
+                for tokens in statements {
+                    if is_quit(&tokens) {
+                        println!("Exiting Weir SQL shell. Bye!");
+                        if let Some(h) = &history {
+                            let _ = editor.save_history(h);
+                        }
+                        return ExitCode::SUCCESS;
+                    }
+                    let first = tokens.iter().find(|t| !matches!(t.token, datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)));
+                    if first.is_some_and(|t| t.token.to_string().eq_ignore_ascii_case("HELP")) {
+                        println!("{HELP}\n");
+                        continue;
+                    }
+                    if let Err(e) = execute_and_print(session, tokens, true).await {
+                        println!("{}\n", error_text(&e));
+                        break;
+                    }
+                }
+            }
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+            }
+            Err(ReadlineError::Eof) => {
+                println!("Exiting Weir SQL shell. Bye!");
+                break;
+            }
+            Err(e) => {
+                eprintln!("[ERROR] {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,21 @@
+//! Weir's SQL layer.
+//!
+//! - [`parser`]: the Flink dialect (DDL, `SET`, `SHOW`, `DESCRIBE`, …) on
+//!   sqlparser's tokens, with line and column in errors.
+//! - [`window_tvf`]: cuts `TUMBLE`/`HOP`/`CUMULATE` out of queries so that
+//!   DataFusion can plan them.
+//! - [`catalog`]: tables and views, registered with DataFusion as schemas.
+//! - [`translate`]: DataFusion's optimized logical plan → Weir's job graph.
+//! - [`session`]: runs statements; what the shell and the facade call.
+
+pub mod catalog;
+pub mod error;
+pub mod parser;
+pub mod session;
+pub mod translate;
+pub mod values;
+pub mod window_tvf;
+
+pub use error::{Result, SqlError};
+pub use parser::is_complete;
+pub use session::{QueryResult, Session, StatementResult};

@@ -1,0 +1,459 @@
+//! A session: the catalog, the configuration and the DataFusion context that
+//! plans statements; it runs each statement and says what came of it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::DFSchema;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{ExprSchemable, LogicalPlan};
+use datafusion::optimizer::Optimizer;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
+use tokio::sync::mpsc;
+use weir_engine::connectors::collect::CollectSink;
+use weir_engine::connectors::{is_secret, validate_options};
+use weir_engine::{start_job, Config, JobHandle};
+
+use crate::catalog::async_trait_shim::Provider;
+use crate::catalog::{flink_type_name, ColumnDef, StreamTable, TableDef};
+use crate::error::{Result, SqlError};
+use crate::parser::{dialect, parse_statement, split_shift_right, split_statements, CreateTable, ColumnSpec, FlinkStatement};
+use crate::translate::{Catalog, Translator};
+use crate::window_tvf::{rewrite, WindowCall};
+
+/// What a statement produced.
+pub enum StatementResult {
+    /// A statement that changed the session (DDL, SET, …).
+    Done(String),
+    /// Rows to show (`SHOW TABLES`, `DESCRIBE`, `SET`).
+    Table {
+        /// Column names.
+        header: Vec<String>,
+        /// Rows of text.
+        rows: Vec<Vec<String>>,
+    },
+    /// Text to show (`EXPLAIN`).
+    Text(String),
+    /// A job started by `INSERT INTO`.
+    Job(JobHandle),
+    /// A job started by a `SELECT`, with its results.
+    Query(QueryResult),
+}
+
+/// A running `SELECT`: its job and its result batches.
+pub struct QueryResult {
+    /// The job computing the rows.
+    pub job: JobHandle,
+    /// Result columns (without the change-kind column).
+    pub schema: SchemaRef,
+    /// Whether rows carry change kinds (`+I/-U/+U/-D`).
+    pub updating: bool,
+    /// The rows as they are produced.
+    pub batches: mpsc::Receiver<RecordBatch>,
+}
+
+/// A SQL session.
+pub struct Session {
+    config: Config,
+    ctx: SessionContext,
+    tables: BTreeMap<String, TableDef>,
+    views: BTreeMap<String, LogicalPlan>,
+    windows: HashMap<String, WindowCall>,
+    next_window: usize,
+    jobs: Vec<JobHandle>,
+}
+
+fn datafusion_context() -> SessionContext {
+    let mut config = SessionConfig::new();
+    let options = config.options_mut();
+    // Flink's identifiers are case-sensitive and its strings are plain UTF-8.
+    options.sql_parser.enable_ident_normalization = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    // Rewriting COUNT(DISTINCT) into two aggregates would break windows.
+    let rules = Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| r.name() != "single_distinct_aggregation_to_group_by")
+        .collect();
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(rules)
+        .build();
+    SessionContext::new_with_state(state)
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Self::new(Config::new())
+    }
+}
+
+impl Session {
+    /// A session with this configuration.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            ctx: datafusion_context(),
+            tables: BTreeMap::new(),
+            views: BTreeMap::new(),
+            windows: HashMap::new(),
+            next_window: 0,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The configuration, to change.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Jobs started by this session.
+    pub fn jobs(&self) -> &[JobHandle] {
+        &self.jobs
+    }
+
+    /// Splits a script into statements (each still to be executed).
+    pub fn split(sql: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
+        split_statements(sql)
+    }
+
+    /// Runs every statement of `sql`, stopping at the first error.
+    pub async fn execute(&mut self, sql: &str) -> Result<Vec<StatementResult>> {
+        let mut results = Vec::new();
+        for tokens in split_statements(sql)? {
+            results.push(self.execute_tokens(tokens).await?);
+        }
+        Ok(results)
+    }
+
+    /// Runs one statement given as tokens (from [`Session::split`]).
+    pub async fn execute_tokens(&mut self, tokens: Vec<TokenWithSpan>) -> Result<StatementResult> {
+        let statement = parse_statement(split_shift_right(tokens))?;
+        self.run(statement).await
+    }
+
+    async fn run(&mut self, statement: FlinkStatement) -> Result<StatementResult> {
+        match statement {
+            FlinkStatement::CreateTable(ct) => self.create_table(ct),
+            FlinkStatement::CreateView { name, query, if_not_exists } => {
+                if self.tables.contains_key(&name) || self.views.contains_key(&name) {
+                    if if_not_exists {
+                        return Ok(StatementResult::Done("Execute statement succeeded.".into()));
+                    }
+                    return Err(SqlError::Plan(format!("a table or view named '{name}' already exists")));
+                }
+                let plan = self.logical_plan(query).await?;
+                let view = ViewTable::new(plan.clone(), None);
+                self.ctx.register_table(name.as_str(), Arc::new(view))?;
+                self.views.insert(name, plan);
+                Ok(StatementResult::Done("Execute statement succeeded.".into()))
+            }
+            FlinkStatement::Drop { name, if_exists, view } => {
+                let existed = if view { self.views.remove(&name).is_some() } else { self.tables.remove(&name).is_some() };
+                if !existed {
+                    if if_exists {
+                        return Ok(StatementResult::Done("Execute statement succeeded.".into()));
+                    }
+                    let what = if view { "view" } else { "table" };
+                    return Err(SqlError::Plan(format!("{what} '{name}' does not exist")));
+                }
+                self.ctx.deregister_table(name.as_str())?;
+                Ok(StatementResult::Done("Execute statement succeeded.".into()))
+            }
+            FlinkStatement::ShowTables => {
+                let mut names: Vec<String> = self.tables.keys().chain(self.views.keys()).cloned().collect();
+                names.sort();
+                Ok(StatementResult::Table { header: vec!["table name".into()], rows: names.into_iter().map(|n| vec![n]).collect() })
+            }
+            FlinkStatement::ShowViews => Ok(StatementResult::Table {
+                header: vec!["view name".into()],
+                rows: self.views.keys().map(|n| vec![n.clone()]).collect(),
+            }),
+            FlinkStatement::Describe(name) => self.describe(&name),
+            FlinkStatement::Set(None) => Ok(StatementResult::Table {
+                header: vec!["key".into(), "value".into()],
+                rows: self.config.entries().into_iter().map(|(k, v, _)| vec![k, v]).collect(),
+            }),
+            FlinkStatement::Set(Some((k, v))) => {
+                self.config.set(&k, &v)?;
+                Ok(StatementResult::Done("Session property has been set.".into()))
+            }
+            FlinkStatement::Reset(key) => {
+                self.config.reset(key.as_deref())?;
+                Ok(StatementResult::Done("Session property has been reset.".into()))
+            }
+            FlinkStatement::Explain(inner) => self.explain(*inner).await,
+            FlinkStatement::Insert(tokens) => {
+                let plan = self.logical_plan(tokens).await?;
+                let name = self.job_name(&plan);
+                let mut translator = self.translator();
+                translator.insert(&plan)?;
+                let graph = translator.graph;
+                let job = start_job(&graph, &self.config, &name)?;
+                self.jobs.push(job.clone());
+                Ok(StatementResult::Job(job))
+            }
+            FlinkStatement::Query(tokens) => {
+                let plan = self.logical_plan(tokens).await?;
+                let name = self.job_name(&plan);
+                let (tx, rx) = mpsc::channel(16);
+                let mut translator = self.translator();
+                let stream = translator.plan(&plan)?;
+                translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
+                let graph = translator.graph;
+                let job = start_job(&graph, &self.config, &name)?;
+                self.jobs.push(job.clone());
+                Ok(StatementResult::Query(QueryResult {
+                    job,
+                    schema: Arc::new(stream.schema.as_arrow().clone()),
+                    updating: stream.updating,
+                    batches: rx,
+                }))
+            }
+        }
+    }
+
+    fn job_name(&self, plan: &LogicalPlan) -> String {
+        self.config.get("pipeline.name").unwrap_or_else(|| match plan {
+            LogicalPlan::Dml(d) => format!("insert-into_{}", d.table_name),
+            _ => "collect".into(),
+        })
+    }
+
+    fn translator(&self) -> Translator<'_> {
+        let state = self.ctx.state();
+        let optimize = move |plan: &LogicalPlan| -> Result<LogicalPlan> { Ok(state.optimize(plan)?) };
+        // The closure is boxed into the catalog for the translator's lifetime.
+        let optimize: &'static dyn Fn(&LogicalPlan) -> Result<LogicalPlan> = Box::leak(Box::new(optimize));
+        Translator::new(
+            Catalog { tables: &self.tables, views: &self.views, windows: &self.windows, optimize },
+            self.config.parallelism(),
+        )
+    }
+
+    /// Rewrites window functions, parses with sqlparser, plans and optimizes.
+    async fn logical_plan(&mut self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan> {
+        let (tokens, calls) = rewrite(tokens, &mut self.next_window)?;
+        for call in calls {
+            self.register_window(call).await?;
+        }
+        let d = dialect();
+        let mut parser = Parser::new(&d).with_tokens_with_locations(tokens);
+        let statement = parser.parse_statement()?;
+        let next = parser.peek_token();
+        if next.token != Token::EOF {
+            return Err(SqlError::Parse(format!("unexpected {} at {}", next.token, crate::parser::position(&next))));
+        }
+        let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(statement))).await?;
+        Ok(self.ctx.state().optimize(&plan)?)
+    }
+
+    async fn register_window(&mut self, call: WindowCall) -> Result<()> {
+        let provider = self.ctx.table_provider(call.input.as_str()).await.map_err(|_| {
+            SqlError::Plan(format!("table or view '{}' (input of the window function at {}) not found", call.input, call.position))
+        })?;
+        let schema = provider.schema();
+        let Ok(field) = schema.field_with_name(&call.time_column) else {
+            return Err(SqlError::Plan(format!(
+                "DESCRIPTOR({}) at {}: '{}' has no column '{}'; its columns are {}",
+                call.time_column,
+                call.position,
+                call.input,
+                call.time_column,
+                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        };
+        if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+            return Err(SqlError::Plan(format!(
+                "DESCRIPTOR({}) at {}: the time attribute must be a TIMESTAMP, but it is {}",
+                call.time_column,
+                call.position,
+                flink_type_name(field.data_type())
+            )));
+        }
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let ts = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None);
+        for n in ["window_start", "window_end", "window_time"] {
+            fields.push(Field::new(n, ts.clone(), false));
+        }
+        let table = StreamTable::new(&call.table, Arc::new(Schema::new(fields)));
+        self.ctx.register_table(call.table.as_str(), Arc::new(Provider(table)))?;
+        self.windows.insert(call.table.clone(), call);
+        Ok(())
+    }
+
+    fn create_table(&mut self, ct: CreateTable) -> Result<StatementResult> {
+        if self.tables.contains_key(&ct.name) || self.views.contains_key(&ct.name) {
+            if ct.if_not_exists {
+                return Ok(StatementResult::Done("Execute statement succeeded.".into()));
+            }
+            return Err(SqlError::Plan(format!("a table or view named '{}' already exists", ct.name)));
+        }
+        let physical: Vec<Field> = ct
+            .columns
+            .iter()
+            .filter_map(|c| match c {
+                ColumnSpec::Physical(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect();
+        let physical_df = DFSchema::try_from(Schema::new(physical.clone()))?;
+        let mut columns = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for c in &ct.columns {
+            let def = match c {
+                ColumnSpec::Physical(f) => ColumnDef { field: f.clone(), computed: None },
+                ColumnSpec::Computed(name, sql) => {
+                    let expr = self.ctx.parse_sql_expr(sql, &physical_df).map_err(|e| {
+                        SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
+                    })?;
+                    let (_, field) = expr.to_field(&physical_df).map_err(|e| {
+                        SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
+                    })?;
+                    let (t, nullable) = (field.data_type().clone(), field.is_nullable());
+                    ColumnDef { field: Field::new(name, t, nullable), computed: Some(sql.clone()) }
+                }
+            };
+            if !seen.insert(def.field.name().clone()) {
+                return Err(SqlError::Plan(format!("column '{}' is declared twice in table '{}'", def.field.name(), ct.name)));
+            }
+            columns.push(def);
+        }
+        let schema = Arc::new(Schema::new(columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>()));
+        if let Some((column, sql)) = &ct.watermark {
+            let Ok(field) = schema.field_with_name(column) else {
+                return Err(SqlError::Plan(format!("WATERMARK FOR {column}: table '{}' has no column '{column}'", ct.name)));
+            };
+            if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
+                return Err(SqlError::Plan(format!(
+                    "WATERMARK FOR {column}: the rowtime column must be TIMESTAMP(3) or TIMESTAMP_LTZ(3), but it is {}",
+                    flink_type_name(field.data_type())
+                )));
+            }
+            let full_df = DFSchema::try_from(schema.as_ref().clone())?;
+            let expr = self.ctx.parse_sql_expr(sql, &full_df)?;
+            let t = expr.get_type(&full_df).map_err(|e| SqlError::Plan(format!("WATERMARK expression {sql}: {}", SqlError::from(e))))?;
+            if !matches!(t, DataType::Timestamp(_, _)) {
+                return Err(SqlError::Plan(format!("WATERMARK expression {sql} must return a TIMESTAMP, but returns {}", flink_type_name(&t))));
+            }
+        }
+        for k in &ct.primary_key {
+            if schema.field_with_name(k).is_err() {
+                return Err(SqlError::Plan(format!("PRIMARY KEY column '{k}' is not a column of '{}'", ct.name)));
+            }
+        }
+        let def = TableDef {
+            name: ct.name.clone(),
+            columns,
+            watermark: ct.watermark.clone(),
+            primary_key: ct.primary_key.clone(),
+            options: ct.options.clone(),
+            schema: schema.clone(),
+        };
+        validate_options(def.connector(), &def.options, def.physical_schema()).map_err(|e| {
+            SqlError::Engine(weir_engine::EngineError::Config(format!("table '{}': {e}", ct.name)))
+        })?;
+        self.ctx.register_table(ct.name.as_str(), Arc::new(Provider(StreamTable::new(&ct.name, schema))))?;
+        self.tables.insert(ct.name.clone(), def);
+        Ok(StatementResult::Done("Execute statement succeeded.".into()))
+    }
+
+    fn describe(&self, name: &str) -> Result<StatementResult> {
+        let header = ["name", "type", "null", "key", "extras", "watermark"].map(String::from).to_vec();
+        if let Some(t) = self.tables.get(name) {
+            let rows = t
+                .columns
+                .iter()
+                .map(|c| {
+                    let n = c.field.name();
+                    let key = if t.primary_key.contains(n) { format!("PRI({})", t.primary_key.join(", ")) } else { String::new() };
+                    let wm = t.watermark.as_ref().filter(|(col, _)| col == n).map(|(_, e)| e.clone()).unwrap_or_default();
+                    let ty = if wm.is_empty() { flink_type_name(c.field.data_type()) } else { format!("{} *ROWTIME*", flink_type_name(c.field.data_type())) };
+                    vec![
+                        n.clone(),
+                        ty,
+                        if c.field.is_nullable() { "TRUE".into() } else { "FALSE".into() },
+                        key,
+                        c.computed.as_ref().map(|e| format!("AS {e}")).unwrap_or_default(),
+                        wm,
+                    ]
+                })
+                .collect();
+            return Ok(StatementResult::Table { header, rows });
+        }
+        if let Some(v) = self.views.get(name) {
+            let rows = v
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    vec![f.name().clone(), flink_type_name(f.data_type()), if f.is_nullable() { "TRUE".into() } else { "FALSE".into() }, String::new(), String::new(), String::new()]
+                })
+                .collect();
+            return Ok(StatementResult::Table { header, rows });
+        }
+        Err(SqlError::Plan(format!("table or view '{name}' does not exist")))
+    }
+
+    async fn explain(&mut self, inner: FlinkStatement) -> Result<StatementResult> {
+        let (plan, insert) = match inner {
+            FlinkStatement::Insert(tokens) => (self.logical_plan(tokens).await?, true),
+            FlinkStatement::Query(tokens) => (self.logical_plan(tokens).await?, false),
+            _ => return Err(SqlError::Unsupported("EXPLAIN of a statement other than a query or INSERT".into())),
+        };
+        let mut translator = self.translator();
+        if insert {
+            translator.insert(&plan)?;
+        } else {
+            let stream = translator.plan(&plan)?;
+            let (tx, _rx) = mpsc::channel(1);
+            translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
+        }
+        let graph = translator.graph;
+        let logical = redact(&plan.display_indent().to_string(), &self.tables);
+        Ok(StatementResult::Text(format!("== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}", graph.explain())))
+    }
+}
+
+/// Replaces secret option values in text shown to users.
+fn redact(text: &str, tables: &BTreeMap<String, TableDef>) -> String {
+    let mut out = text.to_string();
+    for t in tables.values() {
+        for (k, v) in &t.options {
+            if is_secret(k) && !v.is_empty() {
+                out = out.replace(v.as_str(), "******");
+            }
+        }
+    }
+    out
+}
+
+impl QueryResult {
+    /// The next batch of results; `None` when the query has ended.
+    pub async fn next(&mut self) -> Option<RecordBatch> {
+        self.batches.recv().await
+    }
+
+    /// Waits for a bounded query to finish and returns all its rows (on an
+    /// updating query, the whole changelog, with the op column last).
+    pub async fn collect(mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while let Some(b) = self.batches.recv().await {
+            out.push(b);
+        }
+        self.job.wait().await?;
+        Ok(out)
+    }
+}

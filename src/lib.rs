@@ -1,0 +1,104 @@
+//! # Weir
+//!
+//! A streaming SQL engine that speaks Flink SQL, plans with DataFusion and
+//! runs operators over Arrow record batches.
+//!
+//! ```no_run
+//! use weir::StreamContext;
+//!
+//! # async fn demo() -> Result<(), weir::SqlError> {
+//! let mut ctx = StreamContext::builder().set("parallelism.default", "2")?.build();
+//! ctx.sql("CREATE TABLE bids (price BIGINT, ts TIMESTAMP(3), \
+//!          WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+//!          WITH ('connector' = 'datagen', 'number-of-rows' = '100')").await?;
+//! let rows = ctx.query("SELECT price * 2 AS doubled FROM bids").await?.collect().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The crates behind the facade: `weir-sql` (dialect, catalog, planning),
+//! `weir-engine` (runtime, operators, connectors).
+
+#![warn(missing_docs)]
+
+pub use datafusion::arrow;
+pub use weir_engine::{Config, EngineError, JobHandle, JobStatus};
+pub use weir_sql::{QueryResult, Session, SqlError, StatementResult};
+
+/// The entry point for Rust programs: a SQL session with its configuration.
+pub struct StreamContext {
+    session: Session,
+}
+
+/// Builds a [`StreamContext`] from configuration keys (Flink's names).
+#[derive(Default)]
+pub struct StreamContextBuilder {
+    config: Config,
+}
+
+impl StreamContextBuilder {
+    /// Sets a configuration key; unknown keys and bad values are errors.
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self, SqlError> {
+        self.config.set(key, value)?;
+        Ok(self)
+    }
+
+    /// Uses a whole configuration (for example from [`Config::from_yaml`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The context.
+    pub fn build(self) -> StreamContext {
+        StreamContext { session: Session::new(self.config) }
+    }
+}
+
+impl Default for StreamContext {
+    fn default() -> Self {
+        Self::builder().build()
+    }
+}
+
+impl StreamContext {
+    /// A builder with the default configuration.
+    pub fn builder() -> StreamContextBuilder {
+        StreamContextBuilder::default()
+    }
+
+    /// Runs every statement of `sql` (DDL, `SET`, `INSERT INTO`, `SELECT`),
+    /// stopping at the first error. `INSERT` returns a running job's handle;
+    /// `SELECT` returns its result stream.
+    pub async fn sql(&mut self, sql: &str) -> Result<Vec<StatementResult>, SqlError> {
+        self.session.execute(sql).await
+    }
+
+    /// Runs one `SELECT` and returns its results as they are produced.
+    pub async fn query(&mut self, sql: &str) -> Result<QueryResult, SqlError> {
+        match self.single(sql).await? {
+            StatementResult::Query(q) => Ok(q),
+            _ => Err(SqlError::Plan("StreamContext::query expects a SELECT".into())),
+        }
+    }
+
+    /// Runs one `INSERT INTO … SELECT …` and returns its job.
+    pub async fn insert(&mut self, sql: &str) -> Result<JobHandle, SqlError> {
+        match self.single(sql).await? {
+            StatementResult::Job(j) => Ok(j),
+            _ => Err(SqlError::Plan("StreamContext::insert expects an INSERT INTO statement".into())),
+        }
+    }
+
+    async fn single(&mut self, sql: &str) -> Result<StatementResult, SqlError> {
+        let mut statements = Session::split(sql)?;
+        if statements.len() != 1 {
+            return Err(SqlError::Plan(format!("expected one statement, found {}", statements.len())));
+        }
+        self.session.execute_tokens(statements.remove(0)).await
+    }
+
+    /// The underlying session (catalog and configuration).
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+}

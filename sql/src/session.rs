@@ -9,7 +9,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::view::ViewTable;
 use datafusion::common::DFSchema;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{ExprSchemable, LogicalPlan};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::Optimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
@@ -69,7 +69,9 @@ pub struct Session {
     jobs: Vec<JobHandle>,
 }
 
-fn datafusion_context() -> SessionContext {
+/// A DataFusion context configured for Weir (case-sensitive identifiers,
+/// plain UTF-8 strings, no rewrite of `COUNT(DISTINCT)` into two aggregates).
+pub fn datafusion_context() -> SessionContext {
     let mut config = SessionConfig::new();
     let options = config.options_mut();
     // Flink's identifiers are case-sensitive and its strings are plain UTF-8.
@@ -319,10 +321,11 @@ impl Session {
                     let expr = self.ctx.parse_sql_expr(sql, &physical_df).map_err(|e| {
                         SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
                     })?;
-                    let (_, field) = expr.to_field(&physical_df).map_err(|e| {
+                    let physical = self.ctx.create_physical_expr(expr, &physical_df).map_err(|e| {
                         SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
                     })?;
-                    let (t, nullable) = (field.data_type().clone(), field.is_nullable());
+                    let arrow = physical_df.as_arrow();
+                    let (t, nullable) = (physical.data_type(arrow)?, physical.nullable(arrow)?);
                     ColumnDef { field: Field::new(name, t, nullable), computed: Some(sql.clone()) }
                 }
             };
@@ -344,7 +347,11 @@ impl Session {
             }
             let full_df = DFSchema::try_from(schema.as_ref().clone())?;
             let expr = self.ctx.parse_sql_expr(sql, &full_df)?;
-            let t = expr.get_type(&full_df).map_err(|e| SqlError::Plan(format!("WATERMARK expression {sql}: {}", SqlError::from(e))))?;
+            let t = self
+                .ctx
+                .create_physical_expr(expr, &full_df)
+                .and_then(|p| p.data_type(full_df.as_arrow()))
+                .map_err(|e| SqlError::Plan(format!("WATERMARK expression {sql}: {}", SqlError::from(e))))?;
             if !matches!(t, DataType::Timestamp(_, _)) {
                 return Err(SqlError::Plan(format!("WATERMARK expression {sql} must return a TIMESTAMP, but returns {}", flink_type_name(&t))));
             }

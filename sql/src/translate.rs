@@ -16,7 +16,7 @@ use datafusion::common::{DFSchema, DFSchemaRef};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, WriteOp};
+use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 #[allow(deprecated)]
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
@@ -312,18 +312,14 @@ impl<'a> Translator<'a> {
         let full_df = DFSchema::try_from(table.schema.as_ref().clone())?;
         let computed = if table.columns.iter().any(|c| c.computed.is_some()) {
             let mut exprs = Vec::new();
-            let ctx = datafusion::prelude::SessionContext::new();
+            let ctx = crate::session::datafusion_context();
             for c in &table.columns {
                 let e = match &c.computed {
                     Some(sql) => ctx.parse_sql_expr(sql, &physical_df)?,
                     None => Expr::Column(datafusion::common::Column::from_name(c.field.name())),
                 };
-                let e = if e.get_type(&physical_df)? != *c.field.data_type() {
-                    e.cast_to(c.field.data_type(), &physical_df)?
-                } else {
-                    e
-                };
-                exprs.push(self.physical(&e, &physical_df)?);
+                // The session's planner applies type coercion, as in a query.
+                exprs.push(ctx.create_physical_expr(e, &physical_df)?);
             }
             Some(exprs)
         } else {
@@ -331,9 +327,9 @@ impl<'a> Translator<'a> {
         };
         let watermark = match &table.watermark {
             Some((_, sql)) => {
-                let ctx = datafusion::prelude::SessionContext::new();
+                let ctx = crate::session::datafusion_context();
                 let e = ctx.parse_sql_expr(sql, &full_df)?;
-                Some(self.physical(&e, &full_df)?)
+                Some(ctx.create_physical_expr(e, &full_df)?)
             }
             None => None,
         };

@@ -103,7 +103,7 @@ async fn async_main(args: Vec<String>) -> ExitCode {
                 return ExitCode::from(2);
             };
             match std::fs::read_to_string(&file) {
-                Ok(sql) => run_script(&mut session, &sql).await,
+                Ok(sql) => run_script(&mut session, &sql, true).await,
                 Err(e) => {
                     eprintln!("[ERROR] cannot read '{file}': {e}");
                     ExitCode::FAILURE
@@ -116,7 +116,7 @@ async fn async_main(args: Vec<String>) -> ExitCode {
                 eprintln!("[ERROR] cannot read standard input: {e}");
                 return ExitCode::FAILURE;
             }
-            run_script(&mut session, &sql).await
+            run_script(&mut session, &sql, false).await
         }
         _ => shell(&mut session).await,
     }
@@ -126,8 +126,11 @@ fn error_text(e: &SqlError) -> String {
     format!("[ERROR] Could not execute SQL statement. Reason:\n{e}")
 }
 
-/// Runs a script: stops at the first error, then waits for the jobs it started.
-async fn run_script(session: &mut Session, sql: &str) -> ExitCode {
+/// Runs a script, then waits for the jobs it started. `weir run` stops at the
+/// first error; piped statements behave like the shell (the error is printed
+/// and the next statement runs) and the exit code says whether any failed.
+async fn run_script(session: &mut Session, sql: &str, stop_on_error: bool) -> ExitCode {
+    let mut failed = false;
     let statements = match Session::split(sql) {
         Ok(s) => s,
         Err(e) => {
@@ -152,10 +155,14 @@ async fn run_script(session: &mut Session, sql: &str) -> ExitCode {
                 }
             }
             Ok(None) => {}
-            Err(e) => {
+            Err(e) if stop_on_error => {
                 eprintln!("{}", error_text(&e));
                 cancel_all(&jobs);
                 return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                println!("{}\n", error_text(&e));
+                failed = true;
             }
         }
     }
@@ -165,7 +172,11 @@ async fn run_script(session: &mut Session, sql: &str) -> ExitCode {
             return code;
         }
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn cancel_all(jobs: &[JobHandle]) {

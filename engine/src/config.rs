@@ -14,6 +14,7 @@ use crate::error::{EngineError, Result};
 enum Kind {
     PositiveInt,
     NonNegativeInt,
+    #[allow(dead_code)] // the checkpointing keys (durations) come with checkpoints
     Duration,
     Bool,
     Text,
@@ -35,8 +36,6 @@ const KEYS: &[Key] = &[
     Key { name: "execution.batch-size", kind: Kind::PositiveInt, default: Some("8192"), doc: "rows per batch read by sources" },
     Key { name: "execution.buffer-capacity", kind: Kind::PositiveInt, default: Some("16"), doc: "batches buffered per channel before backpressure" },
     Key { name: "table.dml-sync", kind: Kind::Bool, default: Some("false"), doc: "wait for each INSERT to finish before the next statement" },
-    Key { name: "table.exec.source.idle-timeout", kind: Kind::Duration, default: Some("0"), doc: "exclude idle inputs from watermarks (0 = never)" },
-    Key { name: "table.exec.state.ttl", kind: Kind::Duration, default: Some("0"), doc: "state time-to-live for updating aggregates (0 = forever)" },
     Key { name: "sql-client.execution.result-mode", kind: Kind::OneOf(&["tableau", "TABLEAU"]), default: Some("tableau"), doc: "how the shell shows results" },
     Key { name: "sql-client.execution.max-table-result.rows", kind: Kind::NonNegativeInt, default: Some("0"), doc: "stop a shell SELECT after this many rows (0 = no limit)" },
     Key { name: "sql-client.display.max-column-width", kind: Kind::PositiveInt, default: Some("30"), doc: "widest column the shell prints" },

@@ -263,6 +263,7 @@ impl<'a> Translator<'a> {
             connector: Arc::new(ValuesSource { batches }),
             computed: None,
             watermark: None,
+            watermark_sql: None,
             schema: arrow.clone(),
         };
         let node = self.graph.add(NodeKind::Source(Arc::new(spec)), 1, vec![], arrow, false);
@@ -333,7 +334,8 @@ impl<'a> Translator<'a> {
             }
             None => None,
         };
-        let spec = SourceSpec { table: table.name.clone(), connector, computed, watermark, schema: table.schema.clone() };
+        let watermark_sql = table.watermark.as_ref().map(|(col, sql)| format!("{col}, {sql}"));
+        let spec = SourceSpec { table: table.name.clone(), connector, computed, watermark, watermark_sql, schema: table.schema.clone() };
         let node = self.graph.add(NodeKind::Source(Arc::new(spec)), self.parallelism, vec![], table.schema.clone(), false);
         let schema = Arc::new(DFSchema::try_from_qualified_schema(&table.name, &table.schema)?);
         Ok(Stream { node, schema, updating: false, windowed: false, parallelism: self.parallelism })

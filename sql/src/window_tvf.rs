@@ -90,10 +90,26 @@ pub fn rewrite(tokens: Vec<TokenWithSpan>, next_id: &mut usize) -> Result<(Vec<T
         let call = parse_call(&func, inner, &table, position(&tokens[i]))?;
         calls.push(call);
         out.extend_from_slice(&tokens[copied_to..i]);
+        let span = tokens[i].span;
         out.push(TokenWithSpan::new(
             Token::Word(Word { value: table, quote_style: None, keyword: Keyword::NoKeyword }),
-            tokens[i].span,
+            span,
         ));
+        // Without an alias of the user's, name the call after its input, so
+        // that result columns read `max(bid.price)`, not the generated name.
+        let next = tokens[close + 1..].iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
+        let aliased = next.is_some_and(|t| match &t.token {
+            Token::Word(w) => w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword || w.quote_style.is_some(),
+            _ => false,
+        });
+        if !aliased {
+            let alias = calls.last().map(|c: &WindowCall| c.input.clone()).unwrap_or_default();
+            let word = |value: String, keyword| Token::Word(Word { value, quote_style: None, keyword });
+            out.push(TokenWithSpan::new(Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space), span));
+            out.push(TokenWithSpan::new(word("AS".into(), Keyword::AS), span));
+            out.push(TokenWithSpan::new(Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space), span));
+            out.push(TokenWithSpan::new(Token::Word(Word { value: alias, quote_style: Some('"'), keyword: Keyword::NoKeyword }), span));
+        }
         copied_to = close + 1;
         while k < sig.len() && sig[k] <= close {
             k += 1;
@@ -241,7 +257,7 @@ mod tests {
         let mut id = 0;
         let (out, calls) = rewrite(tokens, &mut id).unwrap();
         let text: String = out.iter().map(|t| t.token.to_string()).collect();
-        assert_eq!(text, "SELECT * FROM __weir_window_0 JOIN __weir_window_1 ON true");
+        assert_eq!(text, "SELECT * FROM __weir_window_0 AS \"bid\" JOIN __weir_window_1 AS \"b\" ON true");
         assert_eq!(calls[0].kind, WindowKind::Tumble { size: 10_000 });
         assert_eq!(calls[1].kind, WindowKind::Hop { slide: 5_000, size: 60_000 });
         assert_eq!(calls[1].input, "b");

@@ -65,6 +65,8 @@ pub struct SourceSpec {
     pub computed: Option<Vec<Arc<dyn PhysicalExpr>>>,
     /// `WATERMARK FOR … AS <expr>` over the table's columns.
     pub watermark: Option<Arc<dyn PhysicalExpr>>,
+    /// The watermark declaration as the user wrote it, for `EXPLAIN`.
+    pub watermark_sql: Option<String>,
     /// The schema of the table (physical and computed columns).
     pub schema: SchemaRef,
 }
@@ -72,11 +74,7 @@ pub struct SourceSpec {
 impl SourceSpec {
     /// One line for `EXPLAIN`.
     pub fn describe(&self) -> String {
-        let wm = self
-            .watermark
-            .as_ref()
-            .map(|w| format!(", watermark=[{w}]"))
-            .unwrap_or_default();
+        let wm = self.watermark_sql.as_ref().map(|w| format!(", watermark=[{w}]")).unwrap_or_default();
         format!("TableSourceScan(table=[{}], {}{wm})", self.table, self.connector.describe())
     }
 }

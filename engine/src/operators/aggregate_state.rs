@@ -115,9 +115,77 @@ pub fn groups_accumulator(call: &AggregateCall) -> Result<Box<dyn GroupsAccumula
     }
 }
 
+/// Interns group keys into dense group ids. An aggregate without keys (a
+/// global aggregate) has exactly one group.
+pub enum GroupKeys {
+    /// Keys interned by DataFusion's vectorized group tables.
+    Columns(Box<dyn GroupValues>),
+    /// No keys: one group once any row arrived.
+    Global {
+        /// Whether the single group exists.
+        exists: bool,
+    },
+}
+
+impl GroupKeys {
+    /// A key table for keys of this schema.
+    pub fn new(schema: &SchemaRef) -> Result<Self> {
+        if schema.fields().is_empty() {
+            Ok(GroupKeys::Global { exists: false })
+        } else {
+            Ok(GroupKeys::Columns(new_group_values(schema.clone(), &GroupOrdering::None)?))
+        }
+    }
+
+    /// Assigns a group id to each of the `rows` rows.
+    pub fn intern(&mut self, keys: &[ArrayRef], rows: usize, group_ids: &mut Vec<usize>) -> Result<()> {
+        match self {
+            GroupKeys::Columns(values) => Ok(values.intern(keys, group_ids)?),
+            GroupKeys::Global { exists } => {
+                group_ids.clear();
+                group_ids.resize(rows, 0);
+                *exists |= rows > 0;
+                Ok(())
+            }
+        }
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        match self {
+            GroupKeys::Columns(values) => values.len(),
+            GroupKeys::Global { exists } => usize::from(*exists),
+        }
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate memory held, in bytes.
+    pub fn size(&self) -> usize {
+        match self {
+            GroupKeys::Columns(values) => values.size(),
+            GroupKeys::Global { .. } => 0,
+        }
+    }
+
+    /// Emits every group's key columns and forgets them.
+    pub fn emit(&mut self) -> Result<Vec<ArrayRef>> {
+        match self {
+            GroupKeys::Columns(values) => Ok(values.emit(EmitTo::All)?),
+            GroupKeys::Global { exists } => {
+                *exists = false;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
 /// Groups and their accumulators, for one window (or for all time).
 pub struct GroupTable {
-    values: Box<dyn GroupValues>,
+    values: GroupKeys,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     group_ids: Vec<usize>,
 }
@@ -126,7 +194,7 @@ impl GroupTable {
     /// An empty table for `spec`.
     pub fn new(spec: &AggregateSpec) -> Result<Self> {
         Ok(Self {
-            values: new_group_values(spec.group_schema.clone(), &GroupOrdering::None)?,
+            values: GroupKeys::new(&spec.group_schema)?,
             accumulators: spec.aggregates.iter().map(groups_accumulator).collect::<Result<_>>()?,
             group_ids: Vec::new(),
         })
@@ -134,7 +202,7 @@ impl GroupTable {
 
     /// Adds a batch whose keys were already evaluated.
     pub fn update(&mut self, spec: &AggregateSpec, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
-        self.values.intern(keys, &mut self.group_ids)?;
+        self.values.intern(keys, batch.num_rows(), &mut self.group_ids)?;
         let total = self.values.len();
         for (i, acc) in self.accumulators.iter_mut().enumerate() {
             let (args, filter) = spec.arguments(i, batch)?;
@@ -161,7 +229,7 @@ impl GroupTable {
     /// Emits every group as key columns followed by aggregate results, and
     /// leaves the table empty.
     pub fn emit(&mut self) -> Result<Vec<ArrayRef>> {
-        let mut columns = self.values.emit(EmitTo::All)?;
+        let mut columns = self.values.emit()?;
         for acc in &mut self.accumulators {
             columns.push(acc.evaluate(EmitTo::All)?);
         }

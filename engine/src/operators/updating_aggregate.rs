@@ -13,11 +13,9 @@ use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::Accumulator;
-use datafusion::physical_plan::aggregates::group_values::{new_group_values, GroupValues};
-use datafusion::physical_plan::aggregates::order::GroupOrdering;
 use datafusion::scalar::ScalarValue;
 
-use super::aggregate_state::AggregateSpec;
+use super::aggregate_state::{AggregateSpec, GroupKeys};
 use super::{Operator, OperatorFactory, TaskContext};
 use crate::error::Result;
 use crate::message::ChangeKind;
@@ -33,7 +31,7 @@ pub struct UpdatingAggregateSpec {
 impl OperatorFactory for UpdatingAggregateSpec {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
         Ok(Box::new(UpdatingAggregateOperator {
-            values: new_group_values(self.aggregate.group_schema.clone(), &GroupOrdering::None)?,
+            values: GroupKeys::new(&self.aggregate.group_schema)?,
             spec: self.clone(),
             groups: Vec::new(),
             group_ids: Vec::new(),
@@ -55,7 +53,7 @@ struct GroupState {
 /// Runs an [`UpdatingAggregateSpec`].
 pub struct UpdatingAggregateOperator {
     spec: UpdatingAggregateSpec,
-    values: Box<dyn GroupValues>,
+    values: GroupKeys,
     groups: Vec<GroupState>,
     group_ids: Vec<usize>,
     ctx: TaskContext,
@@ -65,7 +63,7 @@ impl Operator for UpdatingAggregateOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let spec = &self.spec.aggregate;
         let keys = spec.keys(&batch)?;
-        self.values.intern(&keys, &mut self.group_ids)?;
+        self.values.intern(&keys, batch.num_rows(), &mut self.group_ids)?;
         while self.groups.len() < self.values.len() {
             let accumulators = spec
                 .aggregates

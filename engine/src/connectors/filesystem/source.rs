@@ -239,6 +239,7 @@ impl FileReader {
         let width = self.schema.fields().len();
         let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
         let mut line_of_row: Vec<u64> = Vec::with_capacity(lines.len());
+        let mut shape_errors: Vec<(u64, String)> = Vec::new();
         for (i, text) in lines.iter().enumerate() {
             let line = first_line + i as u64;
             if text.is_empty() {
@@ -254,11 +255,23 @@ impl FileReader {
                     }
                     line_of_row.push(line);
                 }
-                Ok(fields) => self.bad(path, line, format!("expected {width} fields, found {}", fields.len()))?,
-                Err(reason) => self.bad(path, line, reason)?,
+                Ok(fields) => shape_errors.push((line, format!("expected {width} fields, found {}", fields.len()))),
+                Err(reason) => shape_errors.push((line, reason)),
             }
         }
         let texts: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        // Report the earliest bad line, whether its fields or its values are wrong.
+        if !self.options.ignore_parse_errors {
+            if let Some((line, reason)) = shape_errors.first().cloned() {
+                let earlier: Vec<u64> = line_of_row.iter().copied().filter(|l| *l < line).collect();
+                let texts_before: Vec<ArrayRef> = texts.iter().map(|t| t.slice(0, earlier.len())).collect();
+                self.convert(texts_before, &earlier, path)?;
+                return Err(EngineError::BadRecord { file: path.to_string(), line, reason });
+            }
+        }
+        for (line, reason) in shape_errors {
+            self.bad(path, line, reason)?;
+        }
         self.convert(texts, &line_of_row, path)
     }
 

@@ -1,0 +1,240 @@
+//! The `weir` binary as a user runs it: `weir run`, piped scripts, exit codes
+//! and messages, the YAML configuration, and the filesystem sink's files.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn weir(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn piped_select_prints_a_table() {
+    let out = weir(&[], Some("SELECT 1 AS one, 'x' AS two;"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains(" one | two "), "{stdout}");
+    assert!(stdout.contains("|                    1 | x"), "{stdout}");
+    assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
+}
+
+#[test]
+fn piped_errors_are_reported_and_the_script_goes_on() {
+    let out = weir(&[], Some("SELECT * FROM nowhere;\nSELECT 2 AS two;"));
+    assert!(!out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("table or view 'nowhere' not found") || stdout.contains("nowhere"), "{stdout}");
+    assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
+}
+
+#[test]
+fn run_executes_a_file_and_writes_hidden_then_visible_part_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    let out_dir = dir.path().join("out");
+    std::fs::write(
+        &job,
+        format!(
+            "CREATE TABLE src (id INT, name STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)\n\
+             WITH ('connector' = 'filesystem', 'path' = 'tests/data/events.csv', 'format' = 'csv');\n\
+             CREATE TABLE dst (name STRING, window_end TIMESTAMP(3), total BIGINT)\n\
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             INSERT INTO dst SELECT name, window_end, SUM(v) FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '10' SECOND))\n\
+             GROUP BY name, window_start, window_end;\n",
+            out_dir.display()
+        ),
+    )
+    .unwrap();
+    let out = weir(&["run", job.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("finished"), "{}", text(&out.stderr));
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!name.starts_with('.'), "an in-progress file was left: {name}");
+        lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_string));
+    }
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "a,2024-01-01 00:00:10.000,40",
+            "b,2024-01-01 00:00:10.000,20",
+            "b,2024-01-01 00:00:20.000,15",
+            "c,2024-01-01 00:00:20.000,5",
+        ]
+    );
+}
+
+#[test]
+fn run_stops_at_the_first_error_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("bad.sql");
+    std::fs::write(&job, "SET 'parallelism.default' = '1';\nCREATE TABLE t (\n  id BIGINT,\n  x WHATEVER\n) WITH ('connector' = 'datagen');\nSELECT 1;\n").unwrap();
+    let out = weir(&["run", job.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 4, column 5"), "{stderr}");
+    assert!(!text(&out.stdout).contains("Received a total"), "statements after the error must not run");
+}
+
+#[test]
+fn run_fails_on_a_malformed_record_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        "CREATE TABLE s (id INT, name STRING, v BIGINT, ts TIMESTAMP(3)) WITH ('connector' = 'filesystem', 'path' = 'tests/data/bad.csv', 'format' = 'csv');\n\
+         CREATE TABLE p (id INT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO p SELECT id FROM s;\n",
+    )
+    .unwrap();
+    let out = weir(&["run", job.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("tests/data/bad.csv at line 2"), "{stderr}");
+}
+
+#[test]
+fn configuration_file_is_read_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("weir.yaml");
+    std::fs::write(&conf, "parallelism:\n  default: 2\n").unwrap();
+    let out = weir(&["--conf", conf.to_str().unwrap()], Some("SET;"));
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("| parallelism.default"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).lines().any(|l| l.contains("parallelism.default") && l.contains(" 2 ")));
+    std::fs::write(&conf, "paralelism.default: 2\n").unwrap();
+    let out = weir(&["--conf", conf.to_str().unwrap()], Some("SET;"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown configuration key 'paralelism.default'"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn quickstart_example_prints_window_results() {
+    let out = weir(&["run", "examples/quickstart.sql"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("+I[")).collect();
+    assert!(rows.len() > 10, "{stdout}");
+    assert!(rows.iter().all(|r| r.split(", ").count() == 5), "{rows:?}");
+}
+
+/// The interactive shell on a pseudo-terminal (through util-linux `script`):
+/// multi-line statements, Ctrl-C cancelling a running query while the shell
+/// stays usable, and `quit;`.
+#[test]
+fn interactive_shell_on_a_terminal() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new("script")
+        .args(["-qefc", env!("CARGO_BIN_EXE_weir"), "/dev/null"])
+        .env("HOME", home.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut send = |s: &str, pause_ms: u64| {
+        input.write_all(s.as_bytes()).unwrap();
+        input.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+    };
+    send("CREATE TABLE g (x BIGINT)\n", 300);
+    send("WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n", 500);
+    send("SELECT x FROM g;\n", 2000);
+    send("\u{3}", 1000);
+    send("SELECT 7 AS seven;\n", 1500);
+    send("quit;\n", 500);
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("[INFO] Execute statement succeeded."), "{stdout}");
+    assert!(stdout.contains("Query cancelled after"), "{stdout}");
+    assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
+    assert!(stdout.contains("Bye!"), "{stdout}");
+    assert!(out.status.success());
+}
+
+/// Writes JSON lines and Parquet with the filesystem sink and reads them back
+/// with the filesystem source: the same rows come out.
+#[test]
+fn json_and_parquet_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    for format in ["json", "parquet"] {
+        let path = dir.path().join(format);
+        let script = format!(
+            "CREATE TABLE src (id INT, name STRING, v BIGINT, ts TIMESTAMP(3)) \
+               WITH ('connector' = 'filesystem', 'path' = 'tests/data/events.csv', 'format' = 'csv');\n\
+             CREATE TABLE dst (id INT, name STRING, v BIGINT, ts TIMESTAMP(3)) \
+               WITH ('connector' = 'filesystem', 'path' = '{p}', 'format' = '{format}');\n\
+             SET 'table.dml-sync' = 'true';\n\
+             INSERT INTO dst SELECT id, name, v * 10, ts FROM src;\n\
+             SELECT SUM(v) AS total, COUNT(*) AS n, MAX(ts) AS last FROM dst;\n",
+            p = path.display()
+        );
+        let out = weir(&[], Some(&script));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{format}: {stdout}{}", text(&out.stderr));
+        // The updating aggregate's last row holds the totals of all five rows.
+        let last = stdout.lines().filter(|l| l.starts_with("| +")).last().unwrap_or_default().to_string();
+        assert!(last.contains("800") && last.contains("|                    5 |") && last.contains("2024-01-01 00:00:13.000"), "{format}: {stdout}");
+    }
+}
+
+#[test]
+fn json_source_reports_or_skips_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.json");
+    std::fs::write(&file, "{\"id\": 1, \"name\": \"a\"}\n{\"id\": \"x\", \"name\": \"b\"}\nnot json\n{\"id\": 4, \"name\": \"d\"}\n").unwrap();
+    let table = |ignore: bool| {
+        format!(
+            "CREATE TABLE j (id INT, name STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'json.ignore-parse-errors' = '{ignore}');\nSELECT id, name FROM j;\n",
+            file.display()
+        )
+    };
+    let out = weir(&[], Some(&table(true)));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Received a total of 2 rows"), "{stdout}");
+    assert!(text(&out.stderr).contains("2 malformed records skipped"), "{}", text(&out.stderr));
+    let out = weir(&[], Some(&table(false)));
+    assert!(text(&out.stdout).contains("in.json at line 2"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn datagen_rows_follow_the_options() {
+    let out = weir(
+        &[],
+        Some(
+            "CREATE TABLE g (id BIGINT, score INT, name STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '500', \
+               'rows-per-second' = '100000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '500', \
+               'fields.score.min' = '10', 'fields.score.max' = '20', 'fields.name.length' = '4');\n\
+             SELECT COUNT(*) AS n, MIN(id) AS lo, MAX(id) AS hi, MIN(score) >= 10 AND MAX(score) <= 20 AS in_range, MAX(LENGTH(name)) AS len FROM g;\n",
+        ),
+    );
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().filter(|l| l.starts_with("| +")).last().unwrap_or_default().to_string();
+    let cells: Vec<&str> = last.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(&cells[1..], &["500", "1", "500", "true", "4"], "{stdout}");
+}

@@ -1,0 +1,219 @@
+//! Differential tests: a streaming query over a bounded CSV file must give
+//! exactly the rows DataFusion computes for the same computation as a batch
+//! query, at parallelism 1 and 2 and with several batch sizes.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use weir::StreamContext;
+
+/// Rows of (key, value, time) with times that go backwards by less than the
+/// watermark delay, so no row is late.
+fn write_events(path: &Path, rows: usize) {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let base = 1_700_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..rows as i64 {
+        let key = next() % 17;
+        let value = next() % 1000;
+        let jitter = (next() % 500) as i64;
+        let ts = base + i * 37 - jitter;
+        let secs = ts.div_euclid(1000);
+        let ms = ts.rem_euclid(1000);
+        let dt = chrono_like(secs);
+        // Some values are empty (NULL) to exercise null handling.
+        let value = if i % 53 == 0 { String::new() } else { value.to_string() };
+        text.push_str(&format!("{key},{value},{dt}.{ms:03}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Formats seconds since the epoch as `yyyy-MM-dd HH:mm:ss` (UTC).
+fn chrono_like(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if mo <= 2 { y + 1 } else { y };
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+fn rows_of(batches: &[RecordBatch], skip_last: bool) -> Vec<Vec<String>> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let n = if skip_last { b.num_columns() - 1 } else { b.num_columns() };
+        let fmts: Vec<_> = (0..n).map(|c| ArrayFormatter::try_new(b.column(c).as_ref(), &options).unwrap()).collect();
+        for r in 0..b.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+fn sorted(mut rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.sort();
+    rows
+}
+
+async fn batch_answer(csv: &Path, sql: &str) -> Vec<Vec<String>> {
+    let ctx = SessionContext::new();
+    let schema = Schema::new(vec![
+        Field::new("k", DataType::Int32, true),
+        Field::new("v", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+    ]);
+    ctx.register_csv("t", csv.to_str().unwrap(), CsvReadOptions::new().has_header(false).schema(&schema))
+        .await
+        .unwrap();
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    sorted(rows_of(&batches, false))
+}
+
+async fn stream_rows(csv: &Path, parallelism: usize, batch_size: usize, query: &str) -> (Vec<RecordBatch>, bool) {
+    let mut ctx = StreamContext::builder()
+        .set("parallelism.default", &parallelism.to_string())
+        .unwrap()
+        .set("execution.batch-size", &batch_size.to_string())
+        .unwrap()
+        .build();
+    ctx.sql(&format!(
+        "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+        csv.display()
+    ))
+    .await
+    .unwrap();
+    let result = ctx.query(query).await.unwrap();
+    let updating = result.updating;
+    (result.collect().await.unwrap(), updating)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tumbling_window_matches_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 6000);
+    let expected = batch_answer(
+        &csv,
+        "SELECT k, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00') AS ws, \
+                COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v), AVG(v), COUNT(DISTINCT v % 10), SUM(v) FILTER (WHERE v > 500) \
+         FROM t GROUP BY k, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00')",
+    )
+    .await;
+    assert!(expected.len() > 100, "too few groups: {}", expected.len());
+    for parallelism in [1, 2] {
+        for batch_size in [7, 100, 8192] {
+            let (batches, updating) = stream_rows(
+                &csv,
+                parallelism,
+                batch_size,
+                "SELECT k, window_start, COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v), AVG(v), COUNT(DISTINCT v % 10), \
+                        SUM(v) FILTER (WHERE v > 500) \
+                 FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end",
+            )
+            .await;
+            assert!(!updating);
+            let actual = sorted(rows_of(&batches, false));
+            assert_eq!(actual, expected, "parallelism {parallelism}, batch size {batch_size}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updating_aggregate_converges_to_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 3000);
+    let expected = batch_answer(&csv, "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k").await;
+    for parallelism in [1, 2] {
+        for batch_size in [7, 100, 8192] {
+            let (batches, updating) = stream_rows(
+                &csv,
+                parallelism,
+                batch_size,
+                "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k",
+            )
+            .await;
+            assert!(updating);
+            // Apply the changelog: +I/+U set a key's row, -U/-D must retract exactly it.
+            let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            let mut changes = 0;
+            for b in &batches {
+                let ops = b.column(b.num_columns() - 1).as_primitive::<datafusion::arrow::datatypes::Int8Type>();
+                let rows = rows_of(std::slice::from_ref(b), true);
+                for (row, op) in rows.into_iter().zip(ops.values().iter()) {
+                    changes += 1;
+                    match op {
+                        0 | 2 => {
+                            table.insert(row[0].clone(), row);
+                        }
+                        _ => {
+                            assert_eq!(table.remove(&row[0]).as_ref(), Some(&row), "retraction of a row not emitted");
+                        }
+                    }
+                }
+            }
+            let actual: Vec<Vec<String>> = table.into_values().collect();
+            assert_eq!(sorted(actual), expected, "parallelism {parallelism}, batch size {batch_size}");
+            if batch_size == 7 {
+                assert!(changes > expected.len() * 2, "small batches should produce updates");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_rows_are_dropped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("late.csv");
+    // The row at 00:00:02 arrives after the watermark (00:00:11) passed its window's end.
+    std::fs::write(
+        &csv,
+        "1,1,2024-01-01 00:00:01\n1,2,2024-01-01 00:00:12\n1,4,2024-01-01 00:00:02\n1,8,2024-01-01 00:00:13\n",
+    )
+    .unwrap();
+    let mut ctx = StreamContext::builder().set("execution.batch-size", "1").unwrap().build();
+    ctx.sql(&format!(
+        "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+        csv.display()
+    ))
+    .await
+    .unwrap();
+    let result = ctx
+        .query("SELECT window_start, SUM(v) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end")
+        .await
+        .unwrap();
+    let job = result.job.clone();
+    let rows = sorted(rows_of(&result.collect().await.unwrap(), false));
+    assert_eq!(
+        rows,
+        vec![
+            vec!["2024-01-01T00:00:00".to_string(), "1".to_string()],
+            vec!["2024-01-01T00:00:10".to_string(), "10".to_string()]
+        ]
+    );
+    let late: u64 = job.metrics().iter().map(|(_, m)| m.late_records_dropped).sum();
+    assert_eq!(late, 1);
+}

@@ -8,7 +8,9 @@ use weir::StreamContext;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut ctx = StreamContext::builder().set("parallelism.default", "2")?.build();
+    let mut ctx = StreamContext::builder()
+        .set("parallelism.default", "2")?
+        .build();
     ctx.sql(
         "CREATE TABLE nexmark (
             event_type INT,

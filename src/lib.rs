@@ -50,7 +50,9 @@ impl StreamContextBuilder {
 
     /// The context.
     pub fn build(self) -> StreamContext {
-        StreamContext { session: Session::new(self.config) }
+        StreamContext {
+            session: Session::new(self.config),
+        }
     }
 }
 
@@ -77,7 +79,9 @@ impl StreamContext {
     pub async fn query(&mut self, sql: &str) -> Result<QueryResult, SqlError> {
         match self.single(sql).await? {
             StatementResult::Query(q) => Ok(q),
-            _ => Err(SqlError::Plan("StreamContext::query expects a SELECT".into())),
+            _ => Err(SqlError::Plan(
+                "StreamContext::query expects a SELECT".into(),
+            )),
         }
     }
 
@@ -85,14 +89,19 @@ impl StreamContext {
     pub async fn insert(&mut self, sql: &str) -> Result<JobHandle, SqlError> {
         match self.single(sql).await? {
             StatementResult::Job(j) => Ok(j),
-            _ => Err(SqlError::Plan("StreamContext::insert expects an INSERT INTO statement".into())),
+            _ => Err(SqlError::Plan(
+                "StreamContext::insert expects an INSERT INTO statement".into(),
+            )),
         }
     }
 
     async fn single(&mut self, sql: &str) -> Result<StatementResult, SqlError> {
         let mut statements = Session::split(sql)?;
         if statements.len() != 1 {
-            return Err(SqlError::Plan(format!("expected one statement, found {}", statements.len())));
+            return Err(SqlError::Plan(format!(
+                "expected one statement, found {}",
+                statements.len()
+            )));
         }
         self.session.execute_tokens(statements.remove(0)).await
     }

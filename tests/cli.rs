@@ -1,6 +1,8 @@
 //! The `weir` binary as a user runs it: `weir run`, piped scripts, exit codes
 //! and messages, the YAML configuration, and the filesystem sink's files.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
@@ -38,7 +40,10 @@ fn piped_errors_are_reported_and_the_script_goes_on() {
     let out = weir(&[], Some("SELECT * FROM nowhere;\nSELECT 2 AS two;"));
     assert!(!out.status.success());
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("table or view 'nowhere' not found") || stdout.contains("nowhere"), "{stdout}");
+    assert!(
+        stdout.contains("table or view 'nowhere' not found") || stdout.contains("nowhere"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
 }
 
@@ -62,13 +67,25 @@ fn run_executes_a_file_and_writes_hidden_then_visible_part_files() {
     .unwrap();
     let out = weir(&["run", job.to_str().unwrap()], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("finished"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("finished"),
+        "{}",
+        text(&out.stderr)
+    );
     let mut lines = Vec::new();
     for entry in std::fs::read_dir(&out_dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        assert!(!name.starts_with('.'), "an in-progress file was left: {name}");
-        lines.extend(std::fs::read_to_string(&path).unwrap().lines().map(str::to_string));
+        assert!(
+            !name.starts_with('.'),
+            "an in-progress file was left: {name}"
+        );
+        lines.extend(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
     }
     lines.sort();
     assert_eq!(
@@ -91,7 +108,10 @@ fn run_stops_at_the_first_error_with_line_and_column() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 4, column 5"), "{stderr}");
-    assert!(!text(&out.stdout).contains("Received a total"), "statements after the error must not run");
+    assert!(
+        !text(&out.stdout).contains("Received a total"),
+        "statements after the error must not run"
+    );
 }
 
 #[test]
@@ -118,12 +138,22 @@ fn configuration_file_is_read_and_checked() {
     std::fs::write(&conf, "parallelism:\n  default: 2\n").unwrap();
     let out = weir(&["--conf", conf.to_str().unwrap()], Some("SET;"));
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("| parallelism.default"), "{}", text(&out.stdout));
-    assert!(text(&out.stdout).lines().any(|l| l.contains("parallelism.default") && l.contains(" 2 ")));
+    assert!(
+        text(&out.stdout).contains("| parallelism.default"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(text(&out.stdout)
+        .lines()
+        .any(|l| l.contains("parallelism.default") && l.contains(" 2 ")));
     std::fs::write(&conf, "paralelism.default: 2\n").unwrap();
     let out = weir(&["--conf", conf.to_str().unwrap()], Some("SET;"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unknown configuration key 'paralelism.default'"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unknown configuration key 'paralelism.default'"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -162,7 +192,10 @@ fn interactive_shell_on_a_terminal() {
         std::thread::sleep(std::time::Duration::from_millis(pause_ms));
     };
     send("CREATE TABLE g (x BIGINT)\n", 300);
-    send("WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n", 500);
+    send(
+        "WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n",
+        500,
+    );
     send("SELECT x FROM g;\n", 2000);
     send("\u{3}", 1000);
     send("SELECT 7 AS seven;\n", 1500);
@@ -170,7 +203,10 @@ fn interactive_shell_on_a_terminal() {
     drop(input);
     let out = child.wait_with_output().unwrap();
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("[INFO] Execute statement succeeded."), "{stdout}");
+    assert!(
+        stdout.contains("[INFO] Execute statement succeeded."),
+        "{stdout}"
+    );
     assert!(stdout.contains("Query cancelled after"), "{stdout}");
     assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
     assert!(stdout.contains("Bye!"), "{stdout}");
@@ -196,10 +232,24 @@ fn json_and_parquet_round_trip() {
         );
         let out = weir(&[], Some(&script));
         let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{format}: {stdout}{}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{format}: {stdout}{}",
+            text(&out.stderr)
+        );
         // The updating aggregate's last row holds the totals of all five rows.
-        let last = stdout.lines().filter(|l| l.starts_with("| +")).last().unwrap_or_default().to_string();
-        assert!(last.contains("800") && last.contains("|                    5 |") && last.contains("2024-01-01 00:00:13.000"), "{format}: {stdout}");
+        let last = stdout
+            .lines()
+            .filter(|l| l.starts_with("| +"))
+            .next_back()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            last.contains("800")
+                && last.contains("|                    5 |")
+                && last.contains("2024-01-01 00:00:13.000"),
+            "{format}: {stdout}"
+        );
     }
 }
 
@@ -217,9 +267,17 @@ fn json_source_reports_or_skips_bad_lines() {
     let out = weir(&[], Some(&table(true)));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("Received a total of 2 rows"), "{stdout}");
-    assert!(text(&out.stderr).contains("2 malformed records skipped"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 malformed records skipped"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = weir(&[], Some(&table(false)));
-    assert!(text(&out.stdout).contains("in.json at line 2"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("in.json at line 2"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -234,7 +292,16 @@ fn datagen_rows_follow_the_options() {
         ),
     );
     let stdout = text(&out.stdout);
-    let last = stdout.lines().filter(|l| l.starts_with("| +")).last().unwrap_or_default().to_string();
-    let cells: Vec<&str> = last.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let last = stdout
+        .lines()
+        .filter(|l| l.starts_with("| +"))
+        .next_back()
+        .unwrap_or_default()
+        .to_string();
+    let cells: Vec<&str> = last
+        .split('|')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
     assert_eq!(&cells[1..], &["500", "1", "500", "true", "4"], "{stdout}");
 }

@@ -2,6 +2,8 @@
 //! exactly the rows DataFusion computes for the same computation as a batch
 //! query, at parallelism 1 and 2 and with several batch sizes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -33,7 +35,11 @@ fn write_events(path: &Path, rows: usize) {
         let ms = ts.rem_euclid(1000);
         let dt = chrono_like(secs);
         // Some values are empty (NULL) to exercise null handling.
-        let value = if i % 53 == 0 { String::new() } else { value.to_string() };
+        let value = if i % 53 == 0 {
+            String::new()
+        } else {
+            value.to_string()
+        };
         text.push_str(&format!("{key},{value},{dt}.{ms:03}\n"));
     }
     std::fs::write(path, text).unwrap();
@@ -62,8 +68,14 @@ fn rows_of(batches: &[RecordBatch], skip_last: bool) -> Vec<Vec<String>> {
     let options = FormatOptions::default().with_null("NULL");
     let mut out = Vec::new();
     for b in batches {
-        let n = if skip_last { b.num_columns() - 1 } else { b.num_columns() };
-        let fmts: Vec<_> = (0..n).map(|c| ArrayFormatter::try_new(b.column(c).as_ref(), &options).unwrap()).collect();
+        let n = if skip_last {
+            b.num_columns() - 1
+        } else {
+            b.num_columns()
+        };
+        let fmts: Vec<_> = (0..n)
+            .map(|c| ArrayFormatter::try_new(b.column(c).as_ref(), &options).unwrap())
+            .collect();
         for r in 0..b.num_rows() {
             out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
         }
@@ -83,14 +95,23 @@ async fn batch_answer(csv: &Path, sql: &str) -> Vec<Vec<String>> {
         Field::new("v", DataType::Int64, true),
         Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
     ]);
-    ctx.register_csv("t", csv.to_str().unwrap(), CsvReadOptions::new().has_header(false).schema(&schema))
-        .await
-        .unwrap();
+    ctx.register_csv(
+        "t",
+        csv.to_str().unwrap(),
+        CsvReadOptions::new().has_header(false).schema(&schema),
+    )
+    .await
+    .unwrap();
     let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
     sorted(rows_of(&batches, false))
 }
 
-async fn stream_rows(csv: &Path, parallelism: usize, batch_size: usize, query: &str) -> (Vec<RecordBatch>, bool) {
+async fn stream_rows(
+    csv: &Path,
+    parallelism: usize,
+    batch_size: usize,
+    query: &str,
+) -> (Vec<RecordBatch>, bool) {
     let mut ctx = StreamContext::builder()
         .set("parallelism.default", &parallelism.to_string())
         .unwrap()
@@ -135,7 +156,10 @@ async fn tumbling_window_matches_batch_query() {
             .await;
             assert!(!updating);
             let actual = sorted(rows_of(&batches, false));
-            assert_eq!(actual, expected, "parallelism {parallelism}, batch size {batch_size}");
+            assert_eq!(
+                actual, expected,
+                "parallelism {parallelism}, batch size {batch_size}"
+            );
         }
     }
 }
@@ -145,7 +169,11 @@ async fn updating_aggregate_converges_to_batch_query() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("events.csv");
     write_events(&csv, 3000);
-    let expected = batch_answer(&csv, "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k").await;
+    let expected = batch_answer(
+        &csv,
+        "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k",
+    )
+    .await;
     for parallelism in [1, 2] {
         for batch_size in [7, 100, 8192] {
             let (batches, updating) = stream_rows(
@@ -160,7 +188,9 @@ async fn updating_aggregate_converges_to_batch_query() {
             let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
             let mut changes = 0;
             for b in &batches {
-                let ops = b.column(b.num_columns() - 1).as_primitive::<datafusion::arrow::datatypes::Int8Type>();
+                let ops = b
+                    .column(b.num_columns() - 1)
+                    .as_primitive::<datafusion::arrow::datatypes::Int8Type>();
                 let rows = rows_of(std::slice::from_ref(b), true);
                 for (row, op) in rows.into_iter().zip(ops.values().iter()) {
                     changes += 1;
@@ -169,15 +199,26 @@ async fn updating_aggregate_converges_to_batch_query() {
                             table.insert(row[0].clone(), row);
                         }
                         _ => {
-                            assert_eq!(table.remove(&row[0]).as_ref(), Some(&row), "retraction of a row not emitted");
+                            assert_eq!(
+                                table.remove(&row[0]).as_ref(),
+                                Some(&row),
+                                "retraction of a row not emitted"
+                            );
                         }
                     }
                 }
             }
             let actual: Vec<Vec<String>> = table.into_values().collect();
-            assert_eq!(sorted(actual), expected, "parallelism {parallelism}, batch size {batch_size}");
+            assert_eq!(
+                sorted(actual),
+                expected,
+                "parallelism {parallelism}, batch size {batch_size}"
+            );
             if batch_size == 7 {
-                assert!(changes > expected.len() * 2, "small batches should produce updates");
+                assert!(
+                    changes > expected.len() * 2,
+                    "small batches should produce updates"
+                );
             }
         }
     }
@@ -193,7 +234,10 @@ async fn late_rows_are_dropped_and_counted() {
         "1,1,2024-01-01 00:00:01\n1,2,2024-01-01 00:00:12\n1,4,2024-01-01 00:00:02\n1,8,2024-01-01 00:00:13\n",
     )
     .unwrap();
-    let mut ctx = StreamContext::builder().set("execution.batch-size", "1").unwrap().build();
+    let mut ctx = StreamContext::builder()
+        .set("execution.batch-size", "1")
+        .unwrap()
+        .build();
     ctx.sql(&format!(
         "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
@@ -214,6 +258,10 @@ async fn late_rows_are_dropped_and_counted() {
             vec!["2024-01-01T00:00:10".to_string(), "10".to_string()]
         ]
     );
-    let late: u64 = job.metrics().iter().map(|(_, m)| m.late_records_dropped).sum();
+    let late: u64 = job
+        .metrics()
+        .iter()
+        .map(|(_, m)| m.late_records_dropped)
+        .sum();
     assert_eq!(late, 1);
 }

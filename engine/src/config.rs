@@ -29,17 +29,72 @@ struct Key {
 }
 
 const KEYS: &[Key] = &[
-    Key { name: "parallelism.default", kind: Kind::PositiveInt, default: Some("1"), doc: "subtasks per operator" },
-    Key { name: "pipeline.name", kind: Kind::Text, default: None, doc: "the job's name" },
-    Key { name: "pipeline.max-parallelism", kind: Kind::PositiveInt, default: Some("128"), doc: "number of key groups" },
-    Key { name: "execution.runtime-mode", kind: Kind::OneOf(&["streaming", "STREAMING"]), default: Some("streaming"), doc: "only streaming is supported" },
-    Key { name: "execution.batch-size", kind: Kind::PositiveInt, default: Some("8192"), doc: "rows per batch read by sources" },
-    Key { name: "execution.buffer-capacity", kind: Kind::PositiveInt, default: Some("16"), doc: "batches buffered per channel before backpressure" },
-    Key { name: "table.dml-sync", kind: Kind::Bool, default: Some("false"), doc: "wait for each INSERT to finish before the next statement" },
-    Key { name: "sql-client.execution.result-mode", kind: Kind::OneOf(&["tableau", "TABLEAU"]), default: Some("tableau"), doc: "how the shell shows results" },
-    Key { name: "sql-client.execution.max-table-result.rows", kind: Kind::NonNegativeInt, default: Some("0"), doc: "stop a shell SELECT after this many rows (0 = no limit)" },
-    Key { name: "sql-client.display.max-column-width", kind: Kind::PositiveInt, default: Some("30"), doc: "widest column the shell prints" },
-    Key { name: "state.backend.type", kind: Kind::OneOf(&["hashmap"]), default: Some("hashmap"), doc: "state backend (rocksdb: not yet implemented)" },
+    Key {
+        name: "parallelism.default",
+        kind: Kind::PositiveInt,
+        default: Some("1"),
+        doc: "subtasks per operator",
+    },
+    Key {
+        name: "pipeline.name",
+        kind: Kind::Text,
+        default: None,
+        doc: "the job's name",
+    },
+    Key {
+        name: "pipeline.max-parallelism",
+        kind: Kind::PositiveInt,
+        default: Some("128"),
+        doc: "number of key groups",
+    },
+    Key {
+        name: "execution.runtime-mode",
+        kind: Kind::OneOf(&["streaming", "STREAMING"]),
+        default: Some("streaming"),
+        doc: "only streaming is supported",
+    },
+    Key {
+        name: "execution.batch-size",
+        kind: Kind::PositiveInt,
+        default: Some("8192"),
+        doc: "rows per batch read by sources",
+    },
+    Key {
+        name: "execution.buffer-capacity",
+        kind: Kind::PositiveInt,
+        default: Some("16"),
+        doc: "batches buffered per channel before backpressure",
+    },
+    Key {
+        name: "table.dml-sync",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "wait for each INSERT to finish before the next statement",
+    },
+    Key {
+        name: "sql-client.execution.result-mode",
+        kind: Kind::OneOf(&["tableau", "TABLEAU"]),
+        default: Some("tableau"),
+        doc: "how the shell shows results",
+    },
+    Key {
+        name: "sql-client.execution.max-table-result.rows",
+        kind: Kind::NonNegativeInt,
+        default: Some("0"),
+        doc: "stop a shell SELECT after this many rows (0 = no limit)",
+    },
+    Key {
+        name: "sql-client.display.max-column-width",
+        kind: Kind::PositiveInt,
+        default: Some("30"),
+        doc: "widest column the shell prints",
+    },
+    Key {
+        name: "state.backend.type",
+        kind: Kind::OneOf(&["hashmap"]),
+        default: Some("hashmap"),
+        doc: "state backend (rocksdb: not yet implemented)",
+    },
 ];
 
 const ALIASES: &[(&str, &str)] = &[
@@ -162,7 +217,8 @@ impl Config {
 
     /// A boolean-valued key.
     pub fn bool(&self, key: &str) -> bool {
-        self.get(key).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        self.get(key)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     /// Parses a YAML configuration file in the subset Flink's `config.yaml`
@@ -217,7 +273,9 @@ fn strip_comment(line: &str) -> &str {
 
 fn unquote(v: &str) -> String {
     let t = v.trim();
-    if t.len() >= 2 && ((t.starts_with('\'') && t.ends_with('\'')) || (t.starts_with('"') && t.ends_with('"'))) {
+    if t.len() >= 2
+        && ((t.starts_with('\'') && t.ends_with('\'')) || (t.starts_with('"') && t.ends_with('"')))
+    {
         t[1..t.len() - 1].to_string()
     } else {
         t.to_string()
@@ -273,7 +331,9 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a duration"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration"))?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
         "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
@@ -324,17 +384,29 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named_with_a_suggestion() {
-        let err = Config::new().set("parallelism.defualt", "2").unwrap_err().to_string();
+        let err = Config::new()
+            .set("parallelism.defualt", "2")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'parallelism.defualt'"), "{err}");
         assert!(err.contains("Did you mean 'parallelism.default'"), "{err}");
     }
 
     #[test]
     fn bad_values_name_what_is_accepted() {
-        let err = Config::new().set("parallelism.default", "zero").unwrap_err().to_string();
+        let err = Config::new()
+            .set("parallelism.default", "zero")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("positive integer"), "{err}");
-        let err = Config::new().set("state.backend", "leveldb").unwrap_err().to_string();
-        assert!(err.contains("state.backend.type") && err.contains("hashmap"), "{err}");
+        let err = Config::new()
+            .set("state.backend", "leveldb")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("state.backend.type") && err.contains("hashmap"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -346,7 +418,9 @@ mod tests {
         assert_eq!(cfg.parallelism(), 2);
         assert_eq!(cfg.max_parallelism(), 64);
         assert_eq!(cfg.get("pipeline.name").as_deref(), Some("my job"));
-        let err = Config::from_yaml("parallelism.default: x\n").unwrap_err().to_string();
+        let err = Config::from_yaml("parallelism.default: x\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
     }
 }

@@ -57,12 +57,18 @@ pub enum EngineError {
 impl EngineError {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        EngineError::Io { context: context.into(), source }
+        EngineError::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Builds a [`EngineError::ConnectorOption`].
     pub fn option(connector: &str, message: impl Into<String>) -> Self {
-        EngineError::ConnectorOption { connector: connector.to_string(), message: message.into() }
+        EngineError::ConnectorOption {
+            connector: connector.to_string(),
+            message: message.into(),
+        }
     }
 }
 

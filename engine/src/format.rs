@@ -20,5 +20,7 @@ pub fn column_strings(array: &ArrayRef) -> Result<Vec<String>> {
         .with_timestamp_format(Some(ts_format))
         .with_datetime_format(Some(ts_format));
     let formatter = ArrayFormatter::try_new(array.as_ref(), &options)?;
-    Ok((0..array.len()).map(|i| formatter.value(i).to_string()).collect())
+    Ok((0..array.len())
+        .map(|i| formatter.value(i).to_string())
+        .collect())
 }

@@ -97,7 +97,14 @@ impl JobGraph {
         updating: bool,
     ) -> NodeId {
         let id = self.nodes.len();
-        self.nodes.push(Node { id, kind, parallelism, inputs, schema, updating });
+        self.nodes.push(Node {
+            id,
+            kind,
+            parallelism,
+            inputs,
+            schema,
+            updating,
+        });
         id
     }
 
@@ -116,7 +123,12 @@ impl JobGraph {
         let roots: Vec<&Node> = self
             .nodes
             .iter()
-            .filter(|n| !self.nodes.iter().any(|m| m.inputs.iter().any(|(i, _)| *i == n.id)))
+            .filter(|n| {
+                !self
+                    .nodes
+                    .iter()
+                    .any(|m| m.inputs.iter().any(|(i, _)| *i == n.id))
+            })
             .collect();
         for root in roots {
             self.explain_node(root.id, 0, None, &mut out);

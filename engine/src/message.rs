@@ -68,7 +68,9 @@ pub fn split_changes(batch: &RecordBatch) -> (RecordBatch, Option<Int8Array>) {
             .as_any()
             .downcast_ref::<Int8Array>()
             .cloned();
-        let data = batch.project(&(0..n - 1).collect::<Vec<_>>()).unwrap_or_else(|_| batch.clone());
+        let data = batch
+            .project(&(0..n - 1).collect::<Vec<_>>())
+            .unwrap_or_else(|_| batch.clone());
         (data, ops.filter(|o| o.len() == batch.num_rows()))
     } else {
         (batch.clone(), None)

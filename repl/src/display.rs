@@ -57,7 +57,11 @@ pub fn print_table(header: &[String], rows: &[Vec<String>]) {
         println!("{}", row_line(r, &widths, &right));
     }
     println!("{}", border(&widths));
-    println!("{} row{} in set\n", rows.len(), if rows.len() == 1 { "" } else { "s" });
+    println!(
+        "{} row{} in set\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
 }
 
 fn type_width(t: &DataType) -> usize {
@@ -77,7 +81,12 @@ fn type_width(t: &DataType) -> usize {
 
 /// Streams a query's rows as a growing table (with an `op` column on
 /// updating queries). Ctrl-C cancels the query.
-pub async fn print_query(mut query: QueryResult, max_rows: usize, max_width: usize, interactive: bool) -> Result<(), EngineError> {
+pub async fn print_query(
+    mut query: QueryResult,
+    max_rows: usize,
+    max_width: usize,
+    interactive: bool,
+) -> Result<(), EngineError> {
     let schema = query.schema.clone();
     let mut header: Vec<String> = Vec::new();
     let mut widths: Vec<usize> = Vec::new();
@@ -89,8 +98,16 @@ pub async fn print_query(mut query: QueryResult, max_rows: usize, max_width: usi
     }
     for f in schema.fields() {
         header.push(f.name().clone());
-        widths.push(f.name().len().max(type_width(f.data_type())).min(max_width.max(4)));
-        right.push(!matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+        widths.push(
+            f.name()
+                .len()
+                .max(type_width(f.data_type()))
+                .min(max_width.max(4)),
+        );
+        right.push(!matches!(
+            f.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ));
     }
     println!("{}", border(&widths));
     println!("{}", row_line(&header, &widths, &right));
@@ -107,11 +124,17 @@ pub async fn print_query(mut query: QueryResult, max_rows: usize, max_width: usi
         };
         let Some(batch) = next else { break };
         let (data, ops) = split_changes(&batch);
-        let columns: Vec<Vec<String>> = data.columns().iter().map(column_strings).collect::<Result<_, _>>()?;
+        let columns: Vec<Vec<String>> = data
+            .columns()
+            .iter()
+            .map(column_strings)
+            .collect::<Result<_, _>>()?;
         for row in 0..data.num_rows() {
             let mut values = Vec::with_capacity(header.len());
             if query.updating {
-                let kind = ops.as_ref().map_or(ChangeKind::Insert, |o| ChangeKind::from_i8(o.value(row)));
+                let kind = ops
+                    .as_ref()
+                    .map_or(ChangeKind::Insert, |o| ChangeKind::from_i8(o.value(row)));
                 values.push(kind.short().to_string());
             }
             values.extend(columns.iter().map(|c| c[row].clone()));
@@ -132,12 +155,21 @@ pub async fn print_query(mut query: QueryResult, max_rows: usize, max_width: usi
     let result = query.job.wait().await;
     println!("{}", border(&widths));
     match result {
-        Ok(()) => println!("Received a total of {total} row{}\n", if total == 1 { "" } else { "s" }),
+        Ok(()) => println!(
+            "Received a total of {total} row{}\n",
+            if total == 1 { "" } else { "s" }
+        ),
         Err(EngineError::Cancelled) => {
             if interactive {
-                println!("Query cancelled after {total} row{}.\n", if total == 1 { "" } else { "s" })
+                println!(
+                    "Query cancelled after {total} row{}.\n",
+                    if total == 1 { "" } else { "s" }
+                )
             } else {
-                println!("Received a total of {total} row{}\n", if total == 1 { "" } else { "s" })
+                println!(
+                    "Received a total of {total} row{}\n",
+                    if total == 1 { "" } else { "s" }
+                )
             }
         }
         Err(e) => return Err(e),

@@ -28,7 +28,10 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("[ERROR] cannot start the runtime: {e}");
@@ -45,7 +48,11 @@ struct Args {
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args, String> {
-    let mut out = Args { command: None, file: None, conf: None };
+    let mut out = Args {
+        command: None,
+        file: None,
+        conf: None,
+    };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -56,7 +63,9 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
                 out.file = Some(it.next().ok_or("-f needs a file")?);
             }
             other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
-            other if out.command.as_deref() == Some("run") && out.file.is_none() => out.file = Some(other.to_string()),
+            other if out.command.as_deref() == Some("run") && out.file.is_none() => {
+                out.file = Some(other.to_string())
+            }
             other => return Err(format!("unknown command '{other}'")),
         }
     }
@@ -186,7 +195,9 @@ fn cancel_all(jobs: &[JobHandle]) {
 async fn terminate_signal() {
     #[cfg(unix)]
     {
-        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -225,10 +236,16 @@ async fn wait_job(job: &JobHandle) -> Result<(), ExitCode> {
 fn report_counters(job: &JobHandle) {
     for (node, m) in job.metrics() {
         if m.late_records_dropped > 0 {
-            eprintln!("[WARN] {node}: {} late records dropped", m.late_records_dropped);
+            eprintln!(
+                "[WARN] {node}: {} late records dropped",
+                m.late_records_dropped
+            );
         }
         if m.parse_errors_skipped > 0 {
-            eprintln!("[WARN] {node}: {} malformed records skipped", m.parse_errors_skipped);
+            eprintln!(
+                "[WARN] {node}: {} malformed records skipped",
+                m.parse_errors_skipped
+            );
         }
     }
 }
@@ -262,8 +279,16 @@ async fn execute_and_print(
             return Ok(Some(job));
         }
         StatementResult::Query(query) => {
-            let max_rows = session.config().get("sql-client.execution.max-table-result.rows").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let width = session.config().get("sql-client.display.max-column-width").and_then(|v| v.parse().ok()).unwrap_or(30);
+            let max_rows = session
+                .config()
+                .get("sql-client.execution.max-table-result.rows")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let width = session
+                .config()
+                .get("sql-client.display.max-column-width")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30);
             let job = query.job.clone();
             let outcome = print_query(query, max_rows, width, interactive).await;
             report_counters(&job);
@@ -283,14 +308,19 @@ async fn shell(session: &mut Session) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let history = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".weir_history"));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".weir_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
     println!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() { "Weir SQL> " } else { "> " };
+        let prompt = if buffer.is_empty() {
+            "Weir SQL> "
+        } else {
+            "> "
+        };
         match editor.readline(prompt) {
             Ok(line) => {
                 if !buffer.is_empty() {
@@ -317,7 +347,12 @@ async fn shell(session: &mut Session) -> ExitCode {
                         }
                         return ExitCode::SUCCESS;
                     }
-                    let first = tokens.iter().find(|t| !matches!(t.token, datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)));
+                    let first = tokens.iter().find(|t| {
+                        !matches!(
+                            t.token,
+                            datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)
+                        )
+                    });
                     if first.is_some_and(|t| t.token.to_string().eq_ignore_ascii_case("HELP")) {
                         println!("{HELP}\n");
                         continue;

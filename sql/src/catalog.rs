@@ -41,13 +41,20 @@ pub struct TableDef {
 impl TableDef {
     /// The `'connector'` option.
     pub fn connector(&self) -> &str {
-        self.options.get("connector").map(String::as_str).unwrap_or("")
+        self.options
+            .get("connector")
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     /// The physical (non-computed) columns.
     pub fn physical_schema(&self) -> SchemaRef {
         Arc::new(datafusion::arrow::datatypes::Schema::new(
-            self.columns.iter().filter(|c| c.computed.is_none()).map(|c| c.field.clone()).collect::<Vec<_>>(),
+            self.columns
+                .iter()
+                .filter(|c| c.computed.is_none())
+                .map(|c| c.field.clone())
+                .collect::<Vec<_>>(),
         ))
     }
 }
@@ -87,10 +94,16 @@ pub fn flink_type_name(t: &DataType) -> String {
                 .collect();
             format!("ROW<{}>", inner.join(", "))
         }
-        DataType::List(f) | DataType::LargeList(f) => format!("ARRAY<{}>", flink_type_name(f.data_type())),
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("ARRAY<{}>", flink_type_name(f.data_type()))
+        }
         DataType::Map(f, _) => match f.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
-                format!("MAP<{}, {}>", flink_type_name(kv[0].data_type()), flink_type_name(kv[1].data_type()))
+                format!(
+                    "MAP<{}, {}>",
+                    flink_type_name(kv[0].data_type()),
+                    flink_type_name(kv[1].data_type())
+                )
             }
             other => format!("{other}"),
         },
@@ -110,7 +123,10 @@ pub struct StreamTable {
 impl StreamTable {
     /// Wraps a schema.
     pub fn new(name: &str, schema: SchemaRef) -> Arc<Self> {
-        Arc::new(Self { name: name.to_string(), schema })
+        Arc::new(Self {
+            name: name.to_string(),
+            schema,
+        })
     }
 }
 

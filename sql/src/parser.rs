@@ -93,7 +93,9 @@ pub enum ColumnSpec {
 /// Tokenizes `sql` and splits it into statements (empty ones dropped).
 pub fn split_statements(sql: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
     let d = dialect();
-    let tokens = Tokenizer::new(&d, sql).tokenize_with_location().map_err(|e| SqlError::Parse(e.to_string()))?;
+    let tokens = Tokenizer::new(&d, sql)
+        .tokenize_with_location()
+        .map_err(|e| SqlError::Parse(e.to_string()))?;
     let mut statements = Vec::new();
     let mut current = Vec::new();
     let mut depth = 0i32;
@@ -125,7 +127,10 @@ pub fn is_complete(sql: &str) -> bool {
     let d = dialect();
     match Tokenizer::new(&d, sql).tokenize() {
         Ok(tokens) => {
-            let last = tokens.iter().rev().find(|t| !matches!(t, Token::Whitespace(_)));
+            let last = tokens
+                .iter()
+                .rev()
+                .find(|t| !matches!(t, Token::Whitespace(_)));
             matches!(last, None | Some(Token::SemiColon))
         }
         // An unterminated string or comment: keep reading.
@@ -167,8 +172,14 @@ fn error_at(t: &TokenWithSpan, message: impl std::fmt::Display) -> SqlError {
 /// Parses one statement's tokens.
 pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
     let significant: Vec<&TokenWithSpan> = tokens.iter().filter(|t| is_significant(t)).collect();
-    let first = significant.first().map(|t| t.token.clone()).unwrap_or(Token::EOF);
-    let second = significant.get(1).map(|t| t.token.clone()).unwrap_or(Token::EOF);
+    let first = significant
+        .first()
+        .map(|t| t.token.clone())
+        .unwrap_or(Token::EOF);
+    let second = significant
+        .get(1)
+        .map(|t| t.token.clone())
+        .unwrap_or(Token::EOF);
     let kw = keyword(&first);
     let d = dialect();
     let mut p = Parser::new(&d).with_tokens_with_locations(tokens.clone());
@@ -186,10 +197,17 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 }
                 p.expect_keyword(Keyword::AS)?;
                 let rest = remaining_tokens(&tokens, &p);
-                Ok(FlinkStatement::CreateView { name, query: rest, if_not_exists })
+                Ok(FlinkStatement::CreateView {
+                    name,
+                    query: rest,
+                    if_not_exists,
+                })
             } else {
                 let t = p.peek_token();
-                Err(error_at(&t, format!("expected TABLE or VIEW after CREATE, found {}", t.token)))
+                Err(error_at(
+                    &t,
+                    format!("expected TABLE or VIEW after CREATE, found {}", t.token),
+                ))
             }
         }
         Some(Keyword::DROP) => {
@@ -201,12 +219,19 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 false
             } else {
                 let t = p.peek_token();
-                return Err(error_at(&t, format!("expected TABLE or VIEW after DROP, found {}", t.token)));
+                return Err(error_at(
+                    &t,
+                    format!("expected TABLE or VIEW after DROP, found {}", t.token),
+                ));
             };
             let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
             let name = p.parse_object_name(false)?.to_string();
             expect_end(&mut p)?;
-            Ok(FlinkStatement::Drop { name, if_exists, view })
+            Ok(FlinkStatement::Drop {
+                name,
+                if_exists,
+                view,
+            })
         }
         Some(Keyword::SHOW) => {
             p.expect_keyword(Keyword::SHOW)?;
@@ -214,7 +239,12 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             let stmt = match word_upper(&what.token).as_deref() {
                 Some("TABLES") => FlinkStatement::ShowTables,
                 Some("VIEWS") => FlinkStatement::ShowViews,
-                _ => return Err(error_at(&what, format!("expected TABLES or VIEWS after SHOW, found {}", what.token))),
+                _ => {
+                    return Err(error_at(
+                        &what,
+                        format!("expected TABLES or VIEWS after SHOW, found {}", what.token),
+                    ))
+                }
             };
             expect_end(&mut p)?;
             Ok(stmt)
@@ -253,16 +283,30 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 p.expect_keyword(Keyword::FOR)?;
             }
             let rest = remaining_tokens(&tokens, &p);
-            if matches!(keyword(&rest.iter().find(|t| is_significant(t)).map(|t| t.token.clone()).unwrap_or(Token::EOF)), Some(Keyword::EXPLAIN)) {
+            if matches!(
+                keyword(
+                    &rest
+                        .iter()
+                        .find(|t| is_significant(t))
+                        .map(|t| t.token.clone())
+                        .unwrap_or(Token::EOF)
+                ),
+                Some(Keyword::EXPLAIN)
+            ) {
                 return Err(SqlError::Parse("EXPLAIN cannot be nested".into()));
             }
             Ok(FlinkStatement::Explain(Box::new(parse_statement(rest)?)))
         }
         Some(Keyword::INSERT) => Ok(FlinkStatement::Insert(tokens)),
-        Some(Keyword::SELECT) | Some(Keyword::WITH) | Some(Keyword::VALUES) => Ok(FlinkStatement::Query(tokens)),
+        Some(Keyword::SELECT) | Some(Keyword::WITH) | Some(Keyword::VALUES) => {
+            Ok(FlinkStatement::Query(tokens))
+        }
         _ if first == Token::LParen => Ok(FlinkStatement::Query(tokens)),
         _ => {
-            let t = significant.first().map(|t| (*t).clone()).unwrap_or_else(TokenWithSpan::new_eof);
+            let t = significant
+                .first()
+                .map(|t| (*t).clone())
+                .unwrap_or_else(TokenWithSpan::new_eof);
             let _ = second;
             Err(error_at(
                 &t,
@@ -294,12 +338,18 @@ fn parse_key(p: &mut Parser) -> Result<String> {
         Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => Ok(s.clone()),
         Token::Word(_) | Token::Number(_, _) => {
             let mut key = t.token.to_string();
-            while matches!(p.peek_token().token, Token::Period | Token::Minus | Token::Word(_) | Token::Number(_, _)) {
+            while matches!(
+                p.peek_token().token,
+                Token::Period | Token::Minus | Token::Word(_) | Token::Number(_, _)
+            ) {
                 key.push_str(&p.next_token().token.to_string());
             }
             Ok(key)
         }
-        _ => Err(error_at(&t, format!("expected a quoted key or value, found {}", t.token))),
+        _ => Err(error_at(
+            &t,
+            format!("expected a quoted key or value, found {}", t.token),
+        )),
     }
 }
 
@@ -319,13 +369,19 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
             p.expect_keyword(Keyword::AS)?;
             let expr = p.parse_expr()?;
             watermark = Some((column, expr.to_string()));
-        } else if keyword(&t.token) == Some(Keyword::PRIMARY) || keyword(&t.token) == Some(Keyword::CONSTRAINT) {
+        } else if keyword(&t.token) == Some(Keyword::PRIMARY)
+            || keyword(&t.token) == Some(Keyword::CONSTRAINT)
+        {
             if p.parse_keyword(Keyword::CONSTRAINT) {
                 p.parse_identifier()?;
             }
             p.expect_keywords(&[Keyword::PRIMARY, Keyword::KEY])?;
             p.expect_token(&Token::LParen)?;
-            primary_key = p.parse_comma_separated(|p| p.parse_identifier())?.into_iter().map(|i| i.value).collect();
+            primary_key = p
+                .parse_comma_separated(|p| p.parse_identifier())?
+                .into_iter()
+                .map(|i| i.value)
+                .collect();
             p.expect_token(&Token::RParen)?;
             expect_not_enforced(p)?;
         } else {
@@ -347,12 +403,17 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
                     } else if p.parse_keyword(Keyword::COMMENT) {
                         p.parse_literal_string()?;
                     } else if word_upper(&p.peek_token().token).as_deref() == Some("METADATA") {
-                        return Err(error_at(&p.peek_token(), "METADATA columns are not supported"));
+                        return Err(error_at(
+                            &p.peek_token(),
+                            "METADATA columns are not supported",
+                        ));
                     } else {
                         break;
                     }
                 }
-                columns.push(ColumnSpec::Physical(Field::new(column, data_type, nullable)));
+                columns.push(ColumnSpec::Physical(Field::new(
+                    column, data_type, nullable,
+                )));
             }
         }
         if !p.consume_token(&Token::Comma) {
@@ -397,7 +458,14 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
                 .join(", ")
         )));
     }
-    Ok(CreateTable { name, if_not_exists, columns, watermark, primary_key, options })
+    Ok(CreateTable {
+        name,
+        if_not_exists,
+        columns,
+        watermark,
+        primary_key,
+        options,
+    })
 }
 
 fn expect_not_enforced(p: &mut Parser) -> Result<()> {
@@ -425,7 +493,12 @@ fn parse_precision(p: &mut Parser) -> Result<Vec<u64>> {
             let t = p.next_token();
             match &t.token {
                 Token::Number(n, _) => out.push(n.parse().map_err(|_| error_at(&t, "bad number"))?),
-                _ => return Err(error_at(&t, format!("expected a number, found {}", t.token))),
+                _ => {
+                    return Err(error_at(
+                        &t,
+                        format!("expected a number, found {}", t.token),
+                    ))
+                }
             }
             if !p.consume_token(&Token::Comma) {
                 break;
@@ -583,16 +656,23 @@ mod tests {
             "CREATE TABLE t (\n  id BIGINT NOT NULL,\n  r ROW<a INT, b ROW<c VARCHAR>>,\n  ts TIMESTAMP(3),\n  d AS id * 2,\n  WATERMARK FOR ts AS ts - INTERVAL '4' SECOND,\n  PRIMARY KEY (id) NOT ENFORCED\n) WITH ('connector' = 'datagen', 'rows-per-second' = '5')",
         )
         .unwrap();
-        let FlinkStatement::CreateTable(t) = s else { panic!("not a create table") };
+        let FlinkStatement::CreateTable(t) = s else {
+            panic!("not a create table")
+        };
         assert_eq!(t.columns.len(), 4);
         assert_eq!(t.primary_key, vec!["id".to_string()]);
         assert_eq!(t.watermark.as_ref().map(|w| w.0.as_str()), Some("ts"));
-        assert_eq!(t.options.get("rows-per-second").map(String::as_str), Some("5"));
+        assert_eq!(
+            t.options.get("rows-per-second").map(String::as_str),
+            Some("5")
+        );
     }
 
     #[test]
     fn errors_carry_line_and_column() {
-        let err = one("CREATE TABLE t (\n  id BIGINT,\n  x FOO\n) WITH ('connector' = 'datagen')").unwrap_err().to_string();
+        let err = one("CREATE TABLE t (\n  id BIGINT,\n  x FOO\n) WITH ('connector' = 'datagen')")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 3, column 5"), "{err}");
         let err = one("SET 'a' 'b'").unwrap_err().to_string();
         assert!(err.contains("Line: 1") || err.contains("line 1"), "{err}");

@@ -23,7 +23,10 @@ use weir_engine::{start_job, Config, JobHandle};
 use crate::catalog::async_trait_shim::Provider;
 use crate::catalog::{flink_type_name, ColumnDef, StreamTable, TableDef};
 use crate::error::{Result, SqlError};
-use crate::parser::{dialect, parse_statement, split_shift_right, split_statements, CreateTable, ColumnSpec, FlinkStatement};
+use crate::parser::{
+    dialect, parse_statement, split_shift_right, split_statements, ColumnSpec, CreateTable,
+    FlinkStatement,
+};
 use crate::translate::{Catalog, Translator};
 use crate::window_tvf::{rewrite, WindowCall};
 
@@ -149,12 +152,18 @@ impl Session {
     async fn run(&mut self, statement: FlinkStatement) -> Result<StatementResult> {
         match statement {
             FlinkStatement::CreateTable(ct) => self.create_table(ct),
-            FlinkStatement::CreateView { name, query, if_not_exists } => {
+            FlinkStatement::CreateView {
+                name,
+                query,
+                if_not_exists,
+            } => {
                 if self.tables.contains_key(&name) || self.views.contains_key(&name) {
                     if if_not_exists {
                         return Ok(StatementResult::Done("Execute statement succeeded.".into()));
                     }
-                    return Err(SqlError::Plan(format!("a table or view named '{name}' already exists")));
+                    return Err(SqlError::Plan(format!(
+                        "a table or view named '{name}' already exists"
+                    )));
                 }
                 let plan = self.logical_plan(query).await?;
                 let view = ViewTable::new(plan.clone(), None);
@@ -162,8 +171,16 @@ impl Session {
                 self.views.insert(name, plan);
                 Ok(StatementResult::Done("Execute statement succeeded.".into()))
             }
-            FlinkStatement::Drop { name, if_exists, view } => {
-                let existed = if view { self.views.remove(&name).is_some() } else { self.tables.remove(&name).is_some() };
+            FlinkStatement::Drop {
+                name,
+                if_exists,
+                view,
+            } => {
+                let existed = if view {
+                    self.views.remove(&name).is_some()
+                } else {
+                    self.tables.remove(&name).is_some()
+                };
                 if !existed {
                     if if_exists {
                         return Ok(StatementResult::Done("Execute statement succeeded.".into()));
@@ -175,9 +192,17 @@ impl Session {
                 Ok(StatementResult::Done("Execute statement succeeded.".into()))
             }
             FlinkStatement::ShowTables => {
-                let mut names: Vec<String> = self.tables.keys().chain(self.views.keys()).cloned().collect();
+                let mut names: Vec<String> = self
+                    .tables
+                    .keys()
+                    .chain(self.views.keys())
+                    .cloned()
+                    .collect();
                 names.sort();
-                Ok(StatementResult::Table { header: vec!["table name".into()], rows: names.into_iter().map(|n| vec![n]).collect() })
+                Ok(StatementResult::Table {
+                    header: vec!["table name".into()],
+                    rows: names.into_iter().map(|n| vec![n]).collect(),
+                })
             }
             FlinkStatement::ShowViews => Ok(StatementResult::Table {
                 header: vec!["view name".into()],
@@ -186,15 +211,24 @@ impl Session {
             FlinkStatement::Describe(name) => self.describe(&name),
             FlinkStatement::Set(None) => Ok(StatementResult::Table {
                 header: vec!["key".into(), "value".into()],
-                rows: self.config.entries().into_iter().map(|(k, v, _)| vec![k, v]).collect(),
+                rows: self
+                    .config
+                    .entries()
+                    .into_iter()
+                    .map(|(k, v, _)| vec![k, v])
+                    .collect(),
             }),
             FlinkStatement::Set(Some((k, v))) => {
                 self.config.set(&k, &v)?;
-                Ok(StatementResult::Done("Session property has been set.".into()))
+                Ok(StatementResult::Done(
+                    "Session property has been set.".into(),
+                ))
             }
             FlinkStatement::Reset(key) => {
                 self.config.reset(key.as_deref())?;
-                Ok(StatementResult::Done("Session property has been reset.".into()))
+                Ok(StatementResult::Done(
+                    "Session property has been reset.".into(),
+                ))
             }
             FlinkStatement::Explain(inner) => self.explain(*inner).await,
             FlinkStatement::Insert(tokens) => {
@@ -228,19 +262,28 @@ impl Session {
     }
 
     fn job_name(&self, plan: &LogicalPlan) -> String {
-        self.config.get("pipeline.name").unwrap_or_else(|| match plan {
-            LogicalPlan::Dml(d) => format!("insert-into_{}", d.table_name),
-            _ => "collect".into(),
-        })
+        self.config
+            .get("pipeline.name")
+            .unwrap_or_else(|| match plan {
+                LogicalPlan::Dml(d) => format!("insert-into_{}", d.table_name),
+                _ => "collect".into(),
+            })
     }
 
     fn translator(&self) -> Translator<'_> {
         let state = self.ctx.state();
-        let optimize = move |plan: &LogicalPlan| -> Result<LogicalPlan> { Ok(state.optimize(plan)?) };
+        let optimize =
+            move |plan: &LogicalPlan| -> Result<LogicalPlan> { Ok(state.optimize(plan)?) };
         // The closure is boxed into the catalog for the translator's lifetime.
-        let optimize: &'static dyn Fn(&LogicalPlan) -> Result<LogicalPlan> = Box::leak(Box::new(optimize));
+        let optimize: &'static dyn Fn(&LogicalPlan) -> Result<LogicalPlan> =
+            Box::leak(Box::new(optimize));
         Translator::new(
-            Catalog { tables: &self.tables, views: &self.views, windows: &self.windows, optimize },
+            Catalog {
+                tables: &self.tables,
+                views: &self.views,
+                windows: &self.windows,
+                optimize,
+            },
             self.config.parallelism(),
         )
     }
@@ -256,16 +299,31 @@ impl Session {
         let statement = parser.parse_statement()?;
         let next = parser.peek_token();
         if next.token != Token::EOF {
-            return Err(SqlError::Parse(format!("unexpected {} at {}", next.token, crate::parser::position(&next))));
+            return Err(SqlError::Parse(format!(
+                "unexpected {} at {}",
+                next.token,
+                crate::parser::position(&next)
+            )));
         }
-        let plan = self.ctx.state().statement_to_plan(DFStatement::Statement(Box::new(statement))).await?;
+        let plan = self
+            .ctx
+            .state()
+            .statement_to_plan(DFStatement::Statement(Box::new(statement)))
+            .await?;
         Ok(self.ctx.state().optimize(&plan)?)
     }
 
     async fn register_window(&mut self, call: WindowCall) -> Result<()> {
-        let provider = self.ctx.table_provider(call.input.as_str()).await.map_err(|_| {
-            SqlError::Plan(format!("table or view '{}' (input of the window function at {}) not found", call.input, call.position))
-        })?;
+        let provider = self
+            .ctx
+            .table_provider(call.input.as_str())
+            .await
+            .map_err(|_| {
+                SqlError::Plan(format!(
+                    "table or view '{}' (input of the window function at {}) not found",
+                    call.input, call.position
+                ))
+            })?;
         let schema = provider.schema();
         let Ok(field) = schema.field_with_name(&call.time_column) else {
             return Err(SqlError::Plan(format!(
@@ -274,7 +332,12 @@ impl Session {
                 call.position,
                 call.input,
                 call.time_column,
-                schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         };
         if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
@@ -291,7 +354,8 @@ impl Session {
             fields.push(Field::new(n, ts.clone(), false));
         }
         let table = StreamTable::new(&call.table, Arc::new(Schema::new(fields)));
-        self.ctx.register_table(call.table.as_str(), Arc::new(Provider(table)))?;
+        self.ctx
+            .register_table(call.table.as_str(), Arc::new(Provider(table)))?;
         self.windows.insert(call.table.clone(), call);
         Ok(())
     }
@@ -301,7 +365,10 @@ impl Session {
             if ct.if_not_exists {
                 return Ok(StatementResult::Done("Execute statement succeeded.".into()));
             }
-            return Err(SqlError::Plan(format!("a table or view named '{}' already exists", ct.name)));
+            return Err(SqlError::Plan(format!(
+                "a table or view named '{}' already exists",
+                ct.name
+            )));
         }
         let physical: Vec<Field> = ct
             .columns
@@ -316,28 +383,52 @@ impl Session {
         let mut seen = std::collections::HashSet::new();
         for c in &ct.columns {
             let def = match c {
-                ColumnSpec::Physical(f) => ColumnDef { field: f.clone(), computed: None },
+                ColumnSpec::Physical(f) => ColumnDef {
+                    field: f.clone(),
+                    computed: None,
+                },
                 ColumnSpec::Computed(name, sql) => {
                     let expr = self.ctx.parse_sql_expr(sql, &physical_df).map_err(|e| {
-                        SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
+                        SqlError::Plan(format!(
+                            "computed column '{name}' AS {sql}: {}",
+                            SqlError::from(e)
+                        ))
                     })?;
-                    let physical = self.ctx.create_physical_expr(expr, &physical_df).map_err(|e| {
-                        SqlError::Plan(format!("computed column '{name}' AS {sql}: {}", SqlError::from(e)))
-                    })?;
+                    let physical =
+                        self.ctx
+                            .create_physical_expr(expr, &physical_df)
+                            .map_err(|e| {
+                                SqlError::Plan(format!(
+                                    "computed column '{name}' AS {sql}: {}",
+                                    SqlError::from(e)
+                                ))
+                            })?;
                     let arrow = physical_df.as_arrow();
                     let (t, nullable) = (physical.data_type(arrow)?, physical.nullable(arrow)?);
-                    ColumnDef { field: Field::new(name, t, nullable), computed: Some(sql.clone()) }
+                    ColumnDef {
+                        field: Field::new(name, t, nullable),
+                        computed: Some(sql.clone()),
+                    }
                 }
             };
             if !seen.insert(def.field.name().clone()) {
-                return Err(SqlError::Plan(format!("column '{}' is declared twice in table '{}'", def.field.name(), ct.name)));
+                return Err(SqlError::Plan(format!(
+                    "column '{}' is declared twice in table '{}'",
+                    def.field.name(),
+                    ct.name
+                )));
             }
             columns.push(def);
         }
-        let schema = Arc::new(Schema::new(columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>()));
+        let schema = Arc::new(Schema::new(
+            columns.iter().map(|c| c.field.clone()).collect::<Vec<_>>(),
+        ));
         if let Some((column, sql)) = &ct.watermark {
             let Ok(field) = schema.field_with_name(column) else {
-                return Err(SqlError::Plan(format!("WATERMARK FOR {column}: table '{}' has no column '{column}'", ct.name)));
+                return Err(SqlError::Plan(format!(
+                    "WATERMARK FOR {column}: table '{}' has no column '{column}'",
+                    ct.name
+                )));
             };
             if !matches!(field.data_type(), DataType::Timestamp(_, _)) {
                 return Err(SqlError::Plan(format!(
@@ -351,14 +442,22 @@ impl Session {
                 .ctx
                 .create_physical_expr(expr, &full_df)
                 .and_then(|p| p.data_type(full_df.as_arrow()))
-                .map_err(|e| SqlError::Plan(format!("WATERMARK expression {sql}: {}", SqlError::from(e))))?;
+                .map_err(|e| {
+                    SqlError::Plan(format!("WATERMARK expression {sql}: {}", SqlError::from(e)))
+                })?;
             if !matches!(t, DataType::Timestamp(_, _)) {
-                return Err(SqlError::Plan(format!("WATERMARK expression {sql} must return a TIMESTAMP, but returns {}", flink_type_name(&t))));
+                return Err(SqlError::Plan(format!(
+                    "WATERMARK expression {sql} must return a TIMESTAMP, but returns {}",
+                    flink_type_name(&t)
+                )));
             }
         }
         for k in &ct.primary_key {
             if schema.field_with_name(k).is_err() {
-                return Err(SqlError::Plan(format!("PRIMARY KEY column '{k}' is not a column of '{}'", ct.name)));
+                return Err(SqlError::Plan(format!(
+                    "PRIMARY KEY column '{k}' is not a column of '{}'",
+                    ct.name
+                )));
             }
         }
         let def = TableDef {
@@ -370,30 +469,58 @@ impl Session {
             schema: schema.clone(),
         };
         validate_options(def.connector(), &def.options, def.physical_schema()).map_err(|e| {
-            SqlError::Engine(weir_engine::EngineError::Config(format!("table '{}': {e}", ct.name)))
+            SqlError::Engine(weir_engine::EngineError::Config(format!(
+                "table '{}': {e}",
+                ct.name
+            )))
         })?;
-        self.ctx.register_table(ct.name.as_str(), Arc::new(Provider(StreamTable::new(&ct.name, schema))))?;
+        self.ctx.register_table(
+            ct.name.as_str(),
+            Arc::new(Provider(StreamTable::new(&ct.name, schema))),
+        )?;
         self.tables.insert(ct.name.clone(), def);
         Ok(StatementResult::Done("Execute statement succeeded.".into()))
     }
 
     fn describe(&self, name: &str) -> Result<StatementResult> {
-        let header = ["name", "type", "null", "key", "extras", "watermark"].map(String::from).to_vec();
+        let header = ["name", "type", "null", "key", "extras", "watermark"]
+            .map(String::from)
+            .to_vec();
         if let Some(t) = self.tables.get(name) {
             let rows = t
                 .columns
                 .iter()
                 .map(|c| {
                     let n = c.field.name();
-                    let key = if t.primary_key.contains(n) { format!("PRI({})", t.primary_key.join(", ")) } else { String::new() };
-                    let wm = t.watermark.as_ref().filter(|(col, _)| col == n).map(|(_, e)| e.clone()).unwrap_or_default();
-                    let ty = if wm.is_empty() { flink_type_name(c.field.data_type()) } else { format!("{} *ROWTIME*", flink_type_name(c.field.data_type())) };
+                    let key = if t.primary_key.contains(n) {
+                        format!("PRI({})", t.primary_key.join(", "))
+                    } else {
+                        String::new()
+                    };
+                    let wm = t
+                        .watermark
+                        .as_ref()
+                        .filter(|(col, _)| col == n)
+                        .map(|(_, e)| e.clone())
+                        .unwrap_or_default();
+                    let ty = if wm.is_empty() {
+                        flink_type_name(c.field.data_type())
+                    } else {
+                        format!("{} *ROWTIME*", flink_type_name(c.field.data_type()))
+                    };
                     vec![
                         n.clone(),
                         ty,
-                        if c.field.is_nullable() { "TRUE".into() } else { "FALSE".into() },
+                        if c.field.is_nullable() {
+                            "TRUE".into()
+                        } else {
+                            "FALSE".into()
+                        },
                         key,
-                        c.computed.as_ref().map(|e| format!("AS {e}")).unwrap_or_default(),
+                        c.computed
+                            .as_ref()
+                            .map(|e| format!("AS {e}"))
+                            .unwrap_or_default(),
                         wm,
                     ]
                 })
@@ -406,19 +533,36 @@ impl Session {
                 .fields()
                 .iter()
                 .map(|f| {
-                    vec![f.name().clone(), flink_type_name(f.data_type()), if f.is_nullable() { "TRUE".into() } else { "FALSE".into() }, String::new(), String::new(), String::new()]
+                    vec![
+                        f.name().clone(),
+                        flink_type_name(f.data_type()),
+                        if f.is_nullable() {
+                            "TRUE".into()
+                        } else {
+                            "FALSE".into()
+                        },
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    ]
                 })
                 .collect();
             return Ok(StatementResult::Table { header, rows });
         }
-        Err(SqlError::Plan(format!("table or view '{name}' does not exist")))
+        Err(SqlError::Plan(format!(
+            "table or view '{name}' does not exist"
+        )))
     }
 
     async fn explain(&mut self, inner: FlinkStatement) -> Result<StatementResult> {
         let (plan, insert) = match inner {
             FlinkStatement::Insert(tokens) => (self.logical_plan(tokens).await?, true),
             FlinkStatement::Query(tokens) => (self.logical_plan(tokens).await?, false),
-            _ => return Err(SqlError::Unsupported("EXPLAIN of a statement other than a query or INSERT".into())),
+            _ => {
+                return Err(SqlError::Unsupported(
+                    "EXPLAIN of a statement other than a query or INSERT".into(),
+                ))
+            }
         };
         let mut translator = self.translator();
         if insert {
@@ -430,7 +574,10 @@ impl Session {
         }
         let graph = translator.graph;
         let logical = redact(&plan.display_indent().to_string(), &self.tables);
-        Ok(StatementResult::Text(format!("== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}", graph.explain())))
+        Ok(StatementResult::Text(format!(
+            "== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}",
+            graph.explain()
+        )))
     }
 }
 

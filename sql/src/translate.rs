@@ -88,13 +88,24 @@ fn arrow_schema(schema: &DFSchema, updating: bool) -> SchemaRef {
 impl<'a> Translator<'a> {
     /// A translator for a job at `parallelism`.
     pub fn new(catalog: Catalog<'a>, parallelism: usize) -> Self {
-        Self { catalog, graph: JobGraph::default(), parallelism, props: ExecutionProps::new() }
+        Self {
+            catalog,
+            graph: JobGraph::default(),
+            parallelism,
+            props: ExecutionProps::new(),
+        }
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
-        Ok(create_physical_expr(expr, schema, &self.props, &PhysicalPlanningContext::default())?)
+        Ok(create_physical_expr(
+            expr,
+            schema,
+            &self.props,
+            &PhysicalPlanningContext::default(),
+        )?)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_operator(
         &mut self,
         factory: Arc<dyn weir_engine::operators::OperatorFactory>,
@@ -105,10 +116,6 @@ impl<'a> Translator<'a> {
         updating: bool,
         windowed: bool,
     ) -> Stream {
-        let exchange = match exchange {
-            Exchange::Forward if input.parallelism != parallelism => Exchange::Forward,
-            e => e,
-        };
         let node = self.graph.add(
             NodeKind::Operator(factory),
             parallelism,
@@ -116,12 +123,27 @@ impl<'a> Translator<'a> {
             arrow_schema(&schema, updating),
             updating,
         );
-        Stream { node, schema, updating, windowed, parallelism }
+        Stream {
+            node,
+            schema,
+            updating,
+            windowed,
+            parallelism,
+        }
     }
 
     /// Adds the sink of an `INSERT INTO` or the collect sink of a `SELECT`.
-    pub fn add_sink(&mut self, input: &Stream, sink: Arc<dyn SinkFactory>, parallelism: usize) -> NodeId {
-        let exchange = if parallelism == 1 && input.parallelism > 1 { Exchange::Single } else { Exchange::Forward };
+    pub fn add_sink(
+        &mut self,
+        input: &Stream,
+        sink: Arc<dyn SinkFactory>,
+        parallelism: usize,
+    ) -> NodeId {
+        let exchange = if parallelism == 1 && input.parallelism > 1 {
+            Exchange::Single
+        } else {
+            Exchange::Forward
+        };
         self.graph.add(
             NodeKind::Sink(sink),
             parallelism,
@@ -134,17 +156,21 @@ impl<'a> Translator<'a> {
     /// Translates an `INSERT INTO` plan, adding the target's sink.
     pub fn insert(&mut self, plan: &LogicalPlan) -> Result<()> {
         let LogicalPlan::Dml(dml) = plan else {
-            return Err(SqlError::Unsupported(format!("statement plan {}", plan.display())));
+            return Err(SqlError::Unsupported(format!(
+                "statement plan {}",
+                plan.display()
+            )));
         };
         if !matches!(dml.op, WriteOp::Insert(_)) {
-            return Err(SqlError::Unsupported(format!("{} on a streaming table", dml.op)));
+            return Err(SqlError::Unsupported(format!(
+                "{} on a streaming table",
+                dml.op
+            )));
         }
         let name = dml.table_name.table().to_string();
-        let table = self
-            .catalog
-            .tables
-            .get(&name)
-            .ok_or_else(|| SqlError::Plan(format!("'{name}' is not a table that can be written to")))?;
+        let table = self.catalog.tables.get(&name).ok_or_else(|| {
+            SqlError::Plan(format!("'{name}' is not a table that can be written to"))
+        })?;
         let input = self.plan(&dml.input)?;
         let sink = create_sink(table.connector(), &table.options, table.physical_schema())?;
         if input.updating && !sink.accepts_updates() {
@@ -266,23 +292,46 @@ impl<'a> Translator<'a> {
             watermark_sql: None,
             schema: arrow.clone(),
         };
-        let node = self.graph.add(NodeKind::Source(Arc::new(spec)), 1, vec![], arrow, false);
-        Stream { node, schema, updating: false, windowed: false, parallelism: 1 }
+        let node = self
+            .graph
+            .add(NodeKind::Source(Arc::new(spec)), 1, vec![], arrow, false);
+        Stream {
+            node,
+            schema,
+            updating: false,
+            windowed: false,
+            parallelism: 1,
+        }
     }
 
     /// The full stream of a table, view or window table function.
     fn scan_named(&mut self, name: &str) -> Result<Stream> {
         if let Some(call) = self.catalog.windows.get(name).cloned() {
             let input = self.scan_named(&call.input)?;
-            let time_column = input.schema.index_of_column_by_name(None, &call.time_column).ok_or_else(|| {
-                SqlError::Plan(format!("DESCRIPTOR column '{}' of the window at {} is not a column of '{}'", call.time_column, call.position, call.input))
-            })?;
-            let mut fields: Vec<Field> = input.schema.as_arrow().fields().iter().map(|f| f.as_ref().clone()).collect();
+            let time_column = input
+                .schema
+                .index_of_column_by_name(None, &call.time_column)
+                .ok_or_else(|| {
+                    SqlError::Plan(format!(
+                        "DESCRIPTOR column '{}' of the window at {} is not a column of '{}'",
+                        call.time_column, call.position, call.input
+                    ))
+                })?;
+            let mut fields: Vec<Field> = input
+                .schema
+                .as_arrow()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
             let ts = DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None);
             for n in ["window_start", "window_end", "window_time"] {
                 fields.push(Field::new(n, ts.clone(), false));
             }
-            let schema = Arc::new(DFSchema::try_from_qualified_schema(name, &Schema::new(fields.clone()))?);
+            let schema = Arc::new(DFSchema::try_from_qualified_schema(
+                name,
+                &Schema::new(fields.clone()),
+            )?);
             let spec = WindowAssignSpec {
                 kind: call.kind,
                 offset: call.offset,
@@ -291,10 +340,20 @@ impl<'a> Translator<'a> {
                 output_schema: Arc::new(Schema::new(fields)),
             };
             if input.updating {
-                return Err(SqlError::Unsupported("window table functions over an updating stream".into()));
+                return Err(SqlError::Unsupported(
+                    "window table functions over an updating stream".into(),
+                ));
             }
             let par = input.parallelism;
-            return Ok(self.add_operator(Arc::new(spec), &input, Exchange::Forward, par, schema, false, true));
+            return Ok(self.add_operator(
+                Arc::new(spec),
+                &input,
+                Exchange::Forward,
+                par,
+                schema,
+                false,
+                true,
+            ));
         }
         if let Some(table) = self.catalog.tables.get(name).cloned() {
             return self.source(&table);
@@ -334,11 +393,36 @@ impl<'a> Translator<'a> {
             }
             None => None,
         };
-        let watermark_sql = table.watermark.as_ref().map(|(col, sql)| format!("{col}, {sql}"));
-        let spec = SourceSpec { table: table.name.clone(), connector, computed, watermark, watermark_sql, schema: table.schema.clone() };
-        let node = self.graph.add(NodeKind::Source(Arc::new(spec)), self.parallelism, vec![], table.schema.clone(), false);
-        let schema = Arc::new(DFSchema::try_from_qualified_schema(&table.name, &table.schema)?);
-        Ok(Stream { node, schema, updating: false, windowed: false, parallelism: self.parallelism })
+        let watermark_sql = table
+            .watermark
+            .as_ref()
+            .map(|(col, sql)| format!("{col}, {sql}"));
+        let spec = SourceSpec {
+            table: table.name.clone(),
+            connector,
+            computed,
+            watermark,
+            watermark_sql,
+            schema: table.schema.clone(),
+        };
+        let node = self.graph.add(
+            NodeKind::Source(Arc::new(spec)),
+            self.parallelism,
+            vec![],
+            table.schema.clone(),
+            false,
+        );
+        let schema = Arc::new(DFSchema::try_from_qualified_schema(
+            &table.name,
+            &table.schema,
+        )?);
+        Ok(Stream {
+            node,
+            schema,
+            updating: false,
+            windowed: false,
+            parallelism: self.parallelism,
+        })
     }
 
     fn aggregate(&mut self, agg: &datafusion::logical_expr::Aggregate) -> Result<Stream> {
@@ -348,13 +432,25 @@ impl<'a> Translator<'a> {
                 "aggregating an updating stream (an aggregate over the result of a GROUP BY without window)".into(),
             ));
         }
-        if agg.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
-            return Err(SqlError::Unsupported("GROUPING SETS, CUBE and ROLLUP".into()));
+        if agg
+            .group_expr
+            .iter()
+            .any(|e| matches!(e, Expr::GroupingSet(_)))
+        {
+            return Err(SqlError::Unsupported(
+                "GROUPING SETS, CUBE and ROLLUP".into(),
+            ));
         }
         let in_schema = input.schema.clone();
         let physical_in = in_schema.as_arrow().clone();
-        let group_exprs = agg.group_expr.iter().map(|e| self.physical(e, &in_schema)).collect::<Result<Vec<_>>>()?;
-        let group_fields: Vec<Field> = (0..agg.group_expr.len()).map(|i| agg.schema.field(i).as_ref().clone()).collect();
+        let group_exprs = agg
+            .group_expr
+            .iter()
+            .map(|e| self.physical(e, &in_schema))
+            .collect::<Result<Vec<_>>>()?;
+        let group_fields: Vec<Field> = (0..agg.group_expr.len())
+            .map(|i| agg.schema.field(i).as_ref().clone())
+            .collect();
         let mut calls = Vec::new();
         for e in &agg.aggr_expr {
             let inner = match e {
@@ -363,15 +459,20 @@ impl<'a> Translator<'a> {
             };
             if let Expr::AggregateFunction(AggregateFunction { params, .. }) = inner {
                 if params.order_by.iter().len() > 0 {
-                    return Err(SqlError::Unsupported("ORDER BY inside an aggregate call".into()));
+                    return Err(SqlError::Unsupported(
+                        "ORDER BY inside an aggregate call".into(),
+                    ));
                 }
             }
             #[allow(deprecated)]
-            let (function, filter, _order) = create_aggregate_expr_and_maybe_filter(e, &in_schema, &physical_in, &self.props)?;
+            let (function, filter, _order) =
+                create_aggregate_expr_and_maybe_filter(e, &in_schema, &physical_in, &self.props)?;
             calls.push(AggregateCall { function, filter });
         }
         let window_key = |name: &str| {
-            agg.group_expr.iter().position(|e| matches!(e, Expr::Column(c) if c.name == name))
+            agg.group_expr
+                .iter()
+                .position(|e| matches!(e, Expr::Column(c) if c.name == name))
         };
         let window_end = window_key("window_end").filter(|_| input.windowed);
         let other_keys: Vec<Arc<dyn PhysicalExpr>> = agg
@@ -384,22 +485,59 @@ impl<'a> Translator<'a> {
         match window_end {
             Some(end_key) => {
                 let spec = WindowAggregateSpec {
-                    aggregate: AggregateSpec::new(group_exprs.clone(), group_fields, calls, arrow_schema(&agg.schema, false)),
+                    aggregate: AggregateSpec::new(
+                        group_exprs.clone(),
+                        group_fields,
+                        calls,
+                        arrow_schema(&agg.schema, false),
+                    ),
                     window_end_key: end_key,
                 };
-                let keys = if other_keys.is_empty() { vec![group_exprs[end_key].clone()] } else { other_keys };
+                let keys = if other_keys.is_empty() {
+                    vec![group_exprs[end_key].clone()]
+                } else {
+                    other_keys
+                };
                 let par = self.parallelism;
-                Ok(self.add_operator(Arc::new(spec), &input, Exchange::Hash(keys), par, agg.schema.clone(), false, false))
+                Ok(self.add_operator(
+                    Arc::new(spec),
+                    &input,
+                    Exchange::Hash(keys),
+                    par,
+                    agg.schema.clone(),
+                    false,
+                    false,
+                ))
             }
             None => {
                 if input.windowed && window_key("window_start").is_some() {
-                    return Err(SqlError::Plan("a window aggregate must group by window_end as well as window_start".into()));
+                    return Err(SqlError::Plan(
+                        "a window aggregate must group by window_end as well as window_start"
+                            .into(),
+                    ));
                 }
                 let spec = UpdatingAggregateSpec {
-                    aggregate: AggregateSpec::new(group_exprs, group_fields, calls, arrow_schema(&agg.schema, true)),
+                    aggregate: AggregateSpec::new(
+                        group_exprs,
+                        group_fields,
+                        calls,
+                        arrow_schema(&agg.schema, true),
+                    ),
                 };
-                let (exchange, par) = if other_keys.is_empty() { (Exchange::Single, 1) } else { (Exchange::Hash(other_keys), self.parallelism) };
-                Ok(self.add_operator(Arc::new(spec), &input, exchange, par, agg.schema.clone(), true, false))
+                let (exchange, par) = if other_keys.is_empty() {
+                    (Exchange::Single, 1)
+                } else {
+                    (Exchange::Hash(other_keys), self.parallelism)
+                };
+                Ok(self.add_operator(
+                    Arc::new(spec),
+                    &input,
+                    exchange,
+                    par,
+                    agg.schema.clone(),
+                    true,
+                    false,
+                ))
             }
         }
     }

@@ -13,7 +13,11 @@ pub struct ValuesSource {
 
 impl SourceFactory for ValuesSource {
     fn create_reader(&self, ctx: &TaskContext) -> weir_engine::Result<Box<dyn SourceReader>> {
-        let batches = if ctx.subtask == 0 { self.batches.clone() } else { Vec::new() };
+        let batches = if ctx.subtask == 0 {
+            self.batches.clone()
+        } else {
+            Vec::new()
+        };
         Ok(Box::new(ValuesReader { batches }))
     }
     fn is_bounded(&self) -> bool {

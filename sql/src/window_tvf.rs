@@ -42,20 +42,31 @@ fn is_word(t: &Token, kw: &str) -> bool {
 
 /// Replaces every window function call in `tokens`; `next_id` numbers the
 /// generated tables.
-pub fn rewrite(tokens: Vec<TokenWithSpan>, next_id: &mut usize) -> Result<(Vec<TokenWithSpan>, Vec<WindowCall>)> {
+pub fn rewrite(
+    tokens: Vec<TokenWithSpan>,
+    next_id: &mut usize,
+) -> Result<(Vec<TokenWithSpan>, Vec<WindowCall>)> {
     let mut out = Vec::with_capacity(tokens.len());
     let mut calls = Vec::new();
-    let sig: Vec<usize> = (0..tokens.len()).filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_))).collect();
+    let sig: Vec<usize> = (0..tokens.len())
+        .filter(|i| !matches!(tokens[*i].token, Token::Whitespace(_)))
+        .collect();
     let mut k = 0;
     let mut copied_to = 0;
     while k < sig.len() {
         let i = sig[k];
         let matches_call = is_word(&tokens[i].token, "TABLE")
-            && sig.get(k + 1).is_some_and(|j| tokens[*j].token == Token::LParen)
+            && sig
+                .get(k + 1)
+                .is_some_and(|j| tokens[*j].token == Token::LParen)
             && sig.get(k + 2).is_some_and(|j| {
-                ["TUMBLE", "HOP", "CUMULATE", "SESSION"].iter().any(|f| is_word(&tokens[*j].token, f))
+                ["TUMBLE", "HOP", "CUMULATE", "SESSION"]
+                    .iter()
+                    .any(|f| is_word(&tokens[*j].token, f))
             })
-            && sig.get(k + 3).is_some_and(|j| tokens[*j].token == Token::LParen);
+            && sig
+                .get(k + 3)
+                .is_some_and(|j| tokens[*j].token == Token::LParen);
         if !matches_call {
             k += 1;
             continue;
@@ -78,7 +89,10 @@ pub fn rewrite(tokens: Vec<TokenWithSpan>, next_id: &mut usize) -> Result<(Vec<T
             }
         }
         let Some(close) = close else {
-            return Err(SqlError::Parse(format!("unclosed TABLE( at {}", position(&tokens[i]))));
+            return Err(SqlError::Parse(format!(
+                "unclosed TABLE( at {}",
+                position(&tokens[i])
+            )));
         };
         let func = match &tokens[sig[k + 2]].token {
             Token::Word(w) => w.value.to_uppercase(),
@@ -92,23 +106,55 @@ pub fn rewrite(tokens: Vec<TokenWithSpan>, next_id: &mut usize) -> Result<(Vec<T
         out.extend_from_slice(&tokens[copied_to..i]);
         let span = tokens[i].span;
         out.push(TokenWithSpan::new(
-            Token::Word(Word { value: table, quote_style: None, keyword: Keyword::NoKeyword }),
+            Token::Word(Word {
+                value: table,
+                quote_style: None,
+                keyword: Keyword::NoKeyword,
+            }),
             span,
         ));
         // Without an alias of the user's, name the call after its input, so
         // that result columns read `max(bid.price)`, not the generated name.
-        let next = tokens[close + 1..].iter().find(|t| !matches!(t.token, Token::Whitespace(_)));
+        let next = tokens[close + 1..]
+            .iter()
+            .find(|t| !matches!(t.token, Token::Whitespace(_)));
         let aliased = next.is_some_and(|t| match &t.token {
-            Token::Word(w) => w.keyword == Keyword::AS || w.keyword == Keyword::NoKeyword || w.quote_style.is_some(),
+            Token::Word(w) => {
+                w.keyword == Keyword::AS
+                    || w.keyword == Keyword::NoKeyword
+                    || w.quote_style.is_some()
+            }
             _ => false,
         });
         if !aliased {
-            let alias = calls.last().map(|c: &WindowCall| c.input.clone()).unwrap_or_default();
-            let word = |value: String, keyword| Token::Word(Word { value, quote_style: None, keyword });
-            out.push(TokenWithSpan::new(Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space), span));
+            let alias = calls
+                .last()
+                .map(|c: &WindowCall| c.input.clone())
+                .unwrap_or_default();
+            let word = |value: String, keyword| {
+                Token::Word(Word {
+                    value,
+                    quote_style: None,
+                    keyword,
+                })
+            };
+            out.push(TokenWithSpan::new(
+                Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+                span,
+            ));
             out.push(TokenWithSpan::new(word("AS".into(), Keyword::AS), span));
-            out.push(TokenWithSpan::new(Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space), span));
-            out.push(TokenWithSpan::new(Token::Word(Word { value: alias, quote_style: Some('"'), keyword: Keyword::NoKeyword }), span));
+            out.push(TokenWithSpan::new(
+                Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+                span,
+            ));
+            out.push(TokenWithSpan::new(
+                Token::Word(Word {
+                    value: alias,
+                    quote_style: Some('"'),
+                    keyword: Keyword::NoKeyword,
+                }),
+                span,
+            ));
         }
         copied_to = close + 1;
         while k < sig.len() && sig[k] <= close {
@@ -119,9 +165,16 @@ pub fn rewrite(tokens: Vec<TokenWithSpan>, next_id: &mut usize) -> Result<(Vec<T
     Ok((out, calls))
 }
 
-fn parse_call(func: &str, inner: Vec<TokenWithSpan>, table: &str, position: String) -> Result<WindowCall> {
+fn parse_call(
+    func: &str,
+    inner: Vec<TokenWithSpan>,
+    table: &str,
+    position: String,
+) -> Result<WindowCall> {
     if func == "SESSION" {
-        return Err(SqlError::Unsupported(format!("SESSION window table function (at {position}) is not supported yet")));
+        return Err(SqlError::Unsupported(format!(
+            "SESSION window table function (at {position}) is not supported yet"
+        )));
     }
     let d = dialect();
     let mut p = Parser::new(&d).with_tokens_with_locations(inner);
@@ -152,7 +205,10 @@ fn parse_call(func: &str, inner: Vec<TokenWithSpan>, table: &str, position: Stri
         }
     }
     if p.peek_token().token != Token::EOF {
-        return Err(SqlError::Parse(format!("unexpected {} in {func} at {position}", p.peek_token().token)));
+        return Err(SqlError::Parse(format!(
+            "unexpected {} in {func} at {position}",
+            p.peek_token().token
+        )));
     }
     let positional: &[&str] = match func {
         "TUMBLE" => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
@@ -165,7 +221,9 @@ fn parse_call(func: &str, inner: Vec<TokenWithSpan>, table: &str, position: Stri
             Some(n) => n,
             None => positional
                 .get(i)
-                .ok_or_else(|| SqlError::Plan(format!("too many arguments to {func} at {position}")))?
+                .ok_or_else(|| {
+                    SqlError::Plan(format!("too many arguments to {func} at {position}"))
+                })?
                 .to_string(),
         };
         if !positional.contains(&name.as_str()) {
@@ -178,30 +236,60 @@ fn parse_call(func: &str, inner: Vec<TokenWithSpan>, table: &str, position: Stri
     }
     let input = match args.remove("DATA") {
         Some(Arg::Table(t)) => t,
-        _ => return Err(SqlError::Plan(format!("{func} at {position} needs its input as TABLE <name>"))),
+        _ => {
+            return Err(SqlError::Plan(format!(
+                "{func} at {position} needs its input as TABLE <name>"
+            )))
+        }
     };
     let time_column = match args.remove("TIMECOL") {
         Some(Arg::Descriptor(c)) => c,
-        _ => return Err(SqlError::Plan(format!("{func} at {position} needs its time column as DESCRIPTOR(<column>)"))),
+        _ => {
+            return Err(SqlError::Plan(format!(
+                "{func} at {position} needs its time column as DESCRIPTOR(<column>)"
+            )))
+        }
     };
     let mut duration = |name: &str| -> Result<Option<i64>> {
         match args.remove(name) {
             Some(Arg::Duration(ms)) => Ok(Some(ms)),
             None => Ok(None),
-            Some(_) => Err(SqlError::Plan(format!("argument {name} of {func} at {position} must be an INTERVAL"))),
+            Some(_) => Err(SqlError::Plan(format!(
+                "argument {name} of {func} at {position} must be an INTERVAL"
+            ))),
         }
     };
     let need = |v: Option<i64>, name: &str| {
-        v.ok_or_else(|| SqlError::Plan(format!("{func} at {position} is missing its {name} argument (an INTERVAL)")))
+        v.ok_or_else(|| {
+            SqlError::Plan(format!(
+                "{func} at {position} is missing its {name} argument (an INTERVAL)"
+            ))
+        })
     };
     let kind = match func {
-        "TUMBLE" => WindowKind::Tumble { size: need(duration("SIZE")?, "SIZE")? },
-        "HOP" => WindowKind::Hop { slide: need(duration("SLIDE")?, "SLIDE")?, size: need(duration("SIZE")?, "SIZE")? },
-        _ => WindowKind::Cumulate { step: need(duration("STEP")?, "STEP")?, max_size: need(duration("SIZE")?, "SIZE")? },
+        "TUMBLE" => WindowKind::Tumble {
+            size: need(duration("SIZE")?, "SIZE")?,
+        },
+        "HOP" => WindowKind::Hop {
+            slide: need(duration("SLIDE")?, "SLIDE")?,
+            size: need(duration("SIZE")?, "SIZE")?,
+        },
+        _ => WindowKind::Cumulate {
+            step: need(duration("STEP")?, "STEP")?,
+            max_size: need(duration("SIZE")?, "SIZE")?,
+        },
     };
     let offset = duration("OFFSET")?.unwrap_or(0);
-    kind.validate().map_err(|m| SqlError::Plan(format!("{m} (at {position})")))?;
-    Ok(WindowCall { table: table.to_string(), input, time_column, kind, offset, position })
+    kind.validate()
+        .map_err(|m| SqlError::Plan(format!("{m} (at {position})")))?;
+    Ok(WindowCall {
+        table: table.to_string(),
+        input,
+        time_column,
+        kind,
+        offset,
+        position,
+    })
 }
 
 enum Arg {
@@ -212,8 +300,14 @@ enum Arg {
 
 /// Milliseconds of an `INTERVAL '10' SECOND` / `INTERVAL '1 minute'` literal.
 pub fn interval_ms(expr: &Expr, position: &str) -> Result<i64> {
-    let bad = || SqlError::Plan(format!("expected an INTERVAL literal such as INTERVAL '10' SECOND at {position}, found {expr}"));
-    let Expr::Interval(iv) = expr else { return Err(bad()) };
+    let bad = || {
+        SqlError::Plan(format!(
+            "expected an INTERVAL literal such as INTERVAL '10' SECOND at {position}, found {expr}"
+        ))
+    };
+    let Expr::Interval(iv) = expr else {
+        return Err(bad());
+    };
     let text = match iv.value.as_ref() {
         Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) => s.clone(),
@@ -222,7 +316,10 @@ pub fn interval_ms(expr: &Expr, position: &str) -> Result<i64> {
         },
         _ => return Err(bad()),
     };
-    let unit = iv.leading_field.as_ref().map(|f| f.to_string().to_uppercase());
+    let unit = iv
+        .leading_field
+        .as_ref()
+        .map(|f| f.to_string().to_uppercase());
     let (number, unit) = match unit {
         Some(u) => (text.trim().to_string(), u),
         None => {
@@ -257,9 +354,18 @@ mod tests {
         let mut id = 0;
         let (out, calls) = rewrite(tokens, &mut id).unwrap();
         let text: String = out.iter().map(|t| t.token.to_string()).collect();
-        assert_eq!(text, "SELECT * FROM __weir_window_0 AS \"bid\" JOIN __weir_window_1 AS \"b\" ON true");
+        assert_eq!(
+            text,
+            "SELECT * FROM __weir_window_0 AS \"bid\" JOIN __weir_window_1 AS \"b\" ON true"
+        );
         assert_eq!(calls[0].kind, WindowKind::Tumble { size: 10_000 });
-        assert_eq!(calls[1].kind, WindowKind::Hop { slide: 5_000, size: 60_000 });
+        assert_eq!(
+            calls[1].kind,
+            WindowKind::Hop {
+                slide: 5_000,
+                size: 60_000
+            }
+        );
         assert_eq!(calls[1].input, "b");
     }
 }

@@ -23,7 +23,9 @@ impl CollectSink {
 
 impl SinkFactory for CollectSink {
     fn create_writer(&self, _ctx: &TaskContext, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>> {
-        Ok(Box::new(CollectWriter { sender: self.sender.clone() }))
+        Ok(Box::new(CollectWriter {
+            sender: self.sender.clone(),
+        }))
     }
     fn accepts_updates(&self) -> bool {
         true
@@ -40,7 +42,9 @@ struct CollectWriter {
 impl SinkWriter for CollectWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         // The reader went away (the user stopped the query): stop the job.
-        self.sender.blocking_send(batch.clone()).map_err(|_| EngineError::Cancelled)
+        self.sender
+            .blocking_send(batch.clone())
+            .map_err(|_| EngineError::Cancelled)
     }
     fn finish(&mut self) -> Result<()> {
         Ok(())

@@ -74,8 +74,16 @@ pub struct SourceSpec {
 impl SourceSpec {
     /// One line for `EXPLAIN`.
     pub fn describe(&self) -> String {
-        let wm = self.watermark_sql.as_ref().map(|w| format!(", watermark=[{w}]")).unwrap_or_default();
-        format!("TableSourceScan(table=[{}], {}{wm})", self.table, self.connector.describe())
+        let wm = self
+            .watermark_sql
+            .as_ref()
+            .map(|w| format!(", watermark=[{w}]"))
+            .unwrap_or_default();
+        format!(
+            "TableSourceScan(table=[{}], {}{wm})",
+            self.table,
+            self.connector.describe()
+        )
     }
 }
 
@@ -110,7 +118,11 @@ impl Options {
     pub fn new(connector: &str, values: &BTreeMap<String, String>) -> Self {
         let mut values = values.clone();
         values.remove("connector");
-        Self { connector: connector.to_string(), values, accepted: Vec::new() }
+        Self {
+            connector: connector.to_string(),
+            values,
+            accepted: Vec::new(),
+        }
     }
 
     /// The connector's name.
@@ -126,8 +138,9 @@ impl Options {
 
     /// Takes a required string option.
     pub fn required(&mut self, key: &str) -> Result<String> {
-        self.string(key)
-            .ok_or_else(|| EngineError::option(&self.connector, format!("missing required option '{key}'")))
+        self.string(key).ok_or_else(|| {
+            EngineError::option(&self.connector, format!("missing required option '{key}'"))
+        })
     }
 
     /// Takes an optional option parsed as `T`.
@@ -135,7 +148,10 @@ impl Options {
         match self.string(key) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                EngineError::option(&self.connector, format!("option '{key}' must be {what}, found '{v}'"))
+                EngineError::option(
+                    &self.connector,
+                    format!("option '{key}' must be {what}, found '{v}'"),
+                )
             }),
         }
     }
@@ -146,7 +162,10 @@ impl Options {
             None => Ok(default),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(EngineError::option(&self.connector, format!("option '{key}' must be 'true' or 'false', found '{v}'"))),
+            Some(v) => Err(EngineError::option(
+                &self.connector,
+                format!("option '{key}' must be 'true' or 'false', found '{v}'"),
+            )),
         }
     }
 
@@ -154,10 +173,15 @@ impl Options {
     pub fn one_of(&mut self, key: &str, choices: &[&str]) -> Result<Option<String>> {
         match self.string(key) {
             None => Ok(None),
-            Some(v) if choices.iter().any(|c| c.eq_ignore_ascii_case(&v)) => Ok(Some(v.to_ascii_lowercase())),
+            Some(v) if choices.iter().any(|c| c.eq_ignore_ascii_case(&v)) => {
+                Ok(Some(v.to_ascii_lowercase()))
+            }
             Some(v) => Err(EngineError::option(
                 &self.connector,
-                format!("option '{key}' must be one of {}, found '{v}'", choices.join(", ")),
+                format!(
+                    "option '{key}' must be one of {}, found '{v}'",
+                    choices.join(", ")
+                ),
             )),
         }
     }
@@ -165,8 +189,15 @@ impl Options {
     /// Takes every option whose key starts with `prefix`.
     pub fn with_prefix(&mut self, prefix: &str) -> BTreeMap<String, String> {
         self.accepted.push(format!("{prefix}*"));
-        let keys: Vec<String> = self.values.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
-        keys.into_iter().filter_map(|k| self.values.remove(&k).map(|v| (k, v))).collect()
+        let keys: Vec<String> = self
+            .values
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.values.remove(&k).map(|v| (k, v)))
+            .collect()
     }
 
     /// Fails on options that no `take` consumed, listing the accepted ones.
@@ -177,7 +208,10 @@ impl Options {
             accepted.dedup();
             return Err(EngineError::option(
                 &self.connector,
-                format!("unknown option '{key}'. Accepted options: connector, {}", accepted.join(", ")),
+                format!(
+                    "unknown option '{key}'. Accepted options: connector, {}",
+                    accepted.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -187,9 +221,17 @@ impl Options {
 /// Whether an option's value must never be shown (credentials).
 pub fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "secret", "token", "credential", "access-key", "access_key", "sasl.jaas"]
-        .iter()
-        .any(|s| k.contains(s))
+    [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "access-key",
+        "access_key",
+        "sasl.jaas",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
 }
 
 /// Creates the source connector named by `'connector'`.
@@ -205,7 +247,10 @@ pub fn create_source(
         "filesystem" => Ok(Arc::new(filesystem::FileSource::new(opts, schema)?)),
         "print" | "blackhole" => Err(EngineError::option(
             connector,
-            format!("connector '{connector}' can only be written to; sources are: {}", SOURCE_CONNECTORS.join(", ")),
+            format!(
+                "connector '{connector}' can only be written to; sources are: {}",
+                SOURCE_CONNECTORS.join(", ")
+            ),
         )),
         other => Err(unknown_connector(other)),
     }
@@ -224,14 +269,21 @@ pub fn create_sink(
         "filesystem" => Ok(Arc::new(filesystem::FileSink::new(opts, schema)?)),
         "nexmark" | "datagen" => Err(EngineError::option(
             connector,
-            format!("connector '{connector}' can only be read; sinks are: {}", SINK_CONNECTORS.join(", ")),
+            format!(
+                "connector '{connector}' can only be read; sinks are: {}",
+                SINK_CONNECTORS.join(", ")
+            ),
         )),
         other => Err(unknown_connector(other)),
     }
 }
 
 /// Checks a table's options without creating anything.
-pub fn validate_options(connector: &str, options: &BTreeMap<String, String>, schema: SchemaRef) -> Result<()> {
+pub fn validate_options(
+    connector: &str,
+    options: &BTreeMap<String, String>,
+    schema: SchemaRef,
+) -> Result<()> {
     match connector {
         "print" | "blackhole" => create_sink(connector, options, schema).map(|_| ()),
         _ => create_source(connector, options, schema).map(|_| ()),
@@ -239,8 +291,18 @@ pub fn validate_options(connector: &str, options: &BTreeMap<String, String>, sch
 }
 
 fn unknown_connector(name: &str) -> EngineError {
-    let mut all: Vec<&str> = SOURCE_CONNECTORS.iter().chain(SINK_CONNECTORS).copied().collect();
+    let mut all: Vec<&str> = SOURCE_CONNECTORS
+        .iter()
+        .chain(SINK_CONNECTORS)
+        .copied()
+        .collect();
     all.sort();
     all.dedup();
-    EngineError::option(name, format!("unknown connector '{name}'. Available connectors: {}", all.join(", ")))
+    EngineError::option(
+        name,
+        format!(
+            "unknown connector '{name}'. Available connectors: {}",
+            all.join(", ")
+        ),
+    )
 }

@@ -39,7 +39,10 @@ impl SinkFactory for PrintSink {
             (None, true) => format!("{}> ", ctx.subtask + 1),
             (None, false) => String::new(),
         };
-        Ok(Box::new(PrintWriter { prefix, stderr: self.stderr }))
+        Ok(Box::new(PrintWriter {
+            prefix,
+            stderr: self.stderr,
+        }))
     }
     fn accepts_updates(&self) -> bool {
         true
@@ -57,12 +60,23 @@ struct PrintWriter {
 impl SinkWriter for PrintWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let (data, ops) = split_changes(batch);
-        let columns: Vec<Vec<String>> = data.columns().iter().map(column_strings).collect::<Result<_>>()?;
+        let columns: Vec<Vec<String>> = data
+            .columns()
+            .iter()
+            .map(column_strings)
+            .collect::<Result<_>>()?;
         let mut text = String::new();
         for row in 0..data.num_rows() {
-            let kind = ops.as_ref().map_or(ChangeKind::Insert, |o| ChangeKind::from_i8(o.value(row)));
+            let kind = ops
+                .as_ref()
+                .map_or(ChangeKind::Insert, |o| ChangeKind::from_i8(o.value(row)));
             let values: Vec<&str> = columns.iter().map(|c| c[row].as_str()).collect();
-            text.push_str(&format!("{}{}[{}]\n", self.prefix, kind.short(), values.join(", ")));
+            text.push_str(&format!(
+                "{}{}[{}]\n",
+                self.prefix,
+                kind.short(),
+                values.join(", ")
+            ));
         }
         let result = if self.stderr {
             std::io::stderr().lock().write_all(text.as_bytes())

@@ -48,7 +48,12 @@ impl AggregateSpec {
         aggregates: Vec<AggregateCall>,
         output_schema: SchemaRef,
     ) -> Self {
-        Self { group_exprs, group_schema: Arc::new(Schema::new(group_fields)), aggregates, output_schema }
+        Self {
+            group_exprs,
+            group_schema: Arc::new(Schema::new(group_fields)),
+            aggregates,
+            output_schema,
+        }
     }
 
     /// Evaluates the key expressions on a batch.
@@ -62,7 +67,11 @@ impl AggregateSpec {
     }
 
     /// Evaluates the arguments and filter of aggregate `i` on a batch.
-    pub fn arguments(&self, i: usize, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Option<BooleanArray>)> {
+    pub fn arguments(
+        &self,
+        i: usize,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<ArrayRef>, Option<BooleanArray>)> {
         let rows = batch.num_rows();
         let call = &self.aggregates[i];
         let args = call
@@ -78,7 +87,9 @@ impl AggregateSpec {
                     mask.as_any()
                         .downcast_ref::<BooleanArray>()
                         .cloned()
-                        .ok_or_else(|| EngineError::Internal("FILTER clause is not boolean".into()))?,
+                        .ok_or_else(|| {
+                            EngineError::Internal("FILTER clause is not boolean".into())
+                        })?,
                 )
             }
             None => None,
@@ -88,7 +99,12 @@ impl AggregateSpec {
 
     /// Short text for `EXPLAIN`.
     pub fn describe(&self) -> String {
-        let keys: Vec<String> = self.group_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let keys: Vec<String> = self
+            .group_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let aggs: Vec<String> = self
             .aggregates
             .iter()
@@ -100,7 +116,11 @@ impl AggregateSpec {
                 s
             })
             .collect();
-        format!("groupBy=[{}], select=[{}]", keys.join(", "), aggs.join(", "))
+        format!(
+            "groupBy=[{}], select=[{}]",
+            keys.join(", "),
+            aggs.join(", ")
+        )
     }
 }
 
@@ -111,7 +131,9 @@ pub fn groups_accumulator(call: &AggregateCall) -> Result<Box<dyn GroupsAccumula
         Ok(call.function.create_groups_accumulator()?)
     } else {
         let f = Arc::clone(&call.function);
-        Ok(Box::new(GroupsAccumulatorAdapter::new(move || f.create_accumulator())))
+        Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+            f.create_accumulator()
+        })))
     }
 }
 
@@ -133,12 +155,20 @@ impl GroupKeys {
         if schema.fields().is_empty() {
             Ok(GroupKeys::Global { exists: false })
         } else {
-            Ok(GroupKeys::Columns(new_group_values(schema.clone(), &GroupOrdering::None)?))
+            Ok(GroupKeys::Columns(new_group_values(
+                schema.clone(),
+                &GroupOrdering::None,
+            )?))
         }
     }
 
     /// Assigns a group id to each of the `rows` rows.
-    pub fn intern(&mut self, keys: &[ArrayRef], rows: usize, group_ids: &mut Vec<usize>) -> Result<()> {
+    pub fn intern(
+        &mut self,
+        keys: &[ArrayRef],
+        rows: usize,
+        group_ids: &mut Vec<usize>,
+    ) -> Result<()> {
         match self {
             GroupKeys::Columns(values) => Ok(values.intern(keys, group_ids)?),
             GroupKeys::Global { exists } => {
@@ -195,14 +225,24 @@ impl GroupTable {
     pub fn new(spec: &AggregateSpec) -> Result<Self> {
         Ok(Self {
             values: GroupKeys::new(&spec.group_schema)?,
-            accumulators: spec.aggregates.iter().map(groups_accumulator).collect::<Result<_>>()?,
+            accumulators: spec
+                .aggregates
+                .iter()
+                .map(groups_accumulator)
+                .collect::<Result<_>>()?,
             group_ids: Vec::new(),
         })
     }
 
     /// Adds a batch whose keys were already evaluated.
-    pub fn update(&mut self, spec: &AggregateSpec, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
-        self.values.intern(keys, batch.num_rows(), &mut self.group_ids)?;
+    pub fn update(
+        &mut self,
+        spec: &AggregateSpec,
+        batch: &RecordBatch,
+        keys: &[ArrayRef],
+    ) -> Result<()> {
+        self.values
+            .intern(keys, batch.num_rows(), &mut self.group_ids)?;
         let total = self.values.len();
         for (i, acc) in self.accumulators.iter_mut().enumerate() {
             let (args, filter) = spec.arguments(i, batch)?;

@@ -69,7 +69,9 @@ impl Operator for CalcOperator {
                 let mask = mask
                     .as_any()
                     .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| EngineError::Internal("filter did not return booleans".into()))?;
+                    .ok_or_else(|| {
+                        EngineError::Internal("filter did not return booleans".into())
+                    })?;
                 if mask.true_count() == batch.num_rows() && mask.null_count() == 0 {
                     batch
                 } else {
@@ -92,12 +94,18 @@ impl Operator for CalcOperator {
             .collect::<datafusion::error::Result<_>>()?;
         let schema = batch.schema();
         if let Some(last) = schema.fields().last() {
-            if last.name() == OP_COLUMN && self.spec.output_schema.fields().len() == columns.len() + 1 {
+            if last.name() == OP_COLUMN
+                && self.spec.output_schema.fields().len() == columns.len() + 1
+            {
                 columns.push(batch.column(schema.fields().len() - 1).clone());
             }
         }
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        out.push(RecordBatch::try_new_with_options(self.spec.output_schema.clone(), columns, &options)?);
+        out.push(RecordBatch::try_new_with_options(
+            self.spec.output_schema.clone(),
+            columns,
+            &options,
+        )?);
         Ok(())
     }
 }

@@ -63,14 +63,18 @@ impl Operator for UpdatingAggregateOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let spec = &self.spec.aggregate;
         let keys = spec.keys(&batch)?;
-        self.values.intern(&keys, batch.num_rows(), &mut self.group_ids)?;
+        self.values
+            .intern(&keys, batch.num_rows(), &mut self.group_ids)?;
         while self.groups.len() < self.values.len() {
             let accumulators = spec
                 .aggregates
                 .iter()
                 .map(|a| a.function.create_accumulator())
                 .collect::<datafusion::error::Result<_>>()?;
-            self.groups.push(GroupState { accumulators, emitted: None });
+            self.groups.push(GroupState {
+                accumulators,
+                emitted: None,
+            });
         }
 
         // Order the rows by group (stable counting sort over the touched groups).
@@ -106,7 +110,10 @@ impl Operator for UpdatingAggregateOperator {
 
         for (a, _) in spec.aggregates.iter().enumerate() {
             let (args, filter) = spec.arguments(a, &batch)?;
-            let args: Vec<ArrayRef> = args.iter().map(|c| take(c, &order, None)).collect::<std::result::Result<_, _>>()?;
+            let args: Vec<ArrayRef> = args
+                .iter()
+                .map(|c| take(c, &order, None))
+                .collect::<std::result::Result<_, _>>()?;
             let filter = match filter {
                 Some(f) => Some(take(&f, &order, None)?),
                 None => None,
@@ -120,7 +127,9 @@ impl Operator for UpdatingAggregateOperator {
                         .as_any()
                         .downcast_ref::<datafusion::arrow::array::BooleanArray>()
                         .cloned()
-                        .unwrap_or_else(|| datafusion::arrow::array::BooleanArray::from(vec![false; len]));
+                        .unwrap_or_else(|| {
+                            datafusion::arrow::array::BooleanArray::from(vec![false; len])
+                        });
                     slice = slice
                         .iter()
                         .map(|c| datafusion::arrow::compute::filter(c, &mask))
@@ -158,13 +167,22 @@ impl Operator for UpdatingAggregateOperator {
             }
             state.emitted = Some(new);
         }
-        self.ctx.metrics.state_entries.store(self.values.len() as u64, Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .state_entries
+            .store(self.values.len() as u64, Ordering::Relaxed);
         if out_rows.is_empty() {
             return Ok(());
         }
         let rows = UInt32Array::from(out_rows);
-        let mut columns: Vec<ArrayRef> = keys.iter().map(|k| take(k, &rows, None)).collect::<std::result::Result<_, _>>()?;
-        for (values, field) in out_values.into_iter().zip(spec.output_schema.fields().iter().skip(keys.len())) {
+        let mut columns: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| take(k, &rows, None))
+            .collect::<std::result::Result<_, _>>()?;
+        for (values, field) in out_values
+            .into_iter()
+            .zip(spec.output_schema.fields().iter().skip(keys.len()))
+        {
             let array = if values.is_empty() {
                 datafusion::arrow::array::new_empty_array(field.data_type())
             } else {

@@ -54,14 +54,19 @@ impl WindowAggregateOperator {
     fn update_window(&mut self, end: i64, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
         let table = match self.windows.entry(end) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(GroupTable::new(&self.spec.aggregate)?),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(GroupTable::new(&self.spec.aggregate)?)
+            }
         };
         table.update(&self.spec.aggregate, batch, keys)
     }
 
     fn publish_state_size(&self) {
         let entries: usize = self.windows.values().map(GroupTable::len).sum();
-        self.ctx.metrics.state_entries.store(entries as u64, Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .state_entries
+            .store(entries as u64, Ordering::Relaxed);
     }
 }
 
@@ -75,7 +80,9 @@ impl Operator for WindowAggregateOperator {
         let keys = self.spec.aggregate.keys(&batch)?;
         let ends: TimestampMillisecondArray = as_millis(&keys[self.spec.window_end_key])?;
         let values = ends.values();
-        let (min, max) = values.iter().fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let (min, max) = values
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         if ends.null_count() == 0 && min == max && !fired(min, self.watermark) {
             // The common case: the whole batch falls into one open window.
             self.update_window(min, &batch, &keys)?;
@@ -84,16 +91,25 @@ impl Operator for WindowAggregateOperator {
             let mut late = 0usize;
             for (i, end) in ends.iter().enumerate() {
                 match end {
-                    Some(end) if !fired(end, self.watermark) => by_window.entry(end).or_default().push(i as u32),
+                    Some(end) if !fired(end, self.watermark) => {
+                        by_window.entry(end).or_default().push(i as u32)
+                    }
                     _ => late += 1,
                 }
             }
             NodeMetrics::add(&self.ctx.metrics.late_records_dropped, late);
             for (end, rows) in by_window {
                 let indices = UInt32Array::from(rows);
-                let columns = batch.columns().iter().map(|c| take(c, &indices, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+                let columns = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c, &indices, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 let part = RecordBatch::try_new(batch.schema(), columns)?;
-                let part_keys = keys.iter().map(|k| take(k, &indices, None)).collect::<std::result::Result<Vec<_>, _>>()?;
+                let part_keys = keys
+                    .iter()
+                    .map(|k| take(k, &indices, None))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 self.update_window(end, &part, &part_keys)?;
             }
         }

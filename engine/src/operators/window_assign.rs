@@ -91,7 +91,11 @@ impl WindowKind {
                 format!("HOP(slide=[{}], size=[{}])", fmt_ms(*slide), fmt_ms(*size))
             }
             WindowKind::Cumulate { step, max_size } => {
-                format!("CUMULATE(step=[{}], max_size=[{}])", fmt_ms(*step), fmt_ms(*max_size))
+                format!(
+                    "CUMULATE(step=[{}], max_size=[{}])",
+                    fmt_ms(*step),
+                    fmt_ms(*max_size)
+                )
             }
         }
     }
@@ -136,7 +140,11 @@ impl OperatorFactory for WindowAssignSpec {
     }
 
     fn describe(&self) -> String {
-        format!("WindowTableFunction({}, time_col=[{}])", self.kind.describe(), self.time_column_name)
+        format!(
+            "WindowTableFunction({}, time_col=[{}])",
+            self.kind.describe(),
+            self.time_column_name
+        )
     }
 }
 
@@ -160,7 +168,9 @@ impl Operator for WindowAssignOperator {
         let capacity = match self.spec.kind {
             WindowKind::Tumble { .. } => batch.num_rows(),
             WindowKind::Hop { slide, size } => batch.num_rows() * (size / slide) as usize,
-            WindowKind::Cumulate { step, max_size } => batch.num_rows() * (max_size / step) as usize,
+            WindowKind::Cumulate { step, max_size } => {
+                batch.num_rows() * (max_size / step) as usize
+            }
         };
         let mut rows: Vec<u32> = Vec::with_capacity(capacity);
         let mut starts: Vec<i64> = Vec::with_capacity(capacity);
@@ -168,26 +178,37 @@ impl Operator for WindowAssignOperator {
         for (i, ts) in times.iter().enumerate() {
             // Flink drops rows whose time attribute is NULL from windows.
             let Some(ts) = ts else { continue };
-            self.spec.kind.for_each_window(ts, self.spec.offset, |s, e| {
-                rows.push(i as u32);
-                starts.push(s);
-                ends.push(e);
-            });
+            self.spec
+                .kind
+                .for_each_window(ts, self.spec.offset, |s, e| {
+                    rows.push(i as u32);
+                    starts.push(s);
+                    ends.push(e);
+                });
         }
         if rows.is_empty() {
             return Ok(());
         }
-        let mut columns: Vec<ArrayRef> = if rows.len() == batch.num_rows() && rows.iter().enumerate().all(|(i, r)| *r as usize == i) {
+        let mut columns: Vec<ArrayRef> = if rows.len() == batch.num_rows()
+            && rows.iter().enumerate().all(|(i, r)| *r as usize == i)
+        {
             batch.columns().to_vec()
         } else {
             let indices = UInt32Array::from(rows);
-            batch.columns().iter().map(|c| take(c, &indices, None)).collect::<std::result::Result<_, _>>()?
+            batch
+                .columns()
+                .iter()
+                .map(|c| take(c, &indices, None))
+                .collect::<std::result::Result<_, _>>()?
         };
         let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
         columns.push(Arc::new(TimestampMillisecondArray::from(times)));
-        out.push(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?);
+        out.push(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            columns,
+        )?);
         Ok(())
     }
 }
@@ -207,13 +228,34 @@ mod tests {
     fn tumble_hop_cumulate_assignment() {
         assert_eq!(windows(WindowKind::Tumble { size: 10 }, 15), vec![(10, 20)]);
         assert_eq!(windows(WindowKind::Tumble { size: 10 }, -1), vec![(-10, 0)]);
-        assert_eq!(windows(WindowKind::Hop { slide: 5, size: 10 }, 12), vec![(5, 15), (10, 20)]);
-        assert_eq!(windows(WindowKind::Hop { slide: 5, size: 10 }, 10), vec![(5, 15), (10, 20)]);
         assert_eq!(
-            windows(WindowKind::Cumulate { step: 5, max_size: 20 }, 7),
+            windows(WindowKind::Hop { slide: 5, size: 10 }, 12),
+            vec![(5, 15), (10, 20)]
+        );
+        assert_eq!(
+            windows(WindowKind::Hop { slide: 5, size: 10 }, 10),
+            vec![(5, 15), (10, 20)]
+        );
+        assert_eq!(
+            windows(
+                WindowKind::Cumulate {
+                    step: 5,
+                    max_size: 20
+                },
+                7
+            ),
             vec![(0, 10), (0, 15), (0, 20)]
         );
-        assert_eq!(windows(WindowKind::Cumulate { step: 5, max_size: 20 }, 0), vec![(0, 5), (0, 10), (0, 15), (0, 20)]);
+        assert_eq!(
+            windows(
+                WindowKind::Cumulate {
+                    step: 5,
+                    max_size: 20
+                },
+                0
+            ),
+            vec![(0, 5), (0, 10), (0, 15), (0, 20)]
+        );
         assert!(WindowKind::Hop { slide: 3, size: 10 }.validate().is_err());
     }
 }

@@ -42,7 +42,12 @@ impl InputGate {
         Self {
             channels: receivers
                 .into_iter()
-                .map(|receiver| Channel { receiver, watermark: i64::MIN, ended: false, blocked_on: None })
+                .map(|receiver| Channel {
+                    receiver,
+                    watermark: i64::MIN,
+                    ended: false,
+                    blocked_on: None,
+                })
                 .collect(),
             watermark: i64::MIN,
             next: 0,
@@ -50,7 +55,12 @@ impl InputGate {
     }
 
     fn combined_watermark(&self) -> i64 {
-        self.channels.iter().filter(|c| !c.ended).map(|c| c.watermark).min().unwrap_or(i64::MAX)
+        self.channels
+            .iter()
+            .filter(|c| !c.ended)
+            .map(|c| c.watermark)
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     /// The next event; `None` once the end has been reported.
@@ -90,7 +100,11 @@ impl InputGate {
                 }
                 Some(Message::Barrier(n)) => {
                     self.channels[index].blocked_on = Some(n);
-                    if self.channels.iter().all(|c| c.ended || c.blocked_on == Some(n)) {
+                    if self
+                        .channels
+                        .iter()
+                        .all(|c| c.ended || c.blocked_on == Some(n))
+                    {
                         self.channels.iter_mut().for_each(|c| c.blocked_on = None);
                         return Some(GateEvent::Barrier(n));
                     }

@@ -122,7 +122,10 @@ impl JobHandle {
 
     /// Counters per node, in graph order, with each node's description.
     pub fn metrics(&self) -> Vec<(String, NodeMetricsSnapshot)> {
-        self.metrics.iter().map(|(n, m)| (n.clone(), m.snapshot())).collect()
+        self.metrics
+            .iter()
+            .map(|(n, m)| (n.clone(), m.snapshot()))
+            .collect()
     }
 }
 
@@ -133,7 +136,12 @@ pub fn new_job_id() -> String {
     for i in 0..2u64 {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(i);
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
         out.push_str(&format!("{:016x}", h.finish()));
     }
     out
@@ -149,8 +157,11 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
     let id = new_job_id();
     let capacity = config.buffer_capacity();
     let max_parallelism = config.max_parallelism();
-    let metrics: Vec<(String, Arc<NodeMetrics>)> =
-        graph.nodes.iter().map(|n| (n.describe(), Arc::new(NodeMetrics::new()))).collect();
+    let metrics: Vec<(String, Arc<NodeMetrics>)> = graph
+        .nodes
+        .iter()
+        .map(|n| (n.describe(), Arc::new(NodeMetrics::new())))
+        .collect();
 
     // Channels: routes[(node, subtask)] are the output edges of a subtask,
     // inputs[(node, subtask)] what it reads.
@@ -161,6 +172,7 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         let is_sink = matches!(node.kind, NodeKind::Sink(_));
         let mut merged: Vec<Option<mpsc::Sender<Message>>> = vec![None; p];
         let mut merged_counts = vec![0usize; p];
+        #[allow(clippy::needless_range_loop)]
         for s in 0..p {
             if is_sink {
                 let (tx, rx) = mpsc::channel(capacity);
@@ -182,7 +194,9 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                 for s in &connected {
                     let tx = if is_sink {
                         merged_counts[*s] += 1;
-                        merged[*s].clone().ok_or_else(|| EngineError::Internal("sink channel missing".into()))?
+                        merged[*s]
+                            .clone()
+                            .ok_or_else(|| EngineError::Internal("sink channel missing".into()))?
                     } else {
                         let (tx, rx) = mpsc::channel(capacity);
                         if let Some(Inputs::Gate(list)) = inputs.get_mut(&(node.id, *s)) {
@@ -193,9 +207,17 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                     senders.push(tx);
                 }
                 let route = match exchange {
-                    Exchange::Hash(keys) => Route::Hash { keys: keys.clone(), targets: senders, max_parallelism, hashes: Vec::new() },
+                    Exchange::Hash(keys) => Route::Hash {
+                        keys: keys.clone(),
+                        targets: senders,
+                        max_parallelism,
+                        hashes: Vec::new(),
+                    },
                     _ if senders.len() == 1 => Route::One(senders.remove(0)),
-                    _ => Route::RoundRobin { targets: senders, next: us },
+                    _ => Route::RoundRobin {
+                        targets: senders,
+                        next: us,
+                    },
                 };
                 routes.entry((up.id, us)).or_default().push(route);
             }
@@ -209,7 +231,11 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         }
     }
 
-    let shared = Arc::new(Shared { cancelled: AtomicBool::new(false), cancel: Notify::new(), error: Mutex::new(None) });
+    let shared = Arc::new(Shared {
+        cancelled: AtomicBool::new(false),
+        cancel: Notify::new(),
+        error: Mutex::new(None),
+    });
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     for node in &graph.nodes {
         for s in 0..node.parallelism {
@@ -237,7 +263,12 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                     let writer = factory.create_writer(&ctx, node.schema.clone())?;
                     tasks.spawn_blocking(move || run_sink(writer, ctx, rx, expected));
                 }
-                _ => return Err(EngineError::Internal(format!("node {} has no inputs wired", node.id))),
+                _ => {
+                    return Err(EngineError::Internal(format!(
+                        "node {} has no inputs wired",
+                        node.id
+                    )))
+                }
             }
         }
     }
@@ -310,7 +341,12 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shared: &Shared) -> JobStatus
     }
 }
 
-fn run_source(spec: Arc<SourceSpec>, ctx: TaskContext, mut router: Router, shared: Arc<Shared>) -> Result<()> {
+fn run_source(
+    spec: Arc<SourceSpec>,
+    ctx: TaskContext,
+    mut router: Router,
+    shared: Arc<Shared>,
+) -> Result<()> {
     let mut reader = spec.connector.create_reader(&ctx)?;
     let mut watermark = i64::MIN;
     loop {

@@ -17,7 +17,11 @@ use crate::message::Message;
 const HASH_SEEDS: (u64, u64, u64, u64) = (0x5745_4952, 0x6b65_7967, 0x726f_7570, 0x7321_0000);
 
 /// The subtask that owns key group `key_group` (Flink's range assignment).
-pub fn subtask_for_key_group(key_group: usize, max_parallelism: usize, parallelism: usize) -> usize {
+pub fn subtask_for_key_group(
+    key_group: usize,
+    max_parallelism: usize,
+    parallelism: usize,
+) -> usize {
     key_group * parallelism / max_parallelism
 }
 
@@ -26,16 +30,26 @@ pub enum Route {
     /// Everything to one channel.
     One(Sender<Message>),
     /// Batches round-robin, watermarks and end markers to all.
-    RoundRobin { targets: Vec<Sender<Message>>, next: usize },
+    RoundRobin {
+        targets: Vec<Sender<Message>>,
+        next: usize,
+    },
     /// Rows by key group.
-    Hash { keys: Vec<Arc<dyn PhysicalExpr>>, targets: Vec<Sender<Message>>, max_parallelism: usize, hashes: Vec<u64> },
+    Hash {
+        keys: Vec<Arc<dyn PhysicalExpr>>,
+        targets: Vec<Sender<Message>>,
+        max_parallelism: usize,
+        hashes: Vec<u64>,
+    },
 }
 
 impl Route {
     fn targets(&self) -> Vec<&Sender<Message>> {
         match self {
             Route::One(s) => vec![s],
-            Route::RoundRobin { targets, .. } | Route::Hash { targets, .. } => targets.iter().collect(),
+            Route::RoundRobin { targets, .. } | Route::Hash { targets, .. } => {
+                targets.iter().collect()
+            }
         }
     }
 
@@ -48,7 +62,12 @@ impl Route {
                 *next = next.wrapping_add(1);
                 Ok(vec![(t, batch)])
             }
-            Route::Hash { keys, targets, max_parallelism, hashes } => {
+            Route::Hash {
+                keys,
+                targets,
+                max_parallelism,
+                hashes,
+            } => {
                 let rows = batch.num_rows();
                 let parallelism = targets.len();
                 if parallelism == 1 {
@@ -60,12 +79,18 @@ impl Route {
                     .collect::<datafusion::error::Result<Vec<_>>>()?;
                 hashes.clear();
                 hashes.resize(rows, 0);
-                let state = ahash::RandomState::with_seeds(HASH_SEEDS.0, HASH_SEEDS.1, HASH_SEEDS.2, HASH_SEEDS.3);
+                let state = ahash::RandomState::with_seeds(
+                    HASH_SEEDS.0,
+                    HASH_SEEDS.1,
+                    HASH_SEEDS.2,
+                    HASH_SEEDS.3,
+                );
                 create_hashes_with_hasher(&arrays, &state, hashes)?;
                 let mut per_target: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
                 for (row, h) in hashes.iter().enumerate() {
                     let group = (*h % *max_parallelism as u64) as usize;
-                    per_target[subtask_for_key_group(group, *max_parallelism, parallelism)].push(row as u32);
+                    per_target[subtask_for_key_group(group, *max_parallelism, parallelism)]
+                        .push(row as u32);
                 }
                 let mut out = Vec::new();
                 for (t, rows_of) in per_target.into_iter().enumerate() {
@@ -106,7 +131,10 @@ impl Router {
         }
         for route in &mut self.routes {
             for (t, piece) in route.split(batch.clone())? {
-                route.targets()[t].send(Message::Batch(piece)).await.map_err(|_| closed())?;
+                route.targets()[t]
+                    .send(Message::Batch(piece))
+                    .await
+                    .map_err(|_| closed())?;
             }
         }
         Ok(())
@@ -129,7 +157,9 @@ impl Router {
         }
         for route in &mut self.routes {
             for (t, piece) in route.split(batch.clone())? {
-                route.targets()[t].blocking_send(Message::Batch(piece)).map_err(|_| closed())?;
+                route.targets()[t]
+                    .blocking_send(Message::Batch(piece))
+                    .map_err(|_| closed())?;
             }
         }
         Ok(())

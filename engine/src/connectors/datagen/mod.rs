@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
-    TimestampMillisecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -27,8 +26,17 @@ use crate::operators::TaskContext;
 
 #[derive(Clone, Debug)]
 enum FieldGen {
-    Random { min: f64, max: f64, length: usize, null_rate: f64, max_past: i64 },
-    Sequence { start: i64, end: i64 },
+    Random {
+        min: f64,
+        max: f64,
+        length: usize,
+        null_rate: f64,
+        max_past: i64,
+    },
+    Sequence {
+        start: i64,
+        end: i64,
+    },
 }
 
 /// A configured datagen source.
@@ -42,7 +50,9 @@ pub struct DatagenSource {
 impl DatagenSource {
     /// Reads the options; every field's kind and type is checked here.
     pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
-        let rows_per_second = options.parse::<f64>("rows-per-second", "a positive number")?.unwrap_or(10_000.0);
+        let rows_per_second = options
+            .parse::<f64>("rows-per-second", "a positive number")?
+            .unwrap_or(10_000.0);
         let mut rows = options.parse::<u64>("number-of-rows", "a non-negative integer")?;
         let mut field_opts: BTreeMap<String, String> = options.with_prefix("fields.");
         options.finish()?;
@@ -54,15 +64,25 @@ impl DatagenSource {
             let num = |v: Option<String>, key: &str| -> Result<Option<f64>> {
                 v.map(|v| {
                     v.trim().parse::<f64>().map_err(|_| {
-                        EngineError::option("datagen", format!("option 'fields.{name}.{key}' must be a number, found '{v}'"))
+                        EngineError::option(
+                            "datagen",
+                            format!("option 'fields.{name}.{key}' must be a number, found '{v}'"),
+                        )
                     })
                 })
                 .transpose()
             };
             let supported = matches!(
                 field.data_type(),
-                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::Float32 | DataType::Float64
-                    | DataType::Boolean | DataType::Utf8 | DataType::Timestamp(_, _)
+                DataType::Int8
+                    | DataType::Int16
+                    | DataType::Int32
+                    | DataType::Int64
+                    | DataType::Float32
+                    | DataType::Float64
+                    | DataType::Boolean
+                    | DataType::Utf8
+                    | DataType::Timestamp(_, _)
             );
             if !supported {
                 return Err(EngineError::option(
@@ -112,7 +132,12 @@ impl DatagenSource {
                 format!("unknown option '{key}': per-field options are fields.<column>.kind, min, max, length, start, end, null-rate, max-past, for a column of the table"),
             ));
         }
-        Ok(Self { schema, fields, rows_per_second, rows })
+        Ok(Self {
+            schema,
+            fields,
+            rows_per_second,
+            rows,
+        })
     }
 }
 
@@ -134,7 +159,10 @@ impl SourceFactory for DatagenSource {
         self.rows.is_some()
     }
     fn describe(&self) -> String {
-        format!("connector=[datagen], rows=[{}]", self.rows.map_or("unbounded".into(), |r| r.to_string()))
+        format!(
+            "connector=[datagen], rows=[{}]",
+            self.rows.map_or("unbounded".into(), |r| r.to_string())
+        )
     }
 }
 
@@ -152,7 +180,8 @@ struct DatagenReader {
 
 /// A well-mixed 64-bit hash of (row, field): the random value of that cell.
 fn mix(row: u64, field: usize) -> u64 {
-    let mut z = row.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (field as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z = row.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (field as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -188,16 +217,31 @@ impl SourceReader for DatagenReader {
             let null = |r: u64, rate: f64| rate > 0.0 && unit(r, f + 1000) < rate;
             let array: ArrayRef = match gen {
                 FieldGen::Sequence { start, end } => {
-                    let v: Int64Array = rows.iter().map(|r| Some((*start + *r as i64).min(*end))).collect();
+                    let v: Int64Array = rows
+                        .iter()
+                        .map(|r| Some((*start + *r as i64).min(*end)))
+                        .collect();
                     cast(&(Arc::new(v) as ArrayRef), dt)?
                 }
-                FieldGen::Random { min, max, length, null_rate, max_past } => match dt {
-                    DataType::Boolean => Arc::new(rows.iter().map(|r| (!null(*r, *null_rate)).then(|| mix(*r, f) & 1 == 1)).collect::<BooleanArray>()),
+                FieldGen::Random {
+                    min,
+                    max,
+                    length,
+                    null_rate,
+                    max_past,
+                } => match dt {
+                    DataType::Boolean => Arc::new(
+                        rows.iter()
+                            .map(|r| (!null(*r, *null_rate)).then(|| mix(*r, f) & 1 == 1))
+                            .collect::<BooleanArray>(),
+                    ),
                     DataType::Utf8 => Arc::new(
                         rows.iter()
                             .map(|r| {
                                 (!null(*r, *null_rate)).then(|| {
-                                    (0..*length).map(|i| (b'a' + (mix(*r, f * 131 + i) % 26) as u8) as char).collect::<String>()
+                                    (0..*length)
+                                        .map(|i| (b'a' + (mix(*r, f * 131 + i) % 26) as u8) as char)
+                                        .collect::<String>()
                                 })
                             })
                             .collect::<StringArray>(),
@@ -205,22 +249,38 @@ impl SourceReader for DatagenReader {
                     DataType::Timestamp(unit_, tz) => {
                         let v: TimestampMillisecondArray = rows
                             .iter()
-                            .map(|r| (!null(*r, *null_rate)).then(|| now - (unit(*r, f) * *max_past as f64) as i64))
+                            .map(|r| {
+                                (!null(*r, *null_rate))
+                                    .then(|| now - (unit(*r, f) * *max_past as f64) as i64)
+                            })
                             .collect();
-                        cast(&(Arc::new(v) as ArrayRef), &DataType::Timestamp(*unit_, tz.clone()))?
+                        cast(
+                            &(Arc::new(v) as ArrayRef),
+                            &DataType::Timestamp(*unit_, tz.clone()),
+                        )?
                     }
                     DataType::Float32 | DataType::Float64 => {
                         let v: Float64Array = rows
                             .iter()
-                            .map(|r| (!null(*r, *null_rate)).then(|| min + unit(*r, f) * (max - min)))
+                            .map(|r| {
+                                (!null(*r, *null_rate)).then(|| min + unit(*r, f) * (max - min))
+                            })
                             .collect();
-                        if matches!(dt, DataType::Float32) { cast(&(Arc::new(v) as ArrayRef), &DataType::Float32)? } else { Arc::new(v) }
+                        if matches!(dt, DataType::Float32) {
+                            cast(&(Arc::new(v) as ArrayRef), &DataType::Float32)?
+                        } else {
+                            Arc::new(v)
+                        }
                     }
                     _ => {
                         let span = (*max - *min).max(0.0) as u128 + 1;
                         let v: Int64Array = rows
                             .iter()
-                            .map(|r| (!null(*r, *null_rate)).then(|| (*min as i128 + (mix(*r, f) as u128 % span) as i128) as i64))
+                            .map(|r| {
+                                (!null(*r, *null_rate)).then(|| {
+                                    (*min as i128 + (mix(*r, f) as u128 % span) as i128) as i64
+                                })
+                            })
                             .collect();
                         cast(&(Arc::new(v) as ArrayRef), dt)?
                     }
@@ -228,6 +288,9 @@ impl SourceReader for DatagenReader {
             };
             columns.push(array);
         }
-        Ok(SourcePoll::Batch(RecordBatch::try_new(self.schema.clone(), columns)?))
+        Ok(SourcePoll::Batch(RecordBatch::try_new(
+            self.schema.clone(),
+            columns,
+        )?))
     }
 }

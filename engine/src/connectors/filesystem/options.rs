@@ -54,7 +54,10 @@ impl FileOptions {
             Some(f) if f == "json" => FileFormat::Json,
             Some(_) => FileFormat::Parquet,
             None => {
-                return Err(EngineError::option("filesystem", "missing required option 'format' (csv, json or parquet)"))
+                return Err(EngineError::option(
+                    "filesystem",
+                    "missing required option 'format' (csv, json or parquet)",
+                ))
             }
         };
         let single_char = |key: &str, v: Option<String>, default: u8| -> Result<u8> {
@@ -65,13 +68,24 @@ impl FileOptions {
                     if v.len() == 1 {
                         Ok(v.as_bytes()[0])
                     } else {
-                        Err(EngineError::option("filesystem", format!("option '{key}' must be a single character, found '{v}'")))
+                        Err(EngineError::option(
+                            "filesystem",
+                            format!("option '{key}' must be a single character, found '{v}'"),
+                        ))
                     }
                 }
             }
         };
-        let delimiter = single_char("csv.field-delimiter", options.string("csv.field-delimiter"), b',')?;
-        let quote = single_char("csv.quote-character", options.string("csv.quote-character"), b'"')?;
+        let delimiter = single_char(
+            "csv.field-delimiter",
+            options.string("csv.field-delimiter"),
+            b',',
+        )?;
+        let quote = single_char(
+            "csv.quote-character",
+            options.string("csv.quote-character"),
+            b'"',
+        )?;
         let null_literal = options.string("csv.null-literal");
         let csv_ignore = options.bool("csv.ignore-parse-errors", false)?;
         let json_ignore = options.bool("json.ignore-parse-errors", false)?;
@@ -86,7 +100,15 @@ impl FileOptions {
             FileFormat::Json => json_ignore,
             FileFormat::Parquet => false,
         };
-        Ok(Self { path, format, delimiter, quote, null_literal, ignore_parse_errors, rolling_file_size: rolling })
+        Ok(Self {
+            path,
+            format,
+            delimiter,
+            quote,
+            null_literal,
+            ignore_parse_errors,
+            rolling_file_size: rolling,
+        })
     }
 }
 

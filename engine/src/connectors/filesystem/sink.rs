@@ -36,8 +36,15 @@ impl FileSink {
 
 impl SinkFactory for FileSink {
     fn create_writer(&self, ctx: &TaskContext, schema: SchemaRef) -> Result<Box<dyn SinkWriter>> {
-        let dir = PathBuf::from(self.options.path.strip_prefix("file://").unwrap_or(&self.options.path));
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(format!("creating sink directory '{}'", dir.display()), e))?;
+        let dir = PathBuf::from(
+            self.options
+                .path
+                .strip_prefix("file://")
+                .unwrap_or(&self.options.path),
+        );
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            EngineError::io(format!("creating sink directory '{}'", dir.display()), e)
+        })?;
         Ok(Box::new(PartFileWriter {
             options: self.options.clone(),
             dir,
@@ -51,7 +58,11 @@ impl SinkFactory for FileSink {
         false
     }
     fn describe(&self) -> String {
-        format!("connector=[filesystem], path=[{}], format=[{}]", self.options.path, self.options.format.extension())
+        format!(
+            "connector=[filesystem], path=[{}], format=[{}]",
+            self.options.path,
+            self.options.format.extension()
+        )
     }
 }
 
@@ -80,11 +91,17 @@ struct PartFileWriter {
 impl PartFileWriter {
     fn open(&mut self) -> Result<&mut OpenPart> {
         if self.open.is_none() {
-            let name = format!("{}-{}.{}", self.prefix, self.sequence, self.options.format.extension());
+            let name = format!(
+                "{}-{}.{}",
+                self.prefix,
+                self.sequence,
+                self.options.format.extension()
+            );
             self.sequence += 1;
             let hidden = self.dir.join(format!(".{name}.inprogress"));
             let visible = self.dir.join(name);
-            let file = File::create(&hidden).map_err(|e| EngineError::io(format!("creating '{}'", hidden.display()), e))?;
+            let file = File::create(&hidden)
+                .map_err(|e| EngineError::io(format!("creating '{}'", hidden.display()), e))?;
             let encoder = match self.options.format {
                 FileFormat::Csv => Encoder::Csv(BufWriter::new(file)),
                 FileFormat::Json => Encoder::Json(LineDelimitedWriter::new(BufWriter::new(file))),
@@ -93,14 +110,25 @@ impl PartFileWriter {
                         .map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?,
                 )),
             };
-            self.open = Some(OpenPart { encoder, hidden, visible, bytes: 0 });
+            self.open = Some(OpenPart {
+                encoder,
+                hidden,
+                visible,
+                bytes: 0,
+            });
         }
-        self.open.as_mut().ok_or_else(|| EngineError::Internal("no open part file".into()))
+        self.open
+            .as_mut()
+            .ok_or_else(|| EngineError::Internal("no open part file".into()))
     }
 
     fn close(&mut self) -> Result<()> {
-        let Some(part) = self.open.take() else { return Ok(()) };
-        let io = |e: std::io::Error| EngineError::io(format!("finishing '{}'", part.hidden.display()), e);
+        let Some(part) = self.open.take() else {
+            return Ok(());
+        };
+        let io = |e: std::io::Error| {
+            EngineError::io(format!("finishing '{}'", part.hidden.display()), e)
+        };
         match part.encoder {
             Encoder::Csv(mut w) => w.flush().map_err(io)?,
             Encoder::Json(mut w) => {
@@ -108,7 +136,8 @@ impl PartFileWriter {
                 w.into_inner().flush().map_err(io)?
             }
             Encoder::Parquet(w) => {
-                w.close().map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?;
+                w.close()
+                    .map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?;
             }
         }
         std::fs::rename(&part.hidden, &part.visible).map_err(io)?;
@@ -117,7 +146,9 @@ impl PartFileWriter {
 }
 
 fn csv_field(value: &str, delimiter: u8, quote: u8) -> String {
-    let needs = value.bytes().any(|b| b == delimiter || b == quote || b == b'\n' || b == b'\r');
+    let needs = value
+        .bytes()
+        .any(|b| b == delimiter || b == quote || b == b'\n' || b == b'\r');
     if needs {
         let q = quote as char;
         format!("{q}{}{q}", value.replace(q, &format!("{q}{q}")))
@@ -128,13 +159,21 @@ fn csv_field(value: &str, delimiter: u8, quote: u8) -> String {
 
 impl SinkWriter for PartFileWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let (delimiter, quote, rolling) = (self.options.delimiter, self.options.quote, self.options.rolling_file_size);
+        let (delimiter, quote, rolling) = (
+            self.options.delimiter,
+            self.options.quote,
+            self.options.rolling_file_size,
+        );
         let null_text = self.options.null_literal.clone().unwrap_or_default();
         let part = self.open()?;
         let before = part.bytes;
         match &mut part.encoder {
             Encoder::Csv(w) => {
-                let columns: Vec<Vec<String>> = batch.columns().iter().map(column_strings).collect::<Result<_>>()?;
+                let columns: Vec<Vec<String>> = batch
+                    .columns()
+                    .iter()
+                    .map(column_strings)
+                    .collect::<Result<_>>()?;
                 let mut text = String::new();
                 for row in 0..batch.num_rows() {
                     for (i, col) in columns.iter().enumerate() {
@@ -149,7 +188,8 @@ impl SinkWriter for PartFileWriter {
                     }
                     text.push('\n');
                 }
-                w.write_all(text.as_bytes()).map_err(|e| EngineError::io("writing csv part file", e))?;
+                w.write_all(text.as_bytes())
+                    .map_err(|e| EngineError::io("writing csv part file", e))?;
                 part.bytes += text.len() as u64;
             }
             Encoder::Json(w) => {
@@ -157,7 +197,8 @@ impl SinkWriter for PartFileWriter {
                 part.bytes += batch.get_array_memory_size() as u64;
             }
             Encoder::Parquet(w) => {
-                w.write(batch).map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?;
+                w.write(batch)
+                    .map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?;
                 part.bytes = w.bytes_written() as u64 + w.in_progress_size() as u64;
             }
         }

@@ -42,19 +42,24 @@ impl FileSource {
                 ));
             }
         }
-        Ok(Self { options: opts, schema })
+        Ok(Self {
+            options: opts,
+            schema,
+        })
     }
 }
 
 /// The files of `path` (itself, or the visible files of the directory, sorted).
 pub fn list_files(path: &str) -> Result<Vec<PathBuf>> {
     let p = Path::new(path.strip_prefix("file://").unwrap_or(path));
-    let meta = std::fs::metadata(p).map_err(|e| EngineError::io(format!("filesystem source path '{path}'"), e))?;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| EngineError::io(format!("filesystem source path '{path}'"), e))?;
     if meta.is_file() {
         return Ok(vec![p.to_path_buf()]);
     }
     let mut files = Vec::new();
-    let entries = std::fs::read_dir(p).map_err(|e| EngineError::io(format!("listing '{path}'"), e))?;
+    let entries =
+        std::fs::read_dir(p).map_err(|e| EngineError::io(format!("listing '{path}'"), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| EngineError::io(format!("listing '{path}'"), e))?;
         let name = entry.file_name().to_string_lossy().to_string();
@@ -90,12 +95,20 @@ impl SourceFactory for FileSource {
         true
     }
     fn describe(&self) -> String {
-        format!("connector=[filesystem], path=[{}], format=[{}]", self.options.path, self.options.format.extension())
+        format!(
+            "connector=[filesystem], path=[{}], format=[{}]",
+            self.options.path,
+            self.options.format.extension()
+        )
     }
 }
 
 enum OpenFile {
-    Lines { reader: BufReader<File>, path: String, line: u64 },
+    Lines {
+        reader: BufReader<File>,
+        path: String,
+        line: u64,
+    },
     Parquet(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader),
 }
 
@@ -117,14 +130,23 @@ impl SourceReader for FileReader {
                 }
                 let path = self.files.remove(0);
                 let name = path.display().to_string();
-                let file = File::open(&path).map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
+                let file = File::open(&path)
+                    .map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
                 self.current = Some(match self.options.format {
                     FileFormat::Parquet => OpenFile::Parquet(
                         ParquetRecordBatchReaderBuilder::try_new(file)
                             .and_then(|b| b.with_batch_size(self.batch_size).build())
-                            .map_err(|e| EngineError::BadRecord { file: name.clone(), line: 0, reason: e.to_string() })?,
+                            .map_err(|e| EngineError::BadRecord {
+                                file: name.clone(),
+                                line: 0,
+                                reason: e.to_string(),
+                            })?,
                     ),
-                    _ => OpenFile::Lines { reader: BufReader::new(file), path: name, line: 0 },
+                    _ => OpenFile::Lines {
+                        reader: BufReader::new(file),
+                        path: name,
+                        line: 0,
+                    },
                 });
             }
             let batch = match self.current.as_mut() {
@@ -137,7 +159,9 @@ impl SourceReader for FileReader {
                     let first_line = *line + 1;
                     while lines.len() < self.batch_size {
                         let mut text = String::new();
-                        let n = reader.read_line(&mut text).map_err(|e| EngineError::io(format!("reading '{path}'"), e))?;
+                        let n = reader
+                            .read_line(&mut text)
+                            .map_err(|e| EngineError::io(format!("reading '{path}'"), e))?;
                         if n == 0 {
                             break;
                         }
@@ -169,18 +193,24 @@ impl SourceReader for FileReader {
 fn cast_to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let mut columns = Vec::new();
     for field in schema.fields() {
-        let col = batch.column_by_name(field.name()).ok_or_else(|| EngineError::BadRecord {
-            file: "parquet file".into(),
-            line: 0,
-            reason: format!("column '{}' is missing", field.name()),
-        })?;
+        let col = batch
+            .column_by_name(field.name())
+            .ok_or_else(|| EngineError::BadRecord {
+                file: "parquet file".into(),
+                line: 0,
+                reason: format!("column '{}' is missing", field.name()),
+            })?;
         columns.push(datafusion::arrow::compute::cast(col, field.data_type())?);
     }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Splits one CSV line, honouring quotes (`""` inside quotes is a quote).
-fn split_csv(line: &str, delimiter: u8, quote: u8) -> std::result::Result<Vec<Option<String>>, String> {
+fn split_csv(
+    line: &str,
+    delimiter: u8,
+    quote: u8,
+) -> std::result::Result<Vec<Option<String>>, String> {
     let bytes = line.as_bytes();
     let mut fields = Vec::new();
     let mut i = 0;
@@ -214,7 +244,11 @@ fn split_csv(line: &str, delimiter: u8, quote: u8) -> std::result::Result<Vec<Op
                 i += 1;
             }
             let raw = &line[start..i];
-            fields.push(if raw.is_empty() { None } else { Some(raw.to_string()) });
+            fields.push(if raw.is_empty() {
+                None
+            } else {
+                Some(raw.to_string())
+            });
         }
         if i >= bytes.len() {
             break;
@@ -231,7 +265,11 @@ impl FileReader {
             tracing::debug!(file = path, line, reason = %reason, "skipped malformed record");
             Ok(())
         } else {
-            Err(EngineError::BadRecord { file: path.to_string(), line, reason })
+            Err(EngineError::BadRecord {
+                file: path.to_string(),
+                line,
+                reason,
+            })
         }
     }
 
@@ -249,24 +287,37 @@ impl FileReader {
                 Ok(fields) if fields.len() == width => {
                     for (b, f) in builders.iter_mut().zip(fields) {
                         match f {
-                            Some(v) if Some(&v) != self.options.null_literal.as_ref() => b.append_value(v),
+                            Some(v) if Some(&v) != self.options.null_literal.as_ref() => {
+                                b.append_value(v)
+                            }
                             _ => b.append_null(),
                         }
                     }
                     line_of_row.push(line);
                 }
-                Ok(fields) => shape_errors.push((line, format!("expected {width} fields, found {}", fields.len()))),
+                Ok(fields) => shape_errors.push((
+                    line,
+                    format!("expected {width} fields, found {}", fields.len()),
+                )),
                 Err(reason) => shape_errors.push((line, reason)),
             }
         }
-        let texts: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let texts: Vec<ArrayRef> = builders
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
         // Report the earliest bad line, whether its fields or its values are wrong.
         if !self.options.ignore_parse_errors {
             if let Some((line, reason)) = shape_errors.first().cloned() {
                 let earlier: Vec<u64> = line_of_row.iter().copied().filter(|l| *l < line).collect();
-                let texts_before: Vec<ArrayRef> = texts.iter().map(|t| t.slice(0, earlier.len())).collect();
+                let texts_before: Vec<ArrayRef> =
+                    texts.iter().map(|t| t.slice(0, earlier.len())).collect();
                 self.convert(texts_before, &earlier, path)?;
-                return Err(EngineError::BadRecord { file: path.to_string(), line, reason });
+                return Err(EngineError::BadRecord {
+                    file: path.to_string(),
+                    line,
+                    reason,
+                });
             }
         }
         for (line, reason) in shape_errors {
@@ -276,9 +327,20 @@ impl FileReader {
     }
 
     /// Casts text columns to the schema's types; names or skips bad rows.
-    fn convert(&self, texts: Vec<ArrayRef>, line_of_row: &[u64], path: &str) -> Result<RecordBatch> {
-        let strict = CastOptions { safe: false, format_options: FormatOptions::default() };
-        let lenient = CastOptions { safe: true, format_options: FormatOptions::default() };
+    fn convert(
+        &self,
+        texts: Vec<ArrayRef>,
+        line_of_row: &[u64],
+        path: &str,
+    ) -> Result<RecordBatch> {
+        let strict = CastOptions {
+            safe: false,
+            format_options: FormatOptions::default(),
+        };
+        let lenient = CastOptions {
+            safe: true,
+            format_options: FormatOptions::default(),
+        };
         let mut columns = Vec::with_capacity(texts.len());
         let mut ok_rows: Option<Vec<bool>> = None;
         for (text, field) in texts.iter().zip(self.schema.fields()) {
@@ -291,8 +353,19 @@ impl FileReader {
                     let ok = ok_rows.get_or_insert_with(|| vec![true; text.len()]);
                     for row in 0..text.len() {
                         if text.is_valid(row) && col.is_null(row) && ok[row] {
-                            let value = text.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().map(|s| s.value(row).to_string()).unwrap_or_default();
-                            self.bad(path, line_of_row[row], format!("cannot read '{value}' as {target} for column '{}'", field.name()))?;
+                            let value = text
+                                .as_any()
+                                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                                .map(|s| s.value(row).to_string())
+                                .unwrap_or_default();
+                            self.bad(
+                                path,
+                                line_of_row[row],
+                                format!(
+                                    "cannot read '{value}' as {target} for column '{}'",
+                                    field.name()
+                                ),
+                            )?;
                             ok[row] = false;
                         }
                     }
@@ -303,7 +376,8 @@ impl FileReader {
         let batch = RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
-            &datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(line_of_row.len())),
+            &datafusion::arrow::record_batch::RecordBatchOptions::new()
+                .with_row_count(Some(line_of_row.len())),
         )?;
         match ok_rows {
             Some(ok) => Ok(filter_record_batch(&batch, &BooleanArray::from(ok))?),
@@ -339,7 +413,10 @@ impl FileReader {
                 Err(reason) => self.bad(path, first_line + i as u64, reason)?,
             }
         }
-        Ok(datafusion::arrow::compute::concat_batches(&self.schema, &good)?)
+        Ok(datafusion::arrow::compute::concat_batches(
+            &self.schema,
+            &good,
+        )?)
     }
 }
 
@@ -350,7 +427,15 @@ mod tests {
     #[test]
     fn csv_quotes_and_empty_fields() {
         let f = split_csv(r#"1,"a, ""b""",,x"#, b',', b'"').unwrap();
-        assert_eq!(f, vec![Some("1".into()), Some("a, \"b\"".into()), None, Some("x".into())]);
+        assert_eq!(
+            f,
+            vec![
+                Some("1".into()),
+                Some("a, \"b\"".into()),
+                None,
+                Some("x".into())
+            ]
+        );
         assert!(split_csv(r#"1,"open"#, b',', b'"').is_err());
     }
 }

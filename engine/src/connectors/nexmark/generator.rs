@@ -35,10 +35,23 @@ const CHANNELS_NUMBER: i32 = 10_000;
 
 const US_STATES: &[&str] = &["AZ", "CA", "ID", "OR", "WA", "WY"];
 const US_CITIES: &[&str] = &[
-    "Phoenix", "Los Angeles", "San Francisco", "Boise", "Portland", "Bend", "Redmond", "Seattle", "Kent", "Cheyenne",
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
 ];
-const FIRST_NAMES: &[&str] = &["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
-const LAST_NAMES: &[&str] = &["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
+const FIRST_NAMES: &[&str] = &[
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
+];
+const LAST_NAMES: &[&str] = &[
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
+];
 const HOT_CHANNELS: &[&str] = &["Google", "Facebook", "Baidu", "Apple"];
 const HOT_URLS: &[&str] = &[
     "https://www.nexmark.com/googl/item.htm?query=1",
@@ -185,7 +198,11 @@ impl GeneratorConfig {
             let (n1, n2) = (self.first_rate * half, self.next_rate * half);
             let cycles = (n / (n1 + n2)).floor();
             let rest = n - cycles * (n1 + n2);
-            let within = if rest < n1 { rest / self.first_rate } else { half + (rest - n1) / self.next_rate };
+            let within = if rest < n1 {
+                rest / self.first_rate
+            } else {
+                half + (rest - n1) / self.next_rate
+            };
             (cycles * self.rate_period_s + within) * 1000.0
         };
         self.base_time_ms + ms as i64
@@ -224,7 +241,8 @@ impl GeneratorConfig {
     }
 
     fn auction_length_ms(&self, n: i64, timestamp: i64, rnd: &mut JavaRandom) -> i64 {
-        let events_for_auctions = NUM_IN_FLIGHT_AUCTIONS * self.total() / self.auction_proportion.max(1);
+        let events_for_auctions =
+            NUM_IN_FLIGHT_AUCTIONS * self.total() / self.auction_proportion.max(1);
         let horizon = self.timestamp(n + events_for_auctions) - timestamp;
         1 + next_long(rnd, (horizon * 2).max(1))
     }
@@ -272,7 +290,12 @@ fn push_extra(rnd: &mut JavaRandom, current: i64, average: i64, buf: &mut String
     let desired = average - current;
     let delta = (desired as f64 * 0.2).round() as i64;
     let min = desired - delta;
-    let size = min + if delta == 0 { 0 } else { rnd.next_int((2 * delta) as i32) as i64 };
+    let size = min
+        + if delta == 0 {
+            0
+        } else {
+            rnd.next_int((2 * delta) as i32) as i64
+        };
     push_exact(rnd, size, buf);
 }
 
@@ -280,12 +303,34 @@ struct StructBuilder {
     valid: Vec<bool>,
 }
 
-/// Column builders for one batch of events.
+/// Column builders for one batch of events (one tuple per nested row, in
+/// field order).
+#[allow(clippy::type_complexity)]
 pub struct EventBatchBuilder {
     event_type: Int32Builder,
-    person: (StructBuilder, Int64Builder, [StringBuilder; 5], TimestampMillisecondBuilder, StringBuilder),
-    auction: (StructBuilder, Int64Builder, [StringBuilder; 2], [Int64Builder; 2], [TimestampMillisecondBuilder; 2], [Int64Builder; 2], StringBuilder),
-    bid: (StructBuilder, [Int64Builder; 3], [StringBuilder; 2], TimestampMillisecondBuilder, StringBuilder),
+    person: (
+        StructBuilder,
+        Int64Builder,
+        [StringBuilder; 5],
+        TimestampMillisecondBuilder,
+        StringBuilder,
+    ),
+    auction: (
+        StructBuilder,
+        Int64Builder,
+        [StringBuilder; 2],
+        [Int64Builder; 2],
+        [TimestampMillisecondBuilder; 2],
+        [Int64Builder; 2],
+        StringBuilder,
+    ),
+    bid: (
+        StructBuilder,
+        [Int64Builder; 3],
+        [StringBuilder; 2],
+        TimestampMillisecondBuilder,
+        StringBuilder,
+    ),
     scratch: String,
 }
 
@@ -295,11 +340,21 @@ impl EventBatchBuilder {
         let s = || StringBuilder::with_capacity(capacity, capacity * 8);
         let i = || Int64Builder::with_capacity(capacity);
         let t = || TimestampMillisecondBuilder::with_capacity(capacity);
-        let v = || StructBuilder { valid: Vec::with_capacity(capacity) };
+        let v = || StructBuilder {
+            valid: Vec::with_capacity(capacity),
+        };
         Self {
             event_type: Int32Builder::with_capacity(capacity),
             person: (v(), i(), [s(), s(), s(), s(), s()], t(), s()),
-            auction: (v(), i(), [s(), s()], [i(), i()], [t(), t()], [i(), i()], s()),
+            auction: (
+                v(),
+                i(),
+                [s(), s()],
+                [i(), i()],
+                [t(), t()],
+                [i(), i()],
+                s(),
+            ),
             bid: (v(), [i(), i(), i()], [s(), s()], t(), s()),
             scratch: String::new(),
         }
@@ -494,7 +549,11 @@ impl EventBatchBuilder {
             Arc::new(p.3.finish()),
             Arc::new(p.4.finish()),
         ];
-        let person = StructArray::try_new(field_fields(1), person_cols, Some(NullBuffer::from(std::mem::take(&mut p.0.valid))))?;
+        let person = StructArray::try_new(
+            field_fields(1),
+            person_cols,
+            Some(NullBuffer::from(std::mem::take(&mut p.0.valid))),
+        )?;
         let a = &mut self.auction;
         let auction_cols: Vec<ArrayRef> = vec![
             Arc::new(a.1.finish()),
@@ -508,7 +567,11 @@ impl EventBatchBuilder {
             Arc::new(a.5[1].finish()),
             Arc::new(a.6.finish()),
         ];
-        let auction = StructArray::try_new(field_fields(2), auction_cols, Some(NullBuffer::from(std::mem::take(&mut a.0.valid))))?;
+        let auction = StructArray::try_new(
+            field_fields(2),
+            auction_cols,
+            Some(NullBuffer::from(std::mem::take(&mut a.0.valid))),
+        )?;
         let b = &mut self.bid;
         let bid_cols: Vec<ArrayRef> = vec![
             Arc::new(b.1[0].finish()),
@@ -519,10 +582,19 @@ impl EventBatchBuilder {
             Arc::new(b.3.finish()),
             Arc::new(b.4.finish()),
         ];
-        let bid = StructArray::try_new(field_fields(3), bid_cols, Some(NullBuffer::from(std::mem::take(&mut b.0.valid))))?;
+        let bid = StructArray::try_new(
+            field_fields(3),
+            bid_cols,
+            Some(NullBuffer::from(std::mem::take(&mut b.0.valid))),
+        )?;
         Ok(RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(self.event_type.finish()), Arc::new(person), Arc::new(auction), Arc::new(bid)],
+            vec![
+                Arc::new(self.event_type.finish()),
+                Arc::new(person),
+                Arc::new(auction),
+                Arc::new(bid),
+            ],
         )?)
     }
 }
@@ -538,7 +610,10 @@ mod tests {
         let cfg = GeneratorConfig::default();
         let kinds: Vec<EventKind> = (0..50).map(|i| cfg.kind(i)).collect();
         assert_eq!(kinds.iter().filter(|k| **k == EventKind::Person).count(), 1);
-        assert_eq!(kinds.iter().filter(|k| **k == EventKind::Auction).count(), 3);
+        assert_eq!(
+            kinds.iter().filter(|k| **k == EventKind::Auction).count(),
+            3
+        );
         assert_eq!(kinds.iter().filter(|k| **k == EventKind::Bid).count(), 46);
         let schema = nexmark_schema();
         let mut a = EventBatchBuilder::new(100);
@@ -549,15 +624,27 @@ mod tests {
         assert_eq!(a, b);
         let bids = a.column(3).as_struct();
         let prices = bids.column(2).as_primitive::<Int64Type>();
-        assert!(prices.iter().flatten().all(|p| (100..=100_000_000).contains(&p)));
+        assert!(prices
+            .iter()
+            .flatten()
+            .all(|p| (100..=100_000_000).contains(&p)));
         assert_eq!(bids.null_count(), 8);
     }
 
     #[test]
     fn event_time_follows_the_rate() {
-        let cfg = GeneratorConfig { first_rate: 1000.0, next_rate: 1000.0, ..Default::default() };
+        let cfg = GeneratorConfig {
+            first_rate: 1000.0,
+            next_rate: 1000.0,
+            ..Default::default()
+        };
         assert_eq!(cfg.timestamp(1000) - cfg.timestamp(0), 1000);
-        let cfg = GeneratorConfig { first_rate: 100.0, next_rate: 10.0, rate_period_s: 20.0, ..Default::default() };
+        let cfg = GeneratorConfig {
+            first_rate: 100.0,
+            next_rate: 10.0,
+            rate_period_s: 20.0,
+            ..Default::default()
+        };
         // 1000 events in the first 10 s, then 100 in the next 10 s.
         assert_eq!(cfg.timestamp(1000) - cfg.base_time_ms, 10_000);
         assert_eq!(cfg.timestamp(1100) - cfg.base_time_ms, 20_000);

@@ -36,8 +36,10 @@ impl NexmarkSource {
     pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
         let mut config = GeneratorConfig::default();
         let events = options.parse::<u64>("events.num", "a non-negative integer")?;
-        let first = options.parse::<f64>("first-event.rate", "a positive number of events per second")?;
-        let next = options.parse::<f64>("next-event.rate", "a positive number of events per second")?;
+        let first =
+            options.parse::<f64>("first-event.rate", "a positive number of events per second")?;
+        let next =
+            options.parse::<f64>("next-event.rate", "a positive number of events per second")?;
         let period = options.parse::<f64>("rate.period", "a positive number of seconds")?;
         for (key, target) in [
             ("person.proportion", &mut config.person_proportion),
@@ -46,7 +48,10 @@ impl NexmarkSource {
         ] {
             if let Some(v) = options.parse::<i64>(key, "a positive integer")? {
                 if v <= 0 {
-                    return Err(EngineError::option("nexmark", format!("option '{key}' must be a positive integer, found '{v}'")));
+                    return Err(EngineError::option(
+                        "nexmark",
+                        format!("option '{key}' must be a positive integer, found '{v}'"),
+                    ));
                 }
                 *target = v;
             }
@@ -55,9 +60,16 @@ impl NexmarkSource {
             config.seed = seed;
         }
         options.finish()?;
-        for (key, rate) in [("first-event.rate", first), ("next-event.rate", next), ("rate.period", period)] {
+        for (key, rate) in [
+            ("first-event.rate", first),
+            ("next-event.rate", next),
+            ("rate.period", period),
+        ] {
             if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-                return Err(EngineError::option("nexmark", format!("option '{key}' must be positive")));
+                return Err(EngineError::option(
+                    "nexmark",
+                    format!("option '{key}' must be positive"),
+                ));
             }
         }
         if let Some(r) = first {
@@ -85,13 +97,25 @@ impl NexmarkSource {
             if !field.data_type().equals_datatype(expected) {
                 return Err(EngineError::option(
                     "nexmark",
-                    format!("column '{}' must have type {expected}, declared as {}", field.name(), field.data_type()),
+                    format!(
+                        "column '{}' must have type {expected}, declared as {}",
+                        field.name(),
+                        field.data_type()
+                    ),
                 ));
             }
             projection.push(index);
         }
-        let throttle = first.or(next).map(|_| config.first_rate.min(config.next_rate));
-        Ok(Self { config, events, throttle, projection, schema })
+        let throttle = first
+            .or(next)
+            .map(|_| config.first_rate.min(config.next_rate));
+        Ok(Self {
+            config,
+            events,
+            throttle,
+            projection,
+            schema,
+        })
     }
 }
 
@@ -149,7 +173,9 @@ impl SourceReader for NexmarkReader {
             let due = (self.started.elapsed().as_secs_f64() * rate) as u64;
             if due <= self.produced {
                 let wait = (self.produced + 1) as f64 / rate - self.started.elapsed().as_secs_f64();
-                return Ok(SourcePoll::Idle(Duration::from_secs_f64(wait.clamp(0.001, 0.1))));
+                return Ok(SourcePoll::Idle(Duration::from_secs_f64(
+                    wait.clamp(0.001, 0.1),
+                )));
             }
             want = want.min((due - self.produced) as usize);
         }
@@ -163,7 +189,10 @@ impl SourceReader for NexmarkReader {
         self.produced += count as u64;
         let batch = builder.finish(&self.generated)?;
         let batch = batch.project(&self.projection)?;
-        let batch = datafusion::arrow::record_batch::RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?;
+        let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
+            self.schema.clone(),
+            batch.columns().to_vec(),
+        )?;
         Ok(SourcePoll::Batch(batch))
     }
 }

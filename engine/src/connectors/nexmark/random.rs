@@ -13,7 +13,9 @@ pub struct JavaRandom {
 impl JavaRandom {
     /// `new Random(seed)`.
     pub fn new(seed: i64) -> Self {
-        Self { seed: (seed ^ MULTIPLIER) & MASK }
+        Self {
+            seed: (seed ^ MULTIPLIER) & MASK,
+        }
     }
 
     fn next(&mut self, bits: u32) -> i32 {

@@ -240,8 +240,7 @@ fn json_and_parquet_round_trip() {
         // The updating aggregate's last row holds the totals of all five rows.
         let last = stdout
             .lines()
-            .filter(|l| l.starts_with("| +"))
-            .next_back()
+            .rfind(|l| l.starts_with("| +"))
             .unwrap_or_default()
             .to_string();
         assert!(
@@ -294,8 +293,7 @@ fn datagen_rows_follow_the_options() {
     let stdout = text(&out.stdout);
     let last = stdout
         .lines()
-        .filter(|l| l.starts_with("| +"))
-        .next_back()
+        .rfind(|l| l.starts_with("| +"))
         .unwrap_or_default()
         .to_string();
     let cells: Vec<&str> = last

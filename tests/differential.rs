@@ -106,12 +106,8 @@ async fn batch_answer(csv: &Path, sql: &str) -> Vec<Vec<String>> {
     sorted(rows_of(&batches, false))
 }
 
-async fn stream_rows(
-    csv: &Path,
-    parallelism: usize,
-    batch_size: usize,
-    query: &str,
-) -> (Vec<RecordBatch>, bool) {
+/// A context with table `t` over the CSV file (watermark 1 s behind `ts`).
+async fn events_context(csv: &Path, parallelism: usize, batch_size: usize) -> StreamContext {
     let mut ctx = StreamContext::builder()
         .set("parallelism.default", &parallelism.to_string())
         .unwrap()
@@ -125,6 +121,16 @@ async fn stream_rows(
     ))
     .await
     .unwrap();
+    ctx
+}
+
+async fn stream_rows(
+    csv: &Path,
+    parallelism: usize,
+    batch_size: usize,
+    query: &str,
+) -> (Vec<RecordBatch>, bool) {
+    let mut ctx = events_context(csv, parallelism, batch_size).await;
     let result = ctx.query(query).await.unwrap();
     let updating = result.updating;
     (result.collect().await.unwrap(), updating)
@@ -234,17 +240,7 @@ async fn late_rows_are_dropped_and_counted() {
         "1,1,2024-01-01 00:00:01\n1,2,2024-01-01 00:00:12\n1,4,2024-01-01 00:00:02\n1,8,2024-01-01 00:00:13\n",
     )
     .unwrap();
-    let mut ctx = StreamContext::builder()
-        .set("execution.batch-size", "1")
-        .unwrap()
-        .build();
-    ctx.sql(&format!(
-        "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
-         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
-        csv.display()
-    ))
-    .await
-    .unwrap();
+    let mut ctx = events_context(&csv, 1, 1).await;
     let result = ctx
         .query("SELECT window_start, SUM(v) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end")
         .await

@@ -186,31 +186,75 @@ fn interactive_shell_on_a_terminal() {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    let mut send = |s: &str, pause_ms: u64| {
+    // Collect the terminal's output as it comes, to wait for the shell.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !seen.lock().unwrap().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {needle:?}; screen:\n{}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let prompts = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while seen.lock().unwrap().matches("Weir SQL>").count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for prompt {n}; screen:\n{}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let mut send = |s: &str| {
         input.write_all(s.as_bytes()).unwrap();
         input.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(pause_ms));
     };
-    send("CREATE TABLE g (x BIGINT)\n", 300);
-    send(
-        "WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n",
-        500,
-    );
-    send("SELECT x FROM g;\n", 2000);
-    send("\u{3}", 1000);
-    send("SELECT 7 AS seven;\n", 1500);
-    send("quit;\n", 500);
+    wait_for("Weir SQL>");
+    // Typed-ahead lines can be flushed when the line editor switches the
+    // terminal mode, so each line waits for the previous one's echo.
+    send("CREATE TABLE g (x BIGINT)\n");
+    wait_for("CREATE TABLE g (x BIGINT)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n");
+    wait_for("[INFO] Execute statement succeeded.");
+    prompts(2);
+    send("SELECT x FROM g;\n");
+    // Rows are streaming: the query runs with the terminal in cooked mode,
+    // so Ctrl-C is a SIGINT for the shell to handle.
+    wait_for("|                    x |");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    send("\u{3}");
+    wait_for("Query cancelled after");
+    prompts(3);
+    send("SELECT 7 AS seven;\n");
+    wait_for("Received a total of 1 row");
+    prompts(4);
+    send("quit;\n");
+    wait_for("Bye!");
     drop(input);
-    let out = child.wait_with_output().unwrap();
-    let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("[INFO] Execute statement succeeded."),
-        "{stdout}"
-    );
-    assert!(stdout.contains("Query cancelled after"), "{stdout}");
-    assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
-    assert!(stdout.contains("Bye!"), "{stdout}");
-    assert!(out.status.success());
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", seen.lock().unwrap());
 }
 
 /// Writes JSON lines and Parquet with the filesystem sink and reads them back

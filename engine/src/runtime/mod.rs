@@ -163,6 +163,8 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         .map(|n| (n.describe(), Arc::new(NodeMetrics::new())))
         .collect();
 
+    let chained = chained_inputs(graph);
+
     // Channels: routes[(node, subtask)] are the output edges of a subtask,
     // inputs[(node, subtask)] what it reads.
     let mut routes: HashMap<(usize, usize), Vec<Route>> = HashMap::new();
@@ -183,6 +185,10 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
             }
         }
         for (upstream, exchange) in &node.inputs {
+            if chained[node.id] == Some(*upstream) {
+                // Runs in its input's task: no channel.
+                continue;
+            }
             let up = &graph.nodes[*upstream];
             for us in 0..up.parallelism {
                 let connected: Vec<usize> = match exchange {
@@ -231,6 +237,7 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         }
     }
 
+    let job_id_for_tasks = id.clone();
     let shared = Arc::new(Shared {
         cancelled: AtomicBool::new(false),
         cancel: Notify::new(),
@@ -238,16 +245,23 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
     });
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     for node in &graph.nodes {
+        if chained[node.id].is_some() {
+            // Started as part of its chain's head.
+            continue;
+        }
+        let chain = chain_from(graph, &chained, node.id);
+        let tail = *chain.last().unwrap_or(&node.id);
         for s in 0..node.parallelism {
-            let ctx = TaskContext {
+            let context = |id: usize| TaskContext {
                 subtask: s,
                 parallelism: node.parallelism,
                 max_parallelism,
                 batch_size: config.batch_size(),
-                metrics: metrics[node.id].1.clone(),
-                job_id: id.clone(),
+                metrics: metrics[id].1.clone(),
+                job_id: job_id_for_tasks.clone(),
             };
-            let router = Router::new(routes.remove(&(node.id, s)).unwrap_or_default());
+            let ctx = context(node.id);
+            let router = Router::new(routes.remove(&(tail, s)).unwrap_or_default());
             let input = inputs.remove(&(node.id, s));
             match (&node.kind, input) {
                 (NodeKind::Source(spec), _) => {
@@ -255,9 +269,18 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                     let shared = shared.clone();
                     tasks.spawn_blocking(move || run_source(spec, ctx, router, shared));
                 }
-                (NodeKind::Operator(factory), Some(Inputs::Gate(receivers))) => {
-                    let op = factory.create(&ctx)?;
-                    tasks.spawn(run_operator(op, ctx, InputGate::new(receivers), router));
+                (NodeKind::Operator(_), Some(Inputs::Gate(receivers))) => {
+                    let mut ops = Vec::with_capacity(chain.len());
+                    for id in &chain {
+                        let NodeKind::Operator(factory) = &graph.nodes[*id].kind else {
+                            return Err(EngineError::Internal(format!(
+                                "node {id} chained but not an operator"
+                            )));
+                        };
+                        let ctx = context(*id);
+                        ops.push((factory.create(&ctx)?, ctx));
+                    }
+                    tasks.spawn(run_chain(ops, InputGate::new(receivers), router));
                 }
                 (NodeKind::Sink(factory), Some(Inputs::Merged(rx, expected))) => {
                     let writer = factory.create_writer(&ctx, node.schema.clone())?;
@@ -393,35 +416,95 @@ fn run_source(
     }
 }
 
-async fn run_operator(
-    mut op: Box<dyn crate::operators::Operator>,
-    ctx: TaskContext,
+/// For each node, the input it is chained to: an operator whose only input
+/// is a forward edge from an operator of the same parallelism that feeds
+/// nothing else runs in that operator's task, with no channel in between.
+fn chained_inputs(graph: &JobGraph) -> Vec<Option<usize>> {
+    let mut consumers = vec![0usize; graph.nodes.len()];
+    for node in &graph.nodes {
+        for (input, _) in &node.inputs {
+            consumers[*input] += 1;
+        }
+    }
+    graph
+        .nodes
+        .iter()
+        .map(|node| match (&node.kind, node.inputs.as_slice()) {
+            (NodeKind::Operator(_), [(input, Exchange::Forward)])
+                if matches!(graph.nodes[*input].kind, NodeKind::Operator(_))
+                    && graph.nodes[*input].parallelism == node.parallelism
+                    && consumers[*input] == 1 =>
+            {
+                Some(*input)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The nodes of the chain that starts at `head`, in order.
+fn chain_from(graph: &JobGraph, chained: &[Option<usize>], head: usize) -> Vec<usize> {
+    let mut chain = vec![head];
+    while let Some(next) = graph
+        .nodes
+        .iter()
+        .find(|n| chained[n.id] == chain.last().copied())
+    {
+        chain.push(next.id);
+    }
+    chain
+}
+
+/// Runs batches through the chain from operator `start` on.
+fn push_through(
+    ops: &mut [(Box<dyn crate::operators::Operator>, TaskContext)],
+    start: usize,
+    mut batches: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    for (op, ctx) in ops.iter_mut().skip(start) {
+        let mut next = Vec::new();
+        for batch in batches {
+            NodeMetrics::add(&ctx.metrics.records_in, batch.num_rows());
+            op.process_batch(batch, &mut next)?;
+        }
+        batches = next;
+    }
+    Ok(batches)
+}
+
+async fn run_chain(
+    mut ops: Vec<(Box<dyn crate::operators::Operator>, TaskContext)>,
     mut gate: InputGate,
     mut router: Router,
 ) -> Result<()> {
-    let mut out: Vec<RecordBatch> = Vec::new();
     while let Some(event) = gate.next().await {
         match event {
             GateEvent::Batch(batch) => {
-                NodeMetrics::add(&ctx.metrics.records_in, batch.num_rows());
-                op.process_batch(batch, &mut out)?;
-                for b in out.drain(..) {
+                for b in push_through(&mut ops, 0, vec![batch])? {
                     router.send_batch(b).await?;
                 }
             }
             GateEvent::Watermark(w) => {
-                op.on_watermark(w, &mut out)?;
-                for b in out.drain(..) {
-                    router.send_batch(b).await?;
+                // Each operator fires before the next one sees the watermark,
+                // so what it emits travels down the chain first.
+                for i in 0..ops.len() {
+                    let mut fired = Vec::new();
+                    ops[i].0.on_watermark(w, &mut fired)?;
+                    for b in push_through(&mut ops, i + 1, fired)? {
+                        router.send_batch(b).await?;
+                    }
+                    ops[i].1.metrics.watermark.store(w, Ordering::Relaxed);
                 }
-                ctx.metrics.watermark.store(w, Ordering::Relaxed);
                 router.broadcast(Message::Watermark(w)).await?;
             }
             GateEvent::Barrier(n) => router.broadcast(Message::Barrier(n)).await?,
             GateEvent::End => {
-                op.on_end(&mut out)?;
-                for b in out.drain(..) {
-                    router.send_batch(b).await?;
+                for i in 0..ops.len() {
+                    let mut last = Vec::new();
+                    ops[i].0.on_end(&mut last)?;
+                    for b in push_through(&mut ops, i + 1, last)? {
+                        router.send_batch(b).await?;
+                    }
                 }
                 router.broadcast(Message::End).await?;
                 break;
@@ -458,4 +541,63 @@ fn run_sink(
         }
     }
     Err(EngineError::Cancelled)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::Schema;
+
+    use super::{chain_from, chained_inputs};
+    use crate::graph::{Exchange, JobGraph, NodeKind};
+    use crate::operators::calc::CalcSpec;
+
+    fn calc() -> NodeKind {
+        NodeKind::Operator(Arc::new(CalcSpec {
+            filter: None,
+            projection: None,
+            output_schema: Arc::new(Schema::empty()),
+        }))
+    }
+
+    #[test]
+    fn forward_operators_of_equal_parallelism_are_chained() {
+        let schema = Arc::new(Schema::empty());
+        let mut g = JobGraph::default();
+        let a = g.add(calc(), 2, vec![], schema.clone(), false);
+        let b = g.add(
+            calc(),
+            2,
+            vec![(a, Exchange::Forward)],
+            schema.clone(),
+            false,
+        );
+        let c = g.add(
+            calc(),
+            2,
+            vec![(b, Exchange::Hash(vec![]))],
+            schema.clone(),
+            false,
+        );
+        let d = g.add(
+            calc(),
+            2,
+            vec![(c, Exchange::Forward)],
+            schema.clone(),
+            false,
+        );
+        let e = g.add(
+            calc(),
+            1,
+            vec![(d, Exchange::Forward)],
+            schema.clone(),
+            false,
+        );
+        let chained = chained_inputs(&g);
+        assert_eq!(chained, vec![None, Some(a), None, Some(c), None]);
+        assert_eq!(chain_from(&g, &chained, a), vec![a, b]);
+        assert_eq!(chain_from(&g, &chained, c), vec![c, d]);
+        assert_eq!(chain_from(&g, &chained, e), vec![e]);
+    }
 }

@@ -176,10 +176,6 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
         .first()
         .map(|t| t.token.clone())
         .unwrap_or(Token::EOF);
-    let second = significant
-        .get(1)
-        .map(|t| t.token.clone())
-        .unwrap_or(Token::EOF);
     let kw = keyword(&first);
     let d = dialect();
     let mut p = Parser::new(&d).with_tokens_with_locations(tokens.clone());
@@ -307,7 +303,6 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 .first()
                 .map(|t| (*t).clone())
                 .unwrap_or_else(TokenWithSpan::new_eof);
-            let _ = second;
             Err(error_at(
                 &t,
                 format!(

@@ -74,7 +74,7 @@ pub struct Session {
 
 /// A DataFusion context configured for Weir (case-sensitive identifiers,
 /// plain UTF-8 strings, no rewrite of `COUNT(DISTINCT)` into two aggregates).
-pub fn datafusion_context() -> SessionContext {
+fn datafusion_context() -> SessionContext {
     let mut config = SessionConfig::new();
     let options = config.options_mut();
     // Flink's identifiers are case-sensitive and its strings are plain UTF-8.
@@ -271,18 +271,12 @@ impl Session {
     }
 
     fn translator(&self) -> Translator<'_> {
-        let state = self.ctx.state();
-        let optimize =
-            move |plan: &LogicalPlan| -> Result<LogicalPlan> { Ok(state.optimize(plan)?) };
-        // The closure is boxed into the catalog for the translator's lifetime.
-        let optimize: &'static dyn Fn(&LogicalPlan) -> Result<LogicalPlan> =
-            Box::leak(Box::new(optimize));
         Translator::new(
             Catalog {
                 tables: &self.tables,
                 views: &self.views,
                 windows: &self.windows,
-                optimize,
+                ctx: &self.ctx,
             },
             self.config.parallelism(),
         )

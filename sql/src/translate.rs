@@ -20,6 +20,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, WriteOp};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 #[allow(deprecated)]
 use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
+use datafusion::prelude::SessionContext;
 use weir_engine::connectors::{create_sink, create_source, SinkFactory, SourceSpec};
 use weir_engine::graph::{Exchange, JobGraph, NodeId, NodeKind};
 use weir_engine::operators::aggregate_state::{AggregateCall, AggregateSpec};
@@ -57,8 +58,9 @@ pub struct Catalog<'a> {
     pub views: &'a BTreeMap<String, LogicalPlan>,
     /// Window table function calls by generated table name.
     pub windows: &'a HashMap<String, WindowCall>,
-    /// Optimizes a view's plan before translating it.
-    pub optimize: &'a dyn Fn(&LogicalPlan) -> Result<LogicalPlan>,
+    /// The session's DataFusion context: optimizes views' plans and plans
+    /// computed columns and watermarks with the session's settings.
+    pub ctx: &'a SessionContext,
 }
 
 /// Builds a job graph from logical plans.
@@ -359,7 +361,7 @@ impl<'a> Translator<'a> {
             return self.source(&table);
         }
         if let Some(view) = self.catalog.views.get(name).cloned() {
-            let optimized = (self.catalog.optimize)(&view)?;
+            let optimized = self.catalog.ctx.state().optimize(&view)?;
             return self.plan(&optimized);
         }
         Err(SqlError::Plan(format!("table or view '{name}' not found")))
@@ -372,7 +374,7 @@ impl<'a> Translator<'a> {
         let full_df = DFSchema::try_from(table.schema.as_ref().clone())?;
         let computed = if table.columns.iter().any(|c| c.computed.is_some()) {
             let mut exprs = Vec::new();
-            let ctx = crate::session::datafusion_context();
+            let ctx = self.catalog.ctx;
             for c in &table.columns {
                 let e = match &c.computed {
                     Some(sql) => ctx.parse_sql_expr(sql, &physical_df)?,
@@ -387,7 +389,7 @@ impl<'a> Translator<'a> {
         };
         let watermark = match &table.watermark {
             Some((_, sql)) => {
-                let ctx = crate::session::datafusion_context();
+                let ctx = self.catalog.ctx;
                 let e = ctx.parse_sql_expr(sql, &full_df)?;
                 Some(ctx.create_physical_expr(e, &full_df)?)
             }

@@ -33,7 +33,9 @@ struct Channel {
 pub struct InputGate {
     channels: Vec<Channel>,
     watermark: i64,
+    /// Where the round-robin poll starts, so no channel starves.
     next: usize,
+    end_reported: bool,
 }
 
 impl InputGate {
@@ -51,6 +53,7 @@ impl InputGate {
                 .collect(),
             watermark: i64::MIN,
             next: 0,
+            end_reported: false,
         }
     }
 
@@ -67,11 +70,11 @@ impl InputGate {
     pub async fn next(&mut self) -> Option<GateEvent> {
         loop {
             if self.channels.iter().all(|c| c.ended) {
-                if self.channels.is_empty() || self.next != usize::MAX {
-                    self.next = usize::MAX;
-                    return Some(GateEvent::End);
+                if self.end_reported {
+                    return None;
                 }
-                return None;
+                self.end_reported = true;
+                return Some(GateEvent::End);
             }
             let (index, message) = poll_fn(|cx| {
                 let n = self.channels.len();

@@ -472,6 +472,24 @@ fn push_through(
     Ok(batches)
 }
 
+/// Calls `hook` (a watermark or end-of-input hook) on each operator of the
+/// chain in order; what an operator emits travels down the rest of the chain
+/// before the next operator's hook runs.
+async fn fire_down_chain(
+    ops: &mut [(Box<dyn crate::operators::Operator>, TaskContext)],
+    router: &mut Router,
+    hook: impl Fn(&mut dyn crate::operators::Operator, &mut Vec<RecordBatch>) -> Result<()>,
+) -> Result<()> {
+    for i in 0..ops.len() {
+        let mut emitted = Vec::new();
+        hook(ops[i].0.as_mut(), &mut emitted)?;
+        for b in push_through(ops, i + 1, emitted)? {
+            router.send_batch(b).await?;
+        }
+    }
+    Ok(())
+}
+
 async fn run_chain(
     mut ops: Vec<(Box<dyn crate::operators::Operator>, TaskContext)>,
     mut gate: InputGate,
@@ -485,27 +503,15 @@ async fn run_chain(
                 }
             }
             GateEvent::Watermark(w) => {
-                // Each operator fires before the next one sees the watermark,
-                // so what it emits travels down the chain first.
-                for i in 0..ops.len() {
-                    let mut fired = Vec::new();
-                    ops[i].0.on_watermark(w, &mut fired)?;
-                    for b in push_through(&mut ops, i + 1, fired)? {
-                        router.send_batch(b).await?;
-                    }
-                    ops[i].1.metrics.watermark.store(w, Ordering::Relaxed);
+                fire_down_chain(&mut ops, &mut router, |op, out| op.on_watermark(w, out)).await?;
+                for (_, ctx) in &ops {
+                    ctx.metrics.watermark.store(w, Ordering::Relaxed);
                 }
                 router.broadcast(Message::Watermark(w)).await?;
             }
             GateEvent::Barrier(n) => router.broadcast(Message::Barrier(n)).await?,
             GateEvent::End => {
-                for i in 0..ops.len() {
-                    let mut last = Vec::new();
-                    ops[i].0.on_end(&mut last)?;
-                    for b in push_through(&mut ops, i + 1, last)? {
-                        router.send_batch(b).await?;
-                    }
-                }
+                fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
                 router.broadcast(Message::End).await?;
                 break;
             }

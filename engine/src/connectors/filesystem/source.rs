@@ -4,6 +4,7 @@
 //! cast kernels a batch at a time; only when a batch fails to convert are its
 //! rows examined one by one, to name the bad line or to skip it.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -166,8 +167,9 @@ impl SourceReader for FileReader {
                             break;
                         }
                         *line += 1;
-                        let trimmed = text.trim_end_matches(['\n', '\r']);
-                        lines.push(trimmed.to_string());
+                        let content = text.trim_end_matches(['\n', '\r']).len();
+                        text.truncate(content);
+                        lines.push(text);
                     }
                     if lines.is_empty() {
                         None
@@ -205,14 +207,16 @@ fn cast_to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Splits one CSV line, honouring quotes (`""` inside quotes is a quote).
-fn split_csv(
-    line: &str,
+/// Splits one CSV line into `fields`, honouring quotes (`""` inside quotes
+/// is a quote). Unquoted fields borrow from the line; an empty one is NULL.
+fn split_csv<'a>(
+    line: &'a str,
     delimiter: u8,
     quote: u8,
-) -> std::result::Result<Vec<Option<String>>, String> {
+    fields: &mut Vec<Option<Cow<'a, str>>>,
+) -> std::result::Result<(), String> {
     let bytes = line.as_bytes();
-    let mut fields = Vec::new();
+    fields.clear();
     let mut i = 0;
     loop {
         if i < bytes.len() && bytes[i] == quote {
@@ -234,7 +238,9 @@ fn split_csv(
                 value.push(bytes[i]);
                 i += 1;
             }
-            fields.push(Some(String::from_utf8_lossy(&value).into_owned()));
+            fields.push(Some(Cow::Owned(
+                String::from_utf8_lossy(&value).into_owned(),
+            )));
             if i < bytes.len() && bytes[i] != delimiter {
                 return Err("unexpected character after a quoted field".into());
             }
@@ -244,18 +250,14 @@ fn split_csv(
                 i += 1;
             }
             let raw = &line[start..i];
-            fields.push(if raw.is_empty() {
-                None
-            } else {
-                Some(raw.to_string())
-            });
+            fields.push((!raw.is_empty()).then_some(Cow::Borrowed(raw)));
         }
         if i >= bytes.len() {
             break;
         }
         i += 1;
     }
-    Ok(fields)
+    Ok(())
 }
 
 impl FileReader {
@@ -278,24 +280,29 @@ impl FileReader {
         let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
         let mut line_of_row: Vec<u64> = Vec::with_capacity(lines.len());
         let mut shape_errors: Vec<(u64, String)> = Vec::new();
+        let null_literal = self.options.null_literal.as_deref();
+        let mut fields = Vec::with_capacity(width);
         for (i, text) in lines.iter().enumerate() {
             let line = first_line + i as u64;
             if text.is_empty() {
                 continue;
             }
-            match split_csv(text, self.options.delimiter, self.options.quote) {
-                Ok(fields) if fields.len() == width => {
-                    for (b, f) in builders.iter_mut().zip(fields) {
+            match split_csv(
+                text,
+                self.options.delimiter,
+                self.options.quote,
+                &mut fields,
+            ) {
+                Ok(()) if fields.len() == width => {
+                    for (b, f) in builders.iter_mut().zip(&fields) {
                         match f {
-                            Some(v) if Some(&v) != self.options.null_literal.as_ref() => {
-                                b.append_value(v)
-                            }
+                            Some(v) if Some(v.as_ref()) != null_literal => b.append_value(v),
                             _ => b.append_null(),
                         }
                     }
                     line_of_row.push(line);
                 }
-                Ok(fields) => shape_errors.push((
+                Ok(()) => shape_errors.push((
                     line,
                     format!("expected {width} fields, found {}", fields.len()),
                 )),
@@ -426,7 +433,9 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_empty_fields() {
-        let f = split_csv(r#"1,"a, ""b""",,x"#, b',', b'"').unwrap();
+        let mut f = Vec::new();
+        split_csv(r#"1,"a, ""b""",,x"#, b',', b'"', &mut f).unwrap();
+        let f: Vec<Option<String>> = f.into_iter().map(|v| v.map(|c| c.into_owned())).collect();
         assert_eq!(
             f,
             vec![
@@ -436,6 +445,6 @@ mod tests {
                 Some("x".into())
             ]
         );
-        assert!(split_csv(r#"1,"open"#, b',', b'"').is_err());
+        assert!(split_csv(r#"1,"open"#, b',', b'"', &mut Vec::new()).is_err());
     }
 }

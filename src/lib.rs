@@ -16,13 +16,28 @@
 //! ```
 //!
 //! The crates behind the facade: `weir-sql` (dialect, catalog, planning),
-//! `weir-engine` (runtime, operators, connectors).
+//! `weir-engine` (runtime, operators, connectors), `weir-state` (keyed and
+//! operator state, the `hashmap` and `rocksdb` backends, TTL, snapshots),
+//! re-exported as [`state`] for Rust code that keeps state of its own.
+//!
+//! Choose the state backend like any other key:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), weir::SqlError> {
+//! let ctx = weir::StreamContext::builder()
+//!     .set("state.backend.type", "rocksdb")?
+//!     .set("state.backend.rocksdb.localdir", "/var/lib/weir/state")?
+//!     .set("table.exec.state.ttl", "1 h")?
+//!     .build();
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
 pub use datafusion::arrow;
 pub use weir_engine::{Config, EngineError, JobHandle, JobStatus};
 pub use weir_sql::{QueryResult, Session, SqlError, StatementResult};
+pub use weir_state as state;
 
 /// The entry point for Rust programs: a SQL session with its configuration.
 pub struct StreamContext {

@@ -251,10 +251,13 @@ fn interactive_shell_on_a_terminal() {
     prompts(4);
     send("quit;\n");
     wait_for("Bye!");
-    drop(input);
+    // Keep `script`'s stdin open until the shell has exited: on end of
+    // input `script` may hang up the terminal while the shell is still
+    // saving its history, and the shell would die of SIGHUP.
     let status = child.wait().unwrap();
+    drop(input);
     reader.join().unwrap();
-    assert!(status.success(), "{}", seen.lock().unwrap());
+    assert!(status.success(), "{status}: {}", seen.lock().unwrap());
 }
 
 /// Writes JSON lines and Parquet with the filesystem sink and reads them back

@@ -106,14 +106,45 @@ async fn batch_answer(csv: &Path, sql: &str) -> Vec<Vec<String>> {
     sorted(rows_of(&batches, false))
 }
 
+/// The state configurations every differential query runs under: both
+/// backends, with the aggregate cache and with a tiny one that sends nearly
+/// every group through the backend.
+fn state_variants(scratch: &Path) -> Vec<Vec<(&'static str, String)>> {
+    let rocksdb = scratch.join("rocksdb").display().to_string();
+    vec![
+        vec![("state.backend.type", "hashmap".into())],
+        vec![
+            ("state.backend.type", "hashmap".into()),
+            ("table.exec.state.cache-size", "3".into()),
+        ],
+        vec![
+            ("state.backend.type", "rocksdb".into()),
+            ("state.backend.rocksdb.localdir", rocksdb.clone()),
+        ],
+        vec![
+            ("state.backend.type", "rocksdb".into()),
+            ("state.backend.rocksdb.localdir", rocksdb),
+            ("table.exec.state.cache-size", "3".into()),
+        ],
+    ]
+}
+
 /// A context with table `t` over the CSV file (watermark 1 s behind `ts`).
-async fn events_context(csv: &Path, parallelism: usize, batch_size: usize) -> StreamContext {
-    let mut ctx = StreamContext::builder()
+async fn events_context(
+    csv: &Path,
+    parallelism: usize,
+    batch_size: usize,
+    settings: &[(&str, String)],
+) -> StreamContext {
+    let mut builder = StreamContext::builder()
         .set("parallelism.default", &parallelism.to_string())
         .unwrap()
         .set("execution.batch-size", &batch_size.to_string())
-        .unwrap()
-        .build();
+        .unwrap();
+    for (k, v) in settings {
+        builder = builder.set(k, v).unwrap();
+    }
+    let mut ctx = builder.build();
     ctx.sql(&format!(
         "CREATE TABLE t (k INT, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
          WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
@@ -128,12 +159,15 @@ async fn stream_rows(
     csv: &Path,
     parallelism: usize,
     batch_size: usize,
+    settings: &[(&str, String)],
     query: &str,
-) -> (Vec<RecordBatch>, bool) {
-    let mut ctx = events_context(csv, parallelism, batch_size).await;
+) -> (Vec<RecordBatch>, bool, weir::state::StateStats) {
+    let mut ctx = events_context(csv, parallelism, batch_size, settings).await;
     let result = ctx.query(query).await.unwrap();
     let updating = result.updating;
-    (result.collect().await.unwrap(), updating)
+    let job = result.job.clone();
+    let rows = result.collect().await.unwrap();
+    (rows, updating, job.state_size())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,23 +183,32 @@ async fn tumbling_window_matches_batch_query() {
     )
     .await;
     assert!(expected.len() > 100, "too few groups: {}", expected.len());
-    for parallelism in [1, 2] {
-        for batch_size in [7, 100, 8192] {
-            let (batches, updating) = stream_rows(
+    for settings in state_variants(dir.path()) {
+        for parallelism in [1, 2] {
+            for batch_size in [7, 100, 8192] {
+                let (batches, updating, state) = stream_rows(
                 &csv,
                 parallelism,
                 batch_size,
+                &settings,
                 "SELECT k, window_start, COUNT(*), COUNT(v), SUM(v), MIN(v), MAX(v), AVG(v), COUNT(DISTINCT v % 10), \
                         SUM(v) FILTER (WHERE v > 500) \
                  FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end",
             )
             .await;
-            assert!(!updating);
-            let actual = sorted(rows_of(&batches, false));
-            assert_eq!(
-                actual, expected,
-                "parallelism {parallelism}, batch size {batch_size}"
-            );
+                assert!(!updating);
+                // Every window fired at the end of input, and fired windows
+                // leave nothing behind in the backend.
+                assert_eq!(
+                    state.entries, 0,
+                    "window state left after firing: {settings:?}"
+                );
+                let actual = sorted(rows_of(&batches, false));
+                assert_eq!(
+                    actual, expected,
+                    "parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+            }
         }
     }
 }
@@ -180,51 +223,61 @@ async fn updating_aggregate_converges_to_batch_query() {
         "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k",
     )
     .await;
-    for parallelism in [1, 2] {
-        for batch_size in [7, 100, 8192] {
-            let (batches, updating) = stream_rows(
-                &csv,
-                parallelism,
-                batch_size,
-                "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k",
-            )
-            .await;
-            assert!(updating);
-            // Apply the changelog: +I/+U set a key's row, -U/-D must retract exactly it.
-            let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            let mut changes = 0;
-            for b in &batches {
-                let ops = b
-                    .column(b.num_columns() - 1)
-                    .as_primitive::<datafusion::arrow::datatypes::Int8Type>();
-                let rows = rows_of(std::slice::from_ref(b), true);
-                for (row, op) in rows.into_iter().zip(ops.values().iter()) {
-                    changes += 1;
-                    match op {
-                        0 | 2 => {
-                            table.insert(row[0].clone(), row);
-                        }
-                        _ => {
-                            assert_eq!(
-                                table.remove(&row[0]).as_ref(),
-                                Some(&row),
-                                "retraction of a row not emitted"
-                            );
+    for settings in state_variants(dir.path()) {
+        for parallelism in [1, 2] {
+            for batch_size in [7, 100, 8192] {
+                let (batches, updating, state) = stream_rows(
+                    &csv,
+                    parallelism,
+                    batch_size,
+                    &settings,
+                    "SELECT k, COUNT(*), SUM(v), MAX(v), COUNT(DISTINCT v % 7) FROM t GROUP BY k",
+                )
+                .await;
+                assert!(updating);
+                // One entry per key is kept (RocksDB's count is an estimate).
+                assert!(
+                    state.entries.abs_diff(expected.len() as u64) <= expected.len() as u64 / 5,
+                    "{} state entries for {} keys, {settings:?}",
+                    state.entries,
+                    expected.len()
+                );
+                // Apply the changelog: +I/+U set a key's row, -U/-D must retract exactly it.
+                let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                let mut changes = 0;
+                for b in &batches {
+                    let ops = b
+                        .column(b.num_columns() - 1)
+                        .as_primitive::<datafusion::arrow::datatypes::Int8Type>();
+                    let rows = rows_of(std::slice::from_ref(b), true);
+                    for (row, op) in rows.into_iter().zip(ops.values().iter()) {
+                        changes += 1;
+                        match op {
+                            0 | 2 => {
+                                table.insert(row[0].clone(), row);
+                            }
+                            _ => {
+                                assert_eq!(
+                                    table.remove(&row[0]).as_ref(),
+                                    Some(&row),
+                                    "retraction of a row not emitted"
+                                );
+                            }
                         }
                     }
                 }
-            }
-            let actual: Vec<Vec<String>> = table.into_values().collect();
-            assert_eq!(
-                sorted(actual),
-                expected,
-                "parallelism {parallelism}, batch size {batch_size}"
-            );
-            if batch_size == 7 {
-                assert!(
-                    changes > expected.len() * 2,
-                    "small batches should produce updates"
+                let actual: Vec<Vec<String>> = table.into_values().collect();
+                assert_eq!(
+                    sorted(actual),
+                    expected,
+                    "parallelism {parallelism}, batch size {batch_size}, {settings:?}"
                 );
+                if batch_size == 7 {
+                    assert!(
+                        changes > expected.len() * 2,
+                        "small batches should produce updates"
+                    );
+                }
             }
         }
     }
@@ -240,7 +293,7 @@ async fn late_rows_are_dropped_and_counted() {
         "1,1,2024-01-01 00:00:01\n1,2,2024-01-01 00:00:12\n1,4,2024-01-01 00:00:02\n1,8,2024-01-01 00:00:13\n",
     )
     .unwrap();
-    let mut ctx = events_context(&csv, 1, 1).await;
+    let mut ctx = events_context(&csv, 1, 1, &[]).await;
     let result = ctx
         .query("SELECT window_start, SUM(v) FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end")
         .await

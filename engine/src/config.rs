@@ -14,8 +14,8 @@ use crate::error::{EngineError, Result};
 enum Kind {
     PositiveInt,
     NonNegativeInt,
-    #[allow(dead_code)] // the checkpointing keys (durations) come with checkpoints
     Duration,
+    MemorySize,
     Bool,
     Text,
     OneOf(&'static [&'static str]),
@@ -91,9 +91,39 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "state.backend.type",
-        kind: Kind::OneOf(&["hashmap"]),
+        kind: Kind::OneOf(&["hashmap", "rocksdb", "heap", "filesystem", "jobmanager"]),
         default: Some("hashmap"),
-        doc: "state backend (rocksdb: not yet implemented)",
+        doc: "where operator state lives: hashmap (memory) or rocksdb (local disk)",
+    },
+    Key {
+        name: "state.backend.rocksdb.localdir",
+        kind: Kind::Text,
+        default: None,
+        doc: "directory of the RocksDB instances (default: a temporary directory)",
+    },
+    Key {
+        name: "state.backend.rocksdb.block-cache-size",
+        kind: Kind::MemorySize,
+        default: Some("64mb"),
+        doc: "RocksDB block cache per operator subtask",
+    },
+    Key {
+        name: "state.backend.rocksdb.writebuffer.size",
+        kind: Kind::MemorySize,
+        default: Some("32mb"),
+        doc: "RocksDB memtable size per state (column family)",
+    },
+    Key {
+        name: "table.exec.state.ttl",
+        kind: Kind::Duration,
+        default: Some("0 ms"),
+        doc: "forget a group-aggregate key idle this long (0: never)",
+    },
+    Key {
+        name: "table.exec.state.cache-size",
+        kind: Kind::NonNegativeInt,
+        default: Some("100000"),
+        doc: "aggregate groups kept in memory in front of the state backend, per subtask",
     },
 ];
 
@@ -102,6 +132,26 @@ const ALIASES: &[(&str, &str)] = &[
     ("state.backend", "state.backend.type"),
     ("execution.runtime.mode", "execution.runtime-mode"),
 ];
+
+/// What stateful operators need to create their state.
+#[derive(Clone, Debug)]
+pub struct StateSettings {
+    /// Which backend, where and how large.
+    pub backend: weir_state::BackendConfig,
+    /// `table.exec.state.ttl` (None: state is kept forever).
+    pub ttl: Option<Duration>,
+    /// `table.exec.state.cache-size`: groups an aggregate keeps in memory.
+    pub cache_entries: usize,
+}
+
+impl StateSettings {
+    /// Checks what can only be checked on the machine: the RocksDB directory.
+    pub fn validate(&self) -> Result<()> {
+        self.backend
+            .validate()
+            .map_err(|e| EngineError::Config(e.to_string()))
+    }
+}
 
 /// A set of configuration values, validated on entry.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -215,6 +265,46 @@ impl Config {
         self.get(key).and_then(|v| parse_duration(&v).ok())
     }
 
+    /// A memory-size-valued key, in bytes.
+    pub fn memory_size(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| parse_memory_size(&v).ok())
+    }
+
+    /// The state backend settings: `state.backend.*`, `table.exec.state.*`.
+    /// The backend's local directory is checked by [`StateSettings::validate`]
+    /// before a job starts.
+    pub fn state_settings(&self) -> Result<StateSettings> {
+        let kind = weir_state::BackendKind::parse(
+            &self
+                .get("state.backend.type")
+                .unwrap_or_else(|| "hashmap".into()),
+        )
+        .map_err(|e| EngineError::Config(e.to_string()))?;
+        let mut backend = weir_state::BackendConfig::new(kind);
+        backend.local_dir = self
+            .get("state.backend.rocksdb.localdir")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| std::path::PathBuf::from(d.trim().trim_start_matches("file://")));
+        if let Some(b) = self.memory_size("state.backend.rocksdb.block-cache-size") {
+            backend.block_cache_bytes = b as usize;
+        }
+        if let Some(b) = self.memory_size("state.backend.rocksdb.writebuffer.size") {
+            backend.write_buffer_bytes = b as usize;
+        }
+        let ttl = self
+            .duration("table.exec.state.ttl")
+            .filter(|d| !d.is_zero());
+        let cache_entries = self
+            .get("table.exec.state.cache-size")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        Ok(StateSettings {
+            backend,
+            ttl,
+            cache_entries,
+        })
+    }
+
     /// A boolean-valued key.
     pub fn bool(&self, key: &str) -> bool {
         self.get(key)
@@ -305,6 +395,10 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
             Ok(_) => Ok(()),
             Err(_) => bad("a duration such as '60000', '60 s', '1 min' or '10s'"),
         },
+        Kind::MemorySize => match parse_memory_size(value) {
+            Ok(_) => Ok(()),
+            Err(_) => bad("a memory size such as '64mb', '512 kb' or '1gb'"),
+        },
         Kind::Bool => {
             if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") {
                 Ok(())
@@ -323,6 +417,27 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
             }
         }
     }
+}
+
+/// Parses a memory size the way Flink does: a number with an optional unit
+/// (`b`, `kb`, `mb`, `gb`, `tb`, also `k`, `m`, `g`, `t`); no unit means bytes.
+pub fn parse_memory_size(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{text}' is not a memory size"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kibibytes" => 10,
+        "m" | "mb" | "mebibytes" => 20,
+        "g" | "gb" | "gibibytes" => 30,
+        "t" | "tb" | "tebibytes" => 40,
+        _ => return Err(format!("'{text}' has an unknown unit")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 /// Parses a duration the way Flink does: a number with an optional unit
@@ -404,7 +519,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("state.backend.type") && err.contains("hashmap"),
+            err.contains("state.backend.type") && err.contains("hashmap, rocksdb"),
             "{err}"
         );
     }

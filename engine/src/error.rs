@@ -46,6 +46,9 @@ pub enum EngineError {
     /// An Arrow kernel failed.
     #[error("{0}")]
     Arrow(Box<ArrowError>),
+    /// The state backend failed (disk, RocksDB, damaged state).
+    #[error("state backend: {0}")]
+    State(String),
     /// A task of the job panicked or failed in a way that is Weir's bug.
     #[error("internal error (a bug in Weir): {0}")]
     Internal(String),
@@ -75,6 +78,15 @@ impl EngineError {
 impl From<DataFusionError> for EngineError {
     fn from(e: DataFusionError) -> Self {
         EngineError::DataFusion(Box::new(e))
+    }
+}
+
+impl From<weir_state::StateError> for EngineError {
+    fn from(e: weir_state::StateError) -> Self {
+        match e {
+            weir_state::StateError::Config(m) => EngineError::Config(m),
+            other => EngineError::State(other.to_string()),
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub mod metrics;
 pub mod operators;
 pub mod runtime;
 
-pub use config::Config;
+pub use config::{Config, StateSettings};
 pub use error::{EngineError, Result};
 pub use graph::{Exchange, JobGraph, NodeKind};
 pub use message::{ChangeKind, Message, OP_COLUMN};

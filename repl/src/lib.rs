@@ -341,10 +341,10 @@ async fn shell(session: &mut Session) -> ExitCode {
                 };
                 for tokens in statements {
                     if is_quit(&tokens) {
-                        println!("Exiting Weir SQL shell. Bye!");
                         if let Some(h) = &history {
                             let _ = editor.save_history(h);
                         }
+                        println!("Exiting Weir SQL shell. Bye!");
                         return ExitCode::SUCCESS;
                     }
                     let first = tokens.iter().find(|t| {

@@ -50,6 +50,8 @@ pub enum FlinkStatement {
     ShowTables,
     /// `SHOW VIEWS`.
     ShowViews,
+    /// `SHOW JOBS`: the jobs this session started, with their state size.
+    ShowJobs,
     /// `DESCRIBE name`.
     Describe(String),
     /// `SET` (list) or `SET 'key' = 'value'`.
@@ -235,10 +237,14 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             let stmt = match word_upper(&what.token).as_deref() {
                 Some("TABLES") => FlinkStatement::ShowTables,
                 Some("VIEWS") => FlinkStatement::ShowViews,
+                Some("JOBS") => FlinkStatement::ShowJobs,
                 _ => {
                     return Err(error_at(
                         &what,
-                        format!("expected TABLES or VIEWS after SHOW, found {}", what.token),
+                        format!(
+                            "expected TABLES, VIEWS or JOBS after SHOW, found {}",
+                            what.token
+                        ),
                     ))
                 }
             };
@@ -306,7 +312,7 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             Err(error_at(
                 &t,
                 format!(
-                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW TABLES, DESCRIBE, SET, RESET, EXPLAIN, INSERT INTO and SELECT",
+                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW TABLES/VIEWS/JOBS, DESCRIBE, SET, RESET, EXPLAIN, INSERT INTO and SELECT",
                     t.token
                 ),
             ))

@@ -204,6 +204,31 @@ impl Session {
                     rows: names.into_iter().map(|n| vec![n]).collect(),
                 })
             }
+            FlinkStatement::ShowJobs => Ok(StatementResult::Table {
+                header: [
+                    "job id",
+                    "job name",
+                    "status",
+                    "state entries",
+                    "state size",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows: self
+                    .jobs
+                    .iter()
+                    .map(|job| {
+                        let state = job.state_size();
+                        vec![
+                            job.id().to_string(),
+                            job.name().to_string(),
+                            job.status().flink_name().to_string(),
+                            state.entries.to_string(),
+                            human_bytes(state.bytes),
+                        ]
+                    })
+                    .collect(),
+            }),
             FlinkStatement::ShowViews => Ok(StatementResult::Table {
                 header: vec!["view name".into()],
                 rows: self.views.keys().map(|n| vec![n.clone()]).collect(),
@@ -603,5 +628,21 @@ impl QueryResult {
         }
         self.job.wait().await?;
         Ok(out)
+    }
+}
+
+/// Bytes as Flink's web UI shows them (`1.5 MB`).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }

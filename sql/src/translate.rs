@@ -477,12 +477,18 @@ impl<'a> Translator<'a> {
                 .position(|e| matches!(e, Expr::Column(c) if c.name == name))
         };
         let window_end = window_key("window_end").filter(|_| input.windowed);
-        let other_keys: Vec<Arc<dyn PhysicalExpr>> = agg
+        // The keys other than the window columns partition the input (and
+        // give each group its key group in state).
+        let other_key_indexes: Vec<usize> = agg
             .group_expr
             .iter()
-            .zip(&group_exprs)
-            .filter(|(e, _)| !matches!(e, Expr::Column(c) if c.name == "window_start" || c.name == "window_end" || c.name == "window_time"))
-            .map(|(_, p)| p.clone())
+            .enumerate()
+            .filter(|(_, e)| !matches!(e, Expr::Column(c) if c.name == "window_start" || c.name == "window_end" || c.name == "window_time"))
+            .map(|(i, _)| i)
+            .collect();
+        let other_keys: Vec<Arc<dyn PhysicalExpr>> = other_key_indexes
+            .iter()
+            .map(|i| group_exprs[*i].clone())
             .collect();
         match window_end {
             Some(end_key) => {
@@ -494,6 +500,11 @@ impl<'a> Translator<'a> {
                         arrow_schema(&agg.schema, false),
                     ),
                     window_end_key: end_key,
+                    partition_keys: if other_key_indexes.is_empty() {
+                        vec![end_key]
+                    } else {
+                        other_key_indexes.clone()
+                    },
                 };
                 let keys = if other_keys.is_empty() {
                     vec![group_exprs[end_key].clone()]
@@ -525,6 +536,7 @@ impl<'a> Translator<'a> {
                         calls,
                         arrow_schema(&agg.schema, true),
                     ),
+                    partition_keys: other_key_indexes,
                 };
                 let (exchange, par) = if other_keys.is_empty() {
                     (Exchange::Single, 1)

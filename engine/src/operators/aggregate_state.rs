@@ -266,6 +266,18 @@ impl GroupTable {
         self.values.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 
+    /// Emits every group's key columns and the accumulators' intermediate
+    /// states (for the state backend), and leaves the table empty.
+    pub fn emit_states(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>, usize)> {
+        let rows = self.values.len();
+        let keys = self.values.emit()?;
+        let mut states = Vec::new();
+        for acc in &mut self.accumulators {
+            states.extend(acc.state(EmitTo::All)?);
+        }
+        Ok((keys, states, rows))
+    }
+
     /// Emits every group as key columns followed by aggregate results, and
     /// leaves the table empty.
     pub fn emit(&mut self) -> Result<Vec<ArrayRef>> {

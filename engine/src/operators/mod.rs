@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::config::StateSettings;
+use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 
 pub mod aggregate_state;
+pub mod aggregate_store;
 pub mod calc;
+pub mod row_codec;
 pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_assign;
@@ -32,6 +35,27 @@ pub struct TaskContext {
     pub metrics: Arc<NodeMetrics>,
     /// The job's id, for file names and logs.
     pub job_id: String,
+    /// The node's index in the job graph.
+    pub node: usize,
+    /// Where and how operators keep state.
+    pub state: Arc<StateSettings>,
+}
+
+impl TaskContext {
+    /// Creates this subtask's state backend (one RocksDB instance per
+    /// operator subtask with `rocksdb`).
+    pub fn create_state_backend(&self) -> Result<Box<dyn weir_state::StateBackend>> {
+        let name = format!("job-{}-op{}-{}", self.job_id, self.node, self.subtask);
+        self.state
+            .backend
+            .create(&name)
+            .map_err(|e| EngineError::State(e.to_string()))
+    }
+
+    /// The key groups this subtask owns.
+    pub fn key_groups(&self) -> weir_state::KeyGroupRange {
+        weir_state::KeyGroupRange::for_subtask(self.max_parallelism, self.parallelism, self.subtask)
+    }
 }
 
 /// A streaming operator over one input.
@@ -56,6 +80,18 @@ pub trait Operator: Send {
     fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
         Ok(())
     }
+
+    /// Writes the operator's state into the empty directory `dir` in its
+    /// backend's native snapshot form, after moving anything it caches in
+    /// memory into the backend. Stateless operators return `None`.
+    ///
+    /// Called between two batches; the state must not change while it runs.
+    fn snapshot_state(
+        &mut self,
+        _dir: &std::path::Path,
+    ) -> Result<Option<weir_state::SnapshotInfo>> {
+        Ok(None)
+    }
 }
 
 /// Builds one [`Operator`] per subtask; this is what the job graph holds.
@@ -64,4 +100,10 @@ pub trait OperatorFactory: Send + Sync {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>>;
     /// One line for `EXPLAIN`.
     fn describe(&self) -> String;
+    /// Whether the operator keeps keyed state in a backend: with a blocking
+    /// backend (RocksDB), its task runs on a thread where blocking is
+    /// allowed.
+    fn is_stateful(&self) -> bool {
+        false
+    }
 }

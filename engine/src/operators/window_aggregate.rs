@@ -1,17 +1,24 @@
 //! Aggregation per window: `GROUP BY window_start, window_end, keys…` over a
-//! window table function. Each window's groups live in their own
-//! [`GroupTable`]; a window fires — emits its rows and frees its state — when
-//! the watermark passes its end. Rows of a window that already fired are late:
-//! they are dropped and counted.
+//! window table function. A window fires — emits its rows and frees its
+//! state — when the watermark passes its end. Rows of a window that already
+//! fired are late: they are dropped and counted.
+//!
+//! Each open window aggregates incoming batches into an in-memory
+//! [`GroupTable`] of partial results. When the cached groups of all windows
+//! exceed `table.exec.state.cache-size`, or before a snapshot, the partials
+//! are merged into the state backend (see [`AggregateStore`]). A window that
+//! never left memory fires straight from its table; one that did is merged
+//! with its stored groups and read back, then deleted from the backend.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::EmitTo;
 
 use super::aggregate_state::{AggregateSpec, GroupTable};
+use super::aggregate_store::{window_bytes, AggregateStore};
 use super::window_assign::as_millis;
 use super::{Operator, OperatorFactory, TaskContext};
 use crate::error::Result;
@@ -24,55 +31,181 @@ pub struct WindowAggregateSpec {
     pub aggregate: AggregateSpec,
     /// Which key is `window_end`.
     pub window_end_key: usize,
+    /// The keys the input was hash-partitioned by (indexes into the keys).
+    pub partition_keys: Vec<usize>,
 }
 
 impl OperatorFactory for WindowAggregateSpec {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
+        let store = AggregateStore::open(
+            &self.aggregate,
+            self.partition_keys.clone(),
+            "window-aggregate",
+            None,
+            ctx,
+        )?;
         Ok(Box::new(WindowAggregateOperator {
             spec: self.clone(),
             windows: BTreeMap::new(),
             watermark: i64::MIN,
-            ctx: ctx.clone(),
+            cache_limit: ctx.state.cache_entries,
+            store,
+            batches: 0,
         }))
     }
 
     fn describe(&self) -> String {
         format!("WindowAggregate({})", self.aggregate.describe())
     }
+
+    fn is_stateful(&self) -> bool {
+        true
+    }
+}
+
+/// One open window in memory.
+struct OpenWindow {
+    /// Partial aggregates since the window was last flushed.
+    table: Option<GroupTable>,
+    /// Whether some of its groups are in the backend.
+    flushed: bool,
 }
 
 /// Runs a [`WindowAggregateSpec`].
 pub struct WindowAggregateOperator {
     spec: WindowAggregateSpec,
-    /// Open windows by end time; each holds its groups.
-    windows: BTreeMap<i64, GroupTable>,
+    windows: BTreeMap<i64, OpenWindow>,
     watermark: i64,
-    ctx: TaskContext,
-}
-
-impl WindowAggregateOperator {
-    fn update_window(&mut self, end: i64, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
-        let table = match self.windows.entry(end) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert(GroupTable::new(&self.spec.aggregate)?)
-            }
-        };
-        table.update(&self.spec.aggregate, batch, keys)
-    }
-
-    fn publish_state_size(&self) {
-        let entries: usize = self.windows.values().map(GroupTable::len).sum();
-        self.ctx
-            .metrics
-            .state_entries
-            .store(entries as u64, Ordering::Relaxed);
-    }
+    cache_limit: usize,
+    store: AggregateStore,
+    batches: u64,
 }
 
 /// A window is complete once the watermark reaches its last millisecond.
 fn fired(end: i64, watermark: i64) -> bool {
     end - 1 <= watermark
+}
+
+impl WindowAggregateOperator {
+    fn update_window(&mut self, end: i64, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
+        let window = self.windows.entry(end).or_insert(OpenWindow {
+            table: None,
+            flushed: false,
+        });
+        let table = match &mut window.table {
+            Some(t) => t,
+            None => window.table.insert(GroupTable::new(&self.spec.aggregate)?),
+        };
+        table.update(&self.spec.aggregate, batch, keys)
+    }
+
+    fn cached(&self) -> (usize, usize) {
+        self.windows
+            .values()
+            .filter_map(|w| w.table.as_ref())
+            .fold((0, 0), |(n, b), t| (n + t.len(), b + t.size()))
+    }
+
+    /// Merges a window's in-memory partials into the backend.
+    fn flush_window(
+        store: &mut AggregateStore,
+        spec: &AggregateSpec,
+        end: i64,
+        window: &mut OpenWindow,
+    ) -> Result<()> {
+        let Some(mut table) = window.table.take() else {
+            return Ok(());
+        };
+        let (keys, mut states, n) = table.emit_states()?;
+        if n == 0 {
+            return Ok(());
+        }
+        let groups = store.key_groups(&keys, n)?;
+        let key_rows = store.encode_keys(&keys, n)?;
+        let addresses: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let key = key_rows.row(i);
+                let mut a = Vec::with_capacity(10 + key.len());
+                a.extend_from_slice(&groups[i].to_be_bytes());
+                a.extend_from_slice(&window_bytes(end));
+                a.extend_from_slice(key);
+                a
+            })
+            .collect();
+        let mut new_groups = n as i64;
+        if window.flushed {
+            let refs: Vec<&[u8]> = addresses.iter().map(Vec::as_slice).collect();
+            let existing = store.multi_get(&refs)?;
+            new_groups -= existing.iter().filter(|e| e.is_some()).count() as i64;
+            let (rows, idx): (Vec<&[u8]>, Vec<usize>) = existing
+                .iter()
+                .enumerate()
+                .filter_map(|(i, v)| v.as_deref().map(|v| (v, i)))
+                .unzip();
+            if !rows.is_empty() {
+                let mut accs = store.accumulators(spec)?;
+                let all: Vec<usize> = (0..n).collect();
+                store.merge_columns(&mut accs, states, &all, n)?;
+                store.merge_encoded(&mut accs, &rows, &idx, n)?;
+                states = AggregateStore::take_states(&mut accs)?;
+            }
+        }
+        let state_rows = store.encode_states(&states, n)?;
+        let changes = addresses
+            .into_iter()
+            .enumerate()
+            .map(|(i, a)| (a, Some(state_rows.row(i).to_vec())))
+            .collect();
+        store.write(changes)?;
+        store.count_stored(new_groups);
+        window.flushed = true;
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        for (end, window) in self.windows.iter_mut() {
+            Self::flush_window(&mut self.store, &self.spec.aggregate, *end, window)?;
+        }
+        Ok(())
+    }
+
+    /// Reads a flushed window's groups back, evaluates them and deletes them.
+    fn read_window(&mut self, end: i64) -> Result<Option<RecordBatch>> {
+        let mut addresses: Vec<Vec<u8>> = Vec::new();
+        let mut values: Vec<Vec<u8>> = Vec::new();
+        self.store.scan_groups(&window_bytes(end), &mut |k, v| {
+            addresses.push(k.to_vec());
+            values.push(v.to_vec());
+        })?;
+        let n = addresses.len();
+        if n == 0 {
+            return Ok(None);
+        }
+        let mut columns = self
+            .store
+            .key_codec()
+            .decode(addresses.iter().map(|a| &a[10..]))?;
+        let mut accs = self.store.accumulators(&self.spec.aggregate)?;
+        let rows: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let all: Vec<usize> = (0..n).collect();
+        self.store.merge_encoded(&mut accs, &rows, &all, n)?;
+        for acc in &mut accs {
+            columns.push(acc.evaluate(EmitTo::All)?);
+        }
+        self.store
+            .write(addresses.into_iter().map(|a| (a, None)).collect())?;
+        self.store.count_stored(-(n as i64));
+        Ok(Some(RecordBatch::try_new(
+            self.spec.aggregate.output_schema.clone(),
+            columns,
+        )?))
+    }
+
+    fn publish_state_size(&mut self) -> Result<()> {
+        let (entries, bytes) = self.cached();
+        let stored = self.store.stored();
+        self.store.publish(stored + entries as u64, bytes)
+    }
 }
 
 impl Operator for WindowAggregateOperator {
@@ -97,7 +230,7 @@ impl Operator for WindowAggregateOperator {
                     _ => late += 1,
                 }
             }
-            NodeMetrics::add(&self.ctx.metrics.late_records_dropped, late);
+            NodeMetrics::add(&self.store_metrics().late_records_dropped, late);
             for (end, rows) in by_window {
                 let indices = UInt32Array::from(rows);
                 let columns = batch
@@ -113,23 +246,61 @@ impl Operator for WindowAggregateOperator {
                 self.update_window(end, &part, &part_keys)?;
             }
         }
-        self.publish_state_size();
+        let (cached, _) = self.cached();
+        if cached > self.cache_limit {
+            self.flush_all()?;
+            self.publish_state_size()?;
+        } else {
+            self.batches += 1;
+            if self.batches.is_multiple_of(16) {
+                self.publish_state_size()?;
+            }
+        }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         while let Some(entry) = self.windows.first_entry() {
-            if !fired(*entry.key(), self.watermark) {
+            let end = *entry.key();
+            if !fired(end, self.watermark) {
                 break;
             }
-            let mut table = entry.remove();
-            let columns = table.emit()?;
-            let batch = RecordBatch::try_new(self.spec.aggregate.output_schema.clone(), columns)?;
-            NodeMetrics::add(&self.ctx.metrics.records_out, batch.num_rows());
-            out.push(batch);
+            let mut window = entry.remove();
+            let batch = if window.flushed {
+                Self::flush_window(&mut self.store, &self.spec.aggregate, end, &mut window)?;
+                self.read_window(end)?
+            } else {
+                match window.table.as_mut() {
+                    Some(table) => {
+                        let columns = table.emit()?;
+                        Some(RecordBatch::try_new(
+                            self.spec.aggregate.output_schema.clone(),
+                            columns,
+                        )?)
+                    }
+                    None => None,
+                }
+            };
+            if let Some(batch) = batch {
+                NodeMetrics::add(&self.store_metrics().records_out, batch.num_rows());
+                out.push(batch);
+            }
         }
-        self.publish_state_size();
-        Ok(())
+        self.publish_state_size()
+    }
+
+    fn snapshot_state(
+        &mut self,
+        dir: &std::path::Path,
+    ) -> Result<Option<weir_state::SnapshotInfo>> {
+        self.flush_all()?;
+        Ok(Some(self.store.backend().snapshot(dir)?))
+    }
+}
+
+impl WindowAggregateOperator {
+    fn store_metrics(&self) -> std::sync::Arc<NodeMetrics> {
+        self.store.metrics()
     }
 }

@@ -6,7 +6,7 @@
 //! (`execution.buffer-capacity` batches): a full channel is backpressure.
 
 mod gate;
-mod router;
+pub(crate) mod router;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,6 +118,16 @@ impl JobHandle {
                 }
             }
         }
+    }
+
+    /// State held by the job's operators, summed over nodes and subtasks.
+    pub fn state_size(&self) -> weir_state::StateStats {
+        let mut total = weir_state::StateStats::default();
+        for (_, m) in self.metrics.iter() {
+            total.entries += m.state_entries.load(Ordering::Relaxed);
+            total.bytes += m.state_bytes.load(Ordering::Relaxed);
+        }
+        total
     }
 
     /// Counters per node, in graph order, with each node's description.
@@ -237,6 +247,8 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         }
     }
 
+    let state = Arc::new(config.state_settings()?);
+    state.validate()?;
     let job_id_for_tasks = id.clone();
     let shared = Arc::new(Shared {
         cancelled: AtomicBool::new(false),
@@ -259,6 +271,8 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                 batch_size: config.batch_size(),
                 metrics: metrics[id].1.clone(),
                 job_id: job_id_for_tasks.clone(),
+                node: id,
+                state: state.clone(),
             };
             let ctx = context(node.id);
             let router = Router::new(routes.remove(&(tail, s)).unwrap_or_default());
@@ -270,17 +284,30 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
                     tasks.spawn_blocking(move || run_source(spec, ctx, router, shared));
                 }
                 (NodeKind::Operator(_), Some(Inputs::Gate(receivers))) => {
-                    let mut ops = Vec::with_capacity(chain.len());
+                    let mut factories = Vec::with_capacity(chain.len());
                     for id in &chain {
                         let NodeKind::Operator(factory) = &graph.nodes[*id].kind else {
                             return Err(EngineError::Internal(format!(
                                 "node {id} chained but not an operator"
                             )));
                         };
-                        let ctx = context(*id);
-                        ops.push((factory.create(&ctx)?, ctx));
+                        factories.push((factory.clone(), context(*id)));
                     }
-                    tasks.spawn(run_chain(ops, InputGate::new(receivers), router));
+                    let gate = InputGate::new(receivers);
+                    let stateful = factories.iter().any(|(f, _)| f.is_stateful());
+                    if stateful && state.backend.kind.is_blocking() {
+                        // RocksDB calls block on disk: the chain opens its
+                        // instances and runs on a blocking thread, waiting
+                        // for its channels there.
+                        let handle = tokio::runtime::Handle::current();
+                        tasks.spawn_blocking(move || {
+                            let ops = create_operators(factories)?;
+                            handle.block_on(run_chain(ops, gate, router))
+                        });
+                    } else {
+                        let ops = create_operators(factories)?;
+                        tasks.spawn(run_chain(ops, gate, router));
+                    }
                 }
                 (NodeKind::Sink(factory), Some(Inputs::Merged(rx, expected))) => {
                     let writer = factory.create_writer(&ctx, node.schema.clone())?;
@@ -453,6 +480,17 @@ fn chain_from(graph: &JobGraph, chained: &[Option<usize>], head: usize) -> Vec<u
         chain.push(next.id);
     }
     chain
+}
+
+type ChainOperators = Vec<(Box<dyn crate::operators::Operator>, TaskContext)>;
+
+fn create_operators(
+    factories: Vec<(Arc<dyn crate::operators::OperatorFactory>, TaskContext)>,
+) -> Result<ChainOperators> {
+    factories
+        .into_iter()
+        .map(|(f, ctx)| Ok((f.create(&ctx)?, ctx)))
+        .collect()
 }
 
 /// Runs batches through the chain from operator `start` on.

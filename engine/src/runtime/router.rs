@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::UInt32Array;
+use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::create_hashes_with_hasher;
@@ -23,6 +23,34 @@ pub fn subtask_for_key_group(
     parallelism: usize,
 ) -> usize {
     key_group * parallelism / max_parallelism
+}
+
+fn hash_rows(arrays: &[ArrayRef], rows: usize, hashes: &mut Vec<u64>) -> Result<()> {
+    hashes.clear();
+    hashes.resize(rows, 0);
+    let state =
+        ahash::RandomState::with_seeds(HASH_SEEDS.0, HASH_SEEDS.1, HASH_SEEDS.2, HASH_SEEDS.3);
+    create_hashes_with_hasher(arrays, &state, hashes)?;
+    Ok(())
+}
+
+/// The key group of each of the `rows` rows of the key columns `keys`: the
+/// same groups the hash exchange routed the rows by, so that state can be
+/// addressed — and later split — by them. No key columns: group 0.
+pub fn key_groups(
+    keys: &[ArrayRef],
+    rows: usize,
+    max_parallelism: usize,
+    hashes: &mut Vec<u64>,
+) -> Result<Vec<u16>> {
+    if keys.is_empty() {
+        return Ok(vec![0; rows]);
+    }
+    hash_rows(keys, rows, hashes)?;
+    Ok(hashes
+        .iter()
+        .map(|h| (*h % max_parallelism as u64) as u16)
+        .collect())
 }
 
 /// How one output edge distributes batches.
@@ -77,15 +105,7 @@ impl Route {
                     .iter()
                     .map(|k| k.evaluate(&batch).and_then(|v| v.into_array(rows)))
                     .collect::<datafusion::error::Result<Vec<_>>>()?;
-                hashes.clear();
-                hashes.resize(rows, 0);
-                let state = ahash::RandomState::with_seeds(
-                    HASH_SEEDS.0,
-                    HASH_SEEDS.1,
-                    HASH_SEEDS.2,
-                    HASH_SEEDS.3,
-                );
-                create_hashes_with_hasher(&arrays, &state, hashes)?;
+                hash_rows(&arrays, rows, hashes)?;
                 let mut per_target: Vec<Vec<u32>> = vec![Vec::new(); parallelism];
                 for (row, h) in hashes.iter().enumerate() {
                     let group = (*h % *max_parallelism as u64) as usize;

@@ -350,3 +350,44 @@ fn datagen_rows_follow_the_options() {
         .collect();
     assert_eq!(&cells[1..], &["500", "1", "500", "true", "4"], "{stdout}");
 }
+
+/// `SHOW JOBS` lists the session's jobs with their state, on both backends.
+#[test]
+fn show_jobs_reports_state_size() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in ["hashmap", "rocksdb"] {
+        let script = format!(
+            "SET 'state.backend.type' = '{backend}';\n\
+             SET 'state.backend.rocksdb.localdir' = '{}';\n\
+             SET 'table.dml-sync' = 'true';\n\
+             SET 'pipeline.name' = 'tens';\n\
+             CREATE TABLE src (seq BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '1000', \
+               'rows-per-second' = '1000000', 'fields.seq.kind' = 'sequence', 'fields.seq.start' = '1', \
+               'fields.seq.end' = '1000');\n\
+             CREATE TABLE sink (k BIGINT, c BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO sink SELECT seq % 10, COUNT(*) FROM src GROUP BY seq % 10;\n\
+             SHOW JOBS;\n",
+            dir.path().display()
+        );
+        let out = weir(&[], Some(&script));
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+        assert!(
+            stdout.contains("| job id ") && stdout.contains("state entries"),
+            "{stdout}"
+        );
+        let row = stdout
+            .lines()
+            .find(|l| l.contains("| tens "))
+            .unwrap_or_else(|| panic!("no row for the job: {stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[3], "FINISHED", "{row}");
+        assert_eq!(cells[4], "10", "{backend}: ten groups held: {row}");
+        assert!(cells[5].ends_with('B'), "{row}");
+        // RocksDB instances are working copies, removed when the job ends.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{backend}: left behind {left:?}");
+    }
+}

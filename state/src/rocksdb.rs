@@ -42,9 +42,8 @@ type SharedTtl = Arc<RwLock<Option<StateTtlConfig>>>;
 /// Keyed state in a RocksDB instance of its own.
 pub struct RocksDbBackend {
     db: Option<Db>,
+    /// The instance's working directory, removed when it is dropped.
     dir: PathBuf,
-    /// Remove `dir` when dropped (a directory Weir chose itself).
-    temporary: bool,
     states: Vec<StateDescriptor>,
     ttls: HashMap<String, SharedTtl>,
     clock: Arc<dyn Clock>,
@@ -81,10 +80,14 @@ impl RocksDbBackend {
     ) -> Result<Self> {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let leaf = format!("{}-{}-{n}", sanitize(name), std::process::id());
-        let (dir, temporary) = match &config.local_dir {
-            Some(base) => (base.join(leaf), false),
-            None => (std::env::temp_dir().join("weir-rocksdb").join(leaf), true),
-        };
+        // The instance is a working copy: what must survive a failure goes
+        // into snapshots, so its directory is removed when it is dropped.
+        let base = config
+            .local_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("weir-rocksdb"));
+        let dir = base.join(leaf);
+        tracing::debug!(path = %dir.display(), "opening RocksDB state backend");
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| StateError::io(&dir, e))?;
         }
@@ -101,7 +104,6 @@ impl RocksDbBackend {
         let mut backend = Self {
             db: None,
             dir,
-            temporary,
             states: Vec::new(),
             ttls: HashMap::new(),
             clock: config.clock.clone(),
@@ -418,8 +420,6 @@ impl Drop for RocksDbBackend {
     fn drop(&mut self) {
         // Close the instance before removing its files.
         self.db = None;
-        if self.temporary {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -122,8 +122,8 @@ const KEYS: &[Key] = &[
     Key {
         name: "table.exec.state.cache-size",
         kind: Kind::NonNegativeInt,
-        default: Some("100000"),
-        doc: "aggregate groups kept in memory in front of the state backend, per subtask",
+        default: None,
+        doc: "aggregate groups kept in memory in front of the state backend, per subtask (default: all with hashmap, 100000 with rocksdb)",
     },
 ];
 
@@ -140,7 +140,9 @@ pub struct StateSettings {
     pub backend: weir_state::BackendConfig,
     /// `table.exec.state.ttl` (None: state is kept forever).
     pub ttl: Option<Duration>,
-    /// `table.exec.state.cache-size`: groups an aggregate keeps in memory.
+    /// `table.exec.state.cache-size`: groups an aggregate keeps in memory
+    /// before moving them into the backend (unbounded for `hashmap` unless
+    /// set).
     pub cache_entries: usize,
 }
 
@@ -294,10 +296,16 @@ impl Config {
         let ttl = self
             .duration("table.exec.state.ttl")
             .filter(|d| !d.is_zero());
+        // With `hashmap` the state is in memory either way: the operators'
+        // own tables are the fastest form of it, and reach the backend at
+        // snapshots. With `rocksdb` the cache bounds the memory used.
         let cache_entries = self
             .get("table.exec.state.cache-size")
             .and_then(|v| v.parse().ok())
-            .unwrap_or(100_000);
+            .unwrap_or(match kind {
+                weir_state::BackendKind::HashMap => usize::MAX,
+                weir_state::BackendKind::RocksDb => 100_000,
+            });
         Ok(StateSettings {
             backend,
             ttl,

@@ -91,7 +91,9 @@ fn datafusion_context() -> SessionContext {
         .with_default_features()
         .with_optimizer_rules(rules)
         .build();
-    SessionContext::new_with_state(state)
+    let ctx = SessionContext::new_with_state(state);
+    crate::functions::register(&ctx);
+    ctx
 }
 
 impl Default for Session {

@@ -211,6 +211,20 @@ impl AggregateStore {
         Ok(())
     }
 
+    /// Deletes every entry whose address starts with `[key group][suffix]`,
+    /// for each key group of the subtask: one range deletion per key group
+    /// (a range tombstone in RocksDB), not one per entry.
+    pub fn delete_groups(&mut self, suffix: &[u8]) -> Result<()> {
+        for group in self.range.start..self.range.end {
+            let mut prefix = group.to_be_bytes().to_vec();
+            prefix.extend_from_slice(suffix);
+            let end = weir_state::key::prefix_end(&prefix);
+            self.backend
+                .delete_range(self.state, &prefix, end.as_deref())?;
+        }
+        Ok(())
+    }
+
     /// Processing time of the backend's clock (for TTL stamps).
     pub fn now_ms(&self) -> i64 {
         self.backend.now_ms()

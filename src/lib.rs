@@ -39,6 +39,13 @@ pub use weir_engine::{Config, EngineError, JobHandle, JobStatus};
 pub use weir_sql::{QueryResult, Session, SqlError, StatementResult};
 pub use weir_state as state;
 
+/// Registers Weir's Flink functions (`DATE_FORMAT`, `REGEXP_EXTRACT`,
+/// `SPLIT_INDEX`) with a plain DataFusion context, to run the same SQL as a
+/// batch query.
+pub fn register_flink_functions(ctx: &datafusion::prelude::SessionContext) {
+    weir_sql::functions::register(ctx);
+}
+
 /// The entry point for Rust programs: a SQL session with its configuration.
 pub struct StreamContext {
     session: Session,

@@ -10,7 +10,7 @@
 
 pub mod catalog;
 pub mod error;
-mod functions;
+pub mod functions;
 pub mod parser;
 pub mod session;
 pub mod translate;

@@ -331,6 +331,7 @@ impl Session {
             .state()
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
             .await?;
+        let plan = flink_column_names(plan)?;
         Ok(self.ctx.state().optimize(&plan)?)
     }
 
@@ -647,4 +648,52 @@ fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// Names result columns as Flink does: an unaliased nested field access
+/// `row.field` is called `field` (DataFusion would call it `t.row[field]`),
+/// unless another column already has that name.
+fn flink_column_names(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{Expr, Projection};
+    let LogicalPlan::Projection(projection) = plan else {
+        return Ok(plan);
+    };
+    let field_name = |e: &Expr| -> Option<String> {
+        let Expr::ScalarFunction(f) = e else {
+            return None;
+        };
+        if f.func.name() != "get_field" {
+            return None;
+        }
+        match f.args.last() {
+            Some(Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(name)), _)) => {
+                Some(name.clone())
+            }
+            _ => None,
+        }
+    };
+    let names: Vec<String> = projection
+        .expr
+        .iter()
+        .map(|e| field_name(e).unwrap_or_else(|| e.schema_name().to_string()))
+        .collect();
+    let mut changed = false;
+    let exprs: Vec<Expr> = projection
+        .expr
+        .iter()
+        .map(|e| match field_name(e) {
+            Some(name) if names.iter().filter(|n| **n == name).count() == 1 => {
+                changed = true;
+                e.clone().alias(name)
+            }
+            _ => e.clone(),
+        })
+        .collect();
+    if !changed {
+        return Ok(LogicalPlan::Projection(projection));
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        exprs,
+        projection.input.clone(),
+    )?))
 }

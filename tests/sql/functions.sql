@@ -16,3 +16,5 @@ SELECT id, DATE_FORMAT(ts, 'HH:mm:ss') AS t, SPLIT_INDEX(name, 'a', 0) AS head F
 SELECT REGEXP_EXTRACT('abc', '(', 1) AS bad;
 SELECT REGEXP_EXTRACT('abc', '(b)', 3) AS no_such_group;
 SELECT DATE_FORMAT(TIMESTAMP '2015-07-15 09:05:03', 'yyyy-QQ') AS bad_pattern;
+SELECT MOD(1234, 123) AS m, MOD(-7, 3) AS neg, MOD(7.5, 2) AS f, MOD(CAST(NULL AS BIGINT), 3) AS n;
+SELECT MOD(5, 0) AS by_zero;

@@ -64,7 +64,6 @@ impl OperatorFactory for UpdatingAggregateSpec {
             .map(|f| f.data_type().clone())
             .collect();
         Ok(Box::new(UpdatingAggregateOperator {
-            values: GroupKeys::new(&self.aggregate.group_schema)?,
             spec: self.clone(),
             group_ids: Vec::new(),
             results: RowCodec::new(&result_types)?,
@@ -100,8 +99,6 @@ struct Cached {
 /// Runs an [`UpdatingAggregateSpec`].
 pub struct UpdatingAggregateOperator {
     spec: UpdatingAggregateSpec,
-    /// Interns one batch's keys; emptied after each batch.
-    values: GroupKeys,
     group_ids: Vec<usize>,
     /// Encodes aggregate results, to compare and retract them.
     results: RowCodec,
@@ -238,9 +235,12 @@ impl Operator for UpdatingAggregateOperator {
             return Ok(());
         }
         let keys = spec.keys(&batch)?;
-        self.values.intern(&keys, rows, &mut self.group_ids)?;
-        let groups = self.values.len();
-        let distinct = self.values.emit()?;
+        // A fresh key table per batch: DataFusion's multi-column group
+        // values do not support interning again after emitting everything.
+        let mut values = GroupKeys::new(&spec.group_schema)?;
+        values.intern(&keys, rows, &mut self.group_ids)?;
+        let groups = values.len();
+        let distinct = values.emit()?;
 
         let key_groups = self.store.key_groups(&distinct, groups)?;
         let key_rows = self.store.encode_keys(&distinct, groups)?;

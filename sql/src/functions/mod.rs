@@ -1,6 +1,6 @@
 //! Flink's scalar functions that DataFusion does not have, so that Flink
 //! SQL (the Nexmark queries among it) runs unchanged: `DATE_FORMAT`,
-//! `REGEXP_EXTRACT`, `SPLIT_INDEX`. Each works on whole batches; patterns
+//! `MOD`, `REGEXP_EXTRACT`, `SPLIT_INDEX`. Each works on whole batches; patterns
 //! that are literals are compiled once per batch.
 
 use std::sync::Arc;
@@ -11,12 +11,14 @@ use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 mod date_format;
+mod modulo;
 mod regexp_extract;
 mod split_index;
 
 /// Registers Weir's Flink functions with a DataFusion context.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(date_format::DateFormat::new()));
+    ctx.register_udf(ScalarUDF::from(modulo::Modulo::new()));
     ctx.register_udf(ScalarUDF::from(regexp_extract::RegexpExtract::new()));
     ctx.register_udf(ScalarUDF::from(split_index::SplitIndex::new()));
 }

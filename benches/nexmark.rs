@@ -11,14 +11,15 @@
 //! cargo bench --bench nexmark -- --events 2000000 --queries q0,tumble_auction --parallelism 1 --backends hashmap
 //! ```
 //!
-//! Timing is wall time from submitting the INSERT to the end of the job, in
-//! this process; nothing here asserts on time.
+//! Each run is a child process of its own (this program with `--child`), so
+//! that its peak resident memory (`VmHWM`) is its own. Timing is wall time
+//! from submitting the INSERT to the end of the job; nothing here asserts on
+//! time.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
@@ -91,35 +92,17 @@ fn insert_select(sql: &str) -> Option<String> {
     Some(rest[select..].trim().trim_end_matches(';').to_string())
 }
 
-fn rss_bytes() -> u64 {
+/// Peak resident memory of this process so far (Linux `VmHWM`), in bytes.
+fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with("VmHWM:"))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Samples resident memory while `f` runs; returns its result and the peak.
-async fn with_peak_rss<T>(f: impl std::future::Future<Output = T>) -> (T, u64) {
-    let peak = Arc::new(AtomicU64::new(rss_bytes()));
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (peak, done) = (peak.clone(), done.clone());
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_bytes(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
-    let out = f.await;
-    done.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    (out, peak.load(Ordering::Relaxed))
 }
 
 async fn context(parallelism: usize, backend: &str, dir: &Path) -> StreamContext {
@@ -206,8 +189,57 @@ CREATE TABLE generator_sink (
 ) WITH ('connector' = 'blackhole');
 INSERT INTO generator_sink SELECT event_type, person, auction, bid FROM nexmark;";
 
+/// Runs one query in a child process (this program with `--child`).
+fn run_child(sql: &Path, p: usize, backend: &str, dir: &Path) -> (f64, u64) {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(exe)
+        .arg("--child")
+        .arg(sql)
+        .arg(p.to_string())
+        .arg(backend)
+        .arg(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .unwrap_or_else(|| {
+            panic!(
+                "{} failed: {stdout}{}",
+                sql.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let secs = fields
+        .get(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    let peak = fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (secs, peak)
+}
+
+/// The child side: runs the statements of one file and prints
+/// `RESULT <seconds> <peak RSS bytes>`.
+async fn child(args: &[String]) {
+    let [sql, p, backend, dir] = args else {
+        panic!("--child <file> <parallelism> <backend> <dir>");
+    };
+    let sql = std::fs::read_to_string(sql).unwrap_or_else(|e| panic!("{e}"));
+    let p: usize = p.parse().unwrap_or(1);
+    let mut ctx = context(p, backend, Path::new(dir)).await;
+    let (secs, _rows) = run_stream(&mut ctx, &sql).await;
+    println!("RESULT {secs} {}", peak_rss_bytes());
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        child(&args[i + 1..]).await;
+        return;
+    }
     let opts = options();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/nexmark");
     let ddl = std::fs::read_to_string(dir.join("ddl.sql")).unwrap_or_else(|e| panic!("{e}"));
@@ -265,9 +297,12 @@ async fn main() {
                 if name == "generator" && backend != &opts.backends[0] {
                     continue; // stateless: the backend does not matter
                 }
-                let mut ctx = context(p, backend, scratch.path()).await;
-                let sql = format!("{ddl}\n{text}");
-                let ((secs, _rows), peak) = with_peak_rss(run_stream(&mut ctx, &sql)).await;
+                // Each run in a process of its own, so that its peak memory
+                // is its own.
+                let sql_file = scratch.path().join(format!("{name}.sql"));
+                std::fs::write(&sql_file, format!("{ddl}\n{text}"))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let (secs, peak) = run_child(&sql_file, p, backend, scratch.path());
                 let rate = opts.events as f64 / secs;
                 if name == "generator" {
                     ceiling.insert(p, rate);

@@ -3,15 +3,21 @@
 //! for a changed result. Nothing is emitted for a group whose result did not
 //! change.
 //!
-//! Per batch, vectorized: the batch's distinct keys are interned, their
-//! stored accumulator states fetched (from the in-memory cache, or from the
-//! backend in one batched read), merged with the batch's rows, and the new
-//! results compared with what each group last emitted. A group's entry holds
-//! its accumulator state and its last emitted result:
+//! Groups in use live in memory as accumulators (the cache, bounded by
+//! `table.exec.state.cache-size`): per batch, the batch's distinct keys are
+//! interned, the rows ordered by group, and each touched group's
+//! accumulators updated once with its slice of the batch. A group that is
+//! not cached is loaded from the backend (one batched read for the batch's
+//! missing groups). When the cache is full, and before a snapshot, the
+//! changed groups are written to the backend in one sorted batch, as
 //!
 //! ```text
-//! [varint length][state row][emitted row]
+//! [varint length][accumulator state row][last emitted result row]
 //! ```
+//!
+//! Keeping accumulators alive matters for aggregates whose state grows with
+//! the data (`COUNT(DISTINCT)`): rebuilding them from bytes on every batch
+//! would cost the whole state each time.
 //!
 //! With `table.exec.state.ttl`, a group idle for longer is forgotten: its
 //! next row starts it afresh (`+I`), as in Flink.
@@ -19,17 +25,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_empty_array, ArrayRef, Int8Array};
-use datafusion::arrow::compute::interleave;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, UInt32Array};
+use datafusion::arrow::compute::{filter, take};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::logical_expr::EmitTo;
+use datafusion::logical_expr::Accumulator;
+use datafusion::scalar::ScalarValue;
 use weir_state::codec::{get_varint, put_varint};
 use weir_state::ttl::{unwrap_stamp, wrap_stamp};
 use weir_state::StateTtlConfig;
 
 use super::aggregate_state::{AggregateSpec, GroupKeys};
 use super::aggregate_store::{take_columns, AggregateStore};
-use super::row_codec::RowCodec;
+use super::row_codec::{split_columns, RowCodec};
 use super::{Operator, OperatorFactory, TaskContext};
 use crate::error::{EngineError, Result};
 use crate::message::ChangeKind;
@@ -63,15 +70,26 @@ impl OperatorFactory for UpdatingAggregateSpec {
             .take(self.aggregate.aggregates.len())
             .map(|f| f.data_type().clone())
             .collect();
+        let mut state_widths = Vec::new();
+        let mut state_types = Vec::new();
+        for call in &self.aggregate.aggregates {
+            let fields = call.function.state_fields()?;
+            state_widths.push(fields.len());
+            state_types.extend(fields.iter().map(|f| f.data_type().clone()));
+        }
         Ok(Box::new(UpdatingAggregateOperator {
             spec: self.clone(),
             group_ids: Vec::new(),
             results: RowCodec::new(&result_types)?,
+            result_types,
+            states: RowCodec::new(&state_types)?,
+            state_types,
+            state_widths,
             store,
             ttl,
-            cache: HashMap::new(),
+            groups: Vec::new(),
+            index: HashMap::new(),
             cache_limit: ctx.state.cache_entries,
-            cached_bytes: 0,
             sweep_from: Vec::new(),
             batches: 0,
         }))
@@ -86,10 +104,12 @@ impl OperatorFactory for UpdatingAggregateSpec {
     }
 }
 
-/// A group's entry while it is cached in memory.
-struct Cached {
-    /// `[varint length][state row][emitted row]`.
-    entry: Vec<u8>,
+/// A group held in memory.
+struct Group {
+    address: Vec<u8>,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// What was last emitted for the group, to retract it on change.
+    emitted: Option<Vec<ScalarValue>>,
     /// When it was last written (for TTL).
     stamp: i64,
     /// Whether the backend's copy is older.
@@ -100,13 +120,19 @@ struct Cached {
 pub struct UpdatingAggregateOperator {
     spec: UpdatingAggregateSpec,
     group_ids: Vec<usize>,
-    /// Encodes aggregate results, to compare and retract them.
+    /// Encodes aggregate results (the last emitted row of each group).
     results: RowCodec,
+    result_types: Vec<datafusion::arrow::datatypes::DataType>,
+    /// Encodes accumulator states.
+    states: RowCodec,
+    state_types: Vec<datafusion::arrow::datatypes::DataType>,
+    state_widths: Vec<usize>,
     store: AggregateStore,
     ttl: Option<StateTtlConfig>,
-    cache: HashMap<Vec<u8>, Cached>,
+    /// Cached groups, and their slots by address.
+    groups: Vec<Group>,
+    index: HashMap<Vec<u8>, usize>,
     cache_limit: usize,
-    cached_bytes: usize,
     /// Where the next sweep for expired entries starts.
     sweep_from: Vec<u8>,
     batches: u64,
@@ -121,68 +147,197 @@ fn split_entry(entry: &[u8]) -> Result<(&[u8], &[u8])> {
     Ok(rest.split_at(len))
 }
 
+/// Row `row` of each column, as scalars.
+fn scalars(columns: &[ArrayRef], row: usize) -> Result<Vec<ScalarValue>> {
+    Ok(columns
+        .iter()
+        .map(|c| ScalarValue::try_from_array(c, row))
+        .collect::<datafusion::error::Result<_>>()?)
+}
+
+/// Scalars of one type into an array (an empty array when there are none).
+fn to_array(
+    values: Vec<ScalarValue>,
+    data_type: &datafusion::arrow::datatypes::DataType,
+) -> Result<ArrayRef> {
+    if values.is_empty() {
+        Ok(datafusion::arrow::array::new_empty_array(data_type))
+    } else {
+        Ok(ScalarValue::iter_to_array(values)?)
+    }
+}
+
 impl UpdatingAggregateOperator {
-    /// Each group's stored entry, `None` for a new (or expired) group; and
-    /// how many of the groups were not held at all (new to the state).
-    fn fetch(&mut self, addresses: &[Vec<u8>], now: i64) -> Result<(Vec<Option<Vec<u8>>>, u64)> {
-        let mut found: Vec<Option<Vec<u8>>> = Vec::with_capacity(addresses.len());
-        let mut missing = Vec::new();
-        let mut new_groups = 0;
-        for (i, a) in addresses.iter().enumerate() {
-            match self.cache.get(a) {
-                Some(c) if !self.ttl.as_ref().is_some_and(|t| t.expired(c.stamp, now)) => {
-                    found.push(Some(c.entry.clone()))
-                }
-                Some(_) => found.push(None),
-                None => {
-                    found.push(None);
-                    missing.push(i);
-                }
-            }
-        }
-        if !missing.is_empty() {
-            let refs: Vec<&[u8]> = missing.iter().map(|i| addresses[*i].as_slice()).collect();
-            for (i, stored) in missing.iter().zip(self.store.multi_get(&refs)?) {
-                if stored.is_none() {
-                    new_groups += 1;
-                }
-                found[*i] = match (stored, &self.ttl) {
-                    (None, _) => None,
-                    (Some(v), None) => Some(v),
-                    (Some(v), Some(ttl)) => match unwrap_stamp(&v) {
-                        Some((stamp, entry)) if !ttl.expired(stamp, now) => Some(entry.to_vec()),
-                        _ => None,
-                    },
-                };
-            }
-        }
-        Ok((found, new_groups))
+    fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        Ok(self
+            .spec
+            .aggregate
+            .aggregates
+            .iter()
+            .map(|a| a.function.create_accumulator())
+            .collect::<datafusion::error::Result<_>>()?)
     }
 
-    /// Writes the cache's changed entries to the backend and empties it;
-    /// with TTL, also sweeps some stored entries for expired ones.
+    /// Makes sure every address has a cached group, loading the missing
+    /// ones from the backend in one read; returns the slots, in order.
+    fn slots(&mut self, addresses: Vec<Vec<u8>>, now: i64) -> Result<Vec<usize>> {
+        let mut slots = vec![usize::MAX; addresses.len()];
+        let mut missing = Vec::new();
+        for (i, a) in addresses.iter().enumerate() {
+            match self.index.get(a) {
+                Some(&s) => {
+                    if self
+                        .ttl
+                        .as_ref()
+                        .is_some_and(|t| t.expired(self.groups[s].stamp, now))
+                    {
+                        // Forgotten: start afresh (it is still counted).
+                        self.groups[s].accumulators = self.fresh_accumulators()?;
+                        self.groups[s].emitted = None;
+                    }
+                    slots[i] = s;
+                }
+                None => missing.push(i),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(slots);
+        }
+        let refs: Vec<&[u8]> = missing.iter().map(|i| addresses[*i].as_slice()).collect();
+        let stored = self.store.multi_get(&refs)?;
+        let mut loaded: Vec<(usize, Vec<u8>)> = Vec::new(); // (index in missing, entry)
+        let mut new_groups = 0i64;
+        for (m, value) in stored.into_iter().enumerate() {
+            match (value, &self.ttl) {
+                (None, _) => new_groups += 1,
+                (Some(v), None) => loaded.push((m, v)),
+                (Some(v), Some(ttl)) => {
+                    if let Some((stamp, entry)) = unwrap_stamp(&v) {
+                        if !ttl.expired(stamp, now) {
+                            loaded.push((m, entry.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+        self.store.count_stored(new_groups);
+        // Decode the loaded states and results a batch at a time.
+        let mut state_rows = Vec::with_capacity(loaded.len());
+        let mut result_rows = Vec::with_capacity(loaded.len());
+        for (_, entry) in &loaded {
+            let (state, result) = split_entry(entry)?;
+            state_rows.push(state);
+            result_rows.push(result);
+        }
+        let state_columns = if loaded.is_empty() {
+            Vec::new()
+        } else {
+            self.states.decode(state_rows.iter().copied())?
+        };
+        let result_columns = if loaded.is_empty() {
+            Vec::new()
+        } else {
+            self.results.decode(result_rows.iter().copied())?
+        };
+        let per_call = split_columns(state_columns, &self.state_widths);
+        let mut from_store: HashMap<usize, usize> = HashMap::new();
+        for (row, (m, _)) in loaded.iter().enumerate() {
+            from_store.insert(*m, row);
+        }
+        for (m, i) in missing.into_iter().enumerate() {
+            let mut accumulators = self.fresh_accumulators()?;
+            let mut emitted = None;
+            if let Some(&row) = from_store.get(&m) {
+                for (acc, cols) in accumulators.iter_mut().zip(&per_call) {
+                    let slices: Vec<ArrayRef> = cols.iter().map(|c| c.slice(row, 1)).collect();
+                    acc.merge_batch(&slices)?;
+                }
+                emitted = Some(scalars(&result_columns, row)?);
+            }
+            let slot = self.groups.len();
+            self.index.insert(addresses[i].clone(), slot);
+            self.groups.push(Group {
+                address: addresses[i].clone(),
+                accumulators,
+                emitted,
+                stamp: now,
+                dirty: true,
+            });
+            slots[i] = slot;
+        }
+        Ok(slots)
+    }
+
+    /// Writes the changed groups to the backend and empties the cache; with
+    /// TTL, also sweeps some stored entries for expired ones.
     fn flush(&mut self) -> Result<()> {
-        let ttl = self.ttl.is_some();
-        let mut changes: Vec<weir_state::Change> = self
-            .cache
-            .drain()
-            .filter(|(_, c)| c.dirty)
-            .map(|(a, c)| {
-                let value = if ttl {
-                    wrap_stamp(c.stamp, &c.entry)
-                } else {
-                    c.entry
+        let dirty: Vec<Group> = self.groups.drain(..).filter(|g| g.dirty).collect();
+        self.index.clear();
+        if !dirty.is_empty() {
+            let n = dirty.len();
+            let mut state_values: Vec<Vec<ScalarValue>> =
+                vec![Vec::with_capacity(n); self.state_types.len()];
+            let mut result_values: Vec<Vec<ScalarValue>> =
+                vec![Vec::with_capacity(n); self.result_types.len()];
+            let mut groups = dirty;
+            for g in &mut groups {
+                let mut column = 0;
+                for acc in &mut g.accumulators {
+                    for v in acc.state()? {
+                        state_values[column].push(v);
+                        column += 1;
+                    }
+                }
+                let emitted = match g.emitted.take() {
+                    Some(e) => e,
+                    None => g
+                        .accumulators
+                        .iter_mut()
+                        .map(|a| a.evaluate())
+                        .collect::<datafusion::error::Result<_>>()?,
                 };
-                (a, Some(value))
-            })
-            .collect();
-        self.cached_bytes = 0;
-        // Address order makes RocksDB's batch cheaper to apply.
-        changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let written = changes.len();
-        self.store.write(changes)?;
-        if ttl {
-            self.sweep_expired(2 * written.max(64))?;
+                for (c, v) in emitted.into_iter().enumerate() {
+                    result_values[c].push(v);
+                }
+            }
+            let state_columns = state_values
+                .into_iter()
+                .zip(&self.state_types)
+                .map(|(v, t)| to_array(v, t))
+                .collect::<Result<Vec<_>>>()?;
+            let result_columns = result_values
+                .into_iter()
+                .zip(&self.result_types)
+                .map(|(v, t)| to_array(v, t))
+                .collect::<Result<Vec<_>>>()?;
+            let state_rows = self.states.encode(&state_columns, n)?;
+            let result_rows = self.results.encode(&result_columns, n)?;
+            let ttl = self.ttl.is_some();
+            let mut changes: Vec<weir_state::Change> = groups
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let state = state_rows.row(i);
+                    let result = result_rows.row(i);
+                    let mut entry = Vec::with_capacity(state.len() + result.len() + 3);
+                    put_varint(&mut entry, state.len() as u64);
+                    entry.extend_from_slice(state);
+                    entry.extend_from_slice(result);
+                    let value = if ttl {
+                        wrap_stamp(g.stamp, &entry)
+                    } else {
+                        entry
+                    };
+                    (g.address, Some(value))
+                })
+                .collect();
+            // Address order makes RocksDB's batch cheaper to apply.
+            changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let written = changes.len();
+            self.store.write(changes)?;
+            if ttl {
+                self.sweep_expired(2 * written.max(64))?;
+            }
         }
         Ok(())
     }
@@ -224,12 +379,18 @@ impl UpdatingAggregateOperator {
         }
         Ok(())
     }
+
+    fn cached_bytes(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| g.address.len() + g.accumulators.iter().map(|a| a.size()).sum::<usize>())
+            .sum()
+    }
 }
 
 impl Operator for UpdatingAggregateOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let spec = self.spec.aggregate.clone();
-        let spec = &spec;
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -239,12 +400,11 @@ impl Operator for UpdatingAggregateOperator {
         // values do not support interning again after emitting everything.
         let mut values = GroupKeys::new(&spec.group_schema)?;
         values.intern(&keys, rows, &mut self.group_ids)?;
-        let groups = values.len();
+        let touched = values.len();
         let distinct = values.emit()?;
-
-        let key_groups = self.store.key_groups(&distinct, groups)?;
-        let key_rows = self.store.encode_keys(&distinct, groups)?;
-        let addresses: Vec<Vec<u8>> = (0..groups)
+        let key_groups = self.store.key_groups(&distinct, touched)?;
+        let key_rows = self.store.encode_keys(&distinct, touched)?;
+        let addresses: Vec<Vec<u8>> = (0..touched)
             .map(|g| {
                 let key = key_rows.row(g);
                 let mut a = Vec::with_capacity(2 + key.len());
@@ -254,99 +414,92 @@ impl Operator for UpdatingAggregateOperator {
             })
             .collect();
         let now = self.store.now_ms();
-        let (previous, new_groups) = self.fetch(&addresses, now)?;
-        self.store.count_stored(new_groups as i64);
-        let mut prior_states: Vec<&[u8]> = Vec::new();
-        let mut prior_groups: Vec<usize> = Vec::new();
-        for (g, entry) in previous.iter().enumerate() {
-            if let Some(entry) = entry {
-                prior_states.push(split_entry(entry)?.0);
-                prior_groups.push(g);
-            }
-        }
+        let slots = self.slots(addresses, now)?;
 
-        // Accumulate: stored states, then this batch's rows.
-        let mut accs = self.store.accumulators(spec)?;
-        self.store
-            .merge_encoded(&mut accs, &prior_states, &prior_groups, groups)?;
-        for (i, acc) in accs.iter_mut().enumerate() {
-            let (args, filter) = spec.arguments(i, &batch)?;
-            acc.update_batch(&args, &self.group_ids, filter.as_ref(), groups)?;
+        // Order the rows by group (a stable counting sort), so that each
+        // group's accumulators see one contiguous slice of the batch.
+        let mut offsets = vec![0usize; touched + 1];
+        for &g in &self.group_ids {
+            offsets[g + 1] += 1;
         }
-        let states = AggregateStore::take_states(&mut accs)?;
-        let state_rows = self.store.encode_states(&states, groups)?;
-        // The results, from a copy of the new states (evaluating consumes
-        // an accumulator).
-        let mut eval = self.store.accumulators(spec)?;
-        let all: Vec<usize> = (0..groups).collect();
-        self.store.merge_columns(&mut eval, states, &all, groups)?;
-        let results: Vec<ArrayRef> = eval
-            .iter_mut()
-            .map(|a| a.evaluate(EmitTo::All))
-            .collect::<datafusion::error::Result<_>>()?;
-        let result_rows = self.results.encode(&results, groups)?;
-
-        // Compare with what each group emitted last.
-        let mut picks: Vec<(usize, usize)> = Vec::new(); // (0: new / 1: old, row)
-        let mut key_picks: Vec<u32> = Vec::new();
-        let mut ops: Vec<i8> = Vec::new();
-        let mut retracted: Vec<&[u8]> = Vec::new();
-        for (g, entry) in previous.iter().enumerate() {
-            let new = result_rows.row(g);
-            match entry {
-                None => {
-                    picks.push((0, g));
-                    key_picks.push(g as u32);
-                    ops.push(ChangeKind::Insert as i8);
-                }
-                Some(entry) => {
-                    let old = split_entry(entry)?.1;
-                    if old != new {
-                        picks.push((1, retracted.len()));
-                        retracted.push(old);
-                        picks.push((0, g));
-                        key_picks.extend([g as u32, g as u32]);
-                        ops.extend([
-                            ChangeKind::UpdateBefore as i8,
-                            ChangeKind::UpdateAfter as i8,
-                        ]);
-                    }
-                }
-            }
+        for g in 0..touched {
+            offsets[g + 1] += offsets[g];
         }
-        let old_results = if retracted.is_empty() {
-            results
+        let mut cursor = offsets.clone();
+        let mut order = vec![0u32; rows];
+        for (row, &g) in self.group_ids.iter().enumerate() {
+            order[cursor[g]] = row as u32;
+            cursor[g] += 1;
+        }
+        let order = UInt32Array::from(order);
+        for a in 0..spec.aggregates.len() {
+            let (args, mask) = spec.arguments(a, &batch)?;
+            let args: Vec<ArrayRef> = args
                 .iter()
-                .map(|r| new_empty_array(r.data_type()))
-                .collect()
-        } else {
-            self.results.decode(retracted.iter().copied())?
-        };
-
-        for (g, address) in addresses.into_iter().enumerate() {
-            let state = state_rows.row(g);
-            let result = result_rows.row(g);
-            let mut entry = Vec::with_capacity(state.len() + result.len() + 3);
-            put_varint(&mut entry, state.len() as u64);
-            entry.extend_from_slice(state);
-            entry.extend_from_slice(result);
-            self.cached_bytes += entry.len() + address.len();
-            self.cache.insert(
-                address,
-                Cached {
-                    entry,
-                    stamp: now,
-                    dirty: true,
-                },
-            );
+                .map(|c| take(c, &order, None))
+                .collect::<std::result::Result<_, _>>()?;
+            let mask = match mask {
+                Some(m) => Some(take(&m, &order, None)?),
+                None => None,
+            };
+            for g in 0..touched {
+                let (start, len) = (offsets[g], offsets[g + 1] - offsets[g]);
+                let mut slice: Vec<ArrayRef> = args.iter().map(|c| c.slice(start, len)).collect();
+                if let Some(m) = &mask {
+                    let m = m.slice(start, len);
+                    let m = m
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .cloned()
+                        .unwrap_or_else(|| BooleanArray::from(vec![false; len]));
+                    slice = slice
+                        .iter()
+                        .map(|c| filter(c, &m))
+                        .collect::<std::result::Result<_, _>>()?;
+                }
+                self.groups[slots[g]].accumulators[a].update_batch(&slice)?;
+            }
         }
-        if self.cache.len() > self.cache_limit {
+
+        // Compare each touched group's result with what it emitted last.
+        let mut key_picks: Vec<u32> = Vec::new();
+        let mut out_values: Vec<Vec<ScalarValue>> = vec![Vec::new(); spec.aggregates.len()];
+        let mut ops: Vec<i8> = Vec::new();
+        for (g, &slot) in slots.iter().enumerate() {
+            let group = &mut self.groups[slot];
+            group.stamp = now;
+            group.dirty = true;
+            let new: Vec<ScalarValue> = group
+                .accumulators
+                .iter_mut()
+                .map(|acc| acc.evaluate())
+                .collect::<datafusion::error::Result<_>>()?;
+            let mut push = |values: &[ScalarValue], kind: ChangeKind| {
+                key_picks.push(g as u32);
+                for (col, v) in out_values.iter_mut().zip(values) {
+                    col.push(v.clone());
+                }
+                ops.push(kind as i8);
+            };
+            match &group.emitted {
+                None => push(&new, ChangeKind::Insert),
+                Some(old) if *old != new => {
+                    push(old, ChangeKind::UpdateBefore);
+                    push(&new, ChangeKind::UpdateAfter);
+                }
+                Some(_) => continue,
+            }
+            group.emitted = Some(new);
+        }
+
+        if self.groups.len() > self.cache_limit {
             self.flush()?;
             self.store.publish(self.store.stored(), 0)?;
         } else {
             self.batches += 1;
             if self.batches.is_multiple_of(16) {
-                self.store.publish(self.store.stored(), self.cached_bytes)?;
+                let bytes = self.cached_bytes();
+                self.store.publish(self.store.stored(), bytes)?;
             }
         }
 
@@ -354,8 +507,8 @@ impl Operator for UpdatingAggregateOperator {
             return Ok(());
         }
         let mut columns = take_columns(&distinct, &key_picks)?;
-        for (new, old) in results.iter().zip(&old_results) {
-            columns.push(interleave(&[new.as_ref(), old.as_ref()], &picks)?);
+        for (values, data_type) in out_values.into_iter().zip(&self.result_types) {
+            columns.push(to_array(values, data_type)?);
         }
         columns.push(Arc::new(Int8Array::from(ops)));
         let batch = RecordBatch::try_new(spec.output_schema.clone(), columns)?;
@@ -365,7 +518,8 @@ impl Operator for UpdatingAggregateOperator {
     }
 
     fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
-        self.store.publish(self.store.stored(), self.cached_bytes)
+        let bytes = self.cached_bytes();
+        self.store.publish(self.store.stored(), bytes)
     }
 
     fn snapshot_state(

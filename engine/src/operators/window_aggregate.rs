@@ -177,6 +177,11 @@ impl WindowAggregateOperator {
             return Ok(None);
         }
         // [key group 2][window end 8][key row][sequence 8]
+        if addresses.iter().any(|a| a.len() < 18) {
+            return Err(crate::error::EngineError::State(
+                "window aggregate entry with a truncated address (damaged state)".into(),
+            ));
+        }
         let keys = self
             .store
             .key_codec()

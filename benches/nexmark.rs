@@ -26,6 +26,15 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use weir::StreamContext;
 
+/// The checkout the tests run in. Cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs a test; the compile-time value can name another checkout when a
+/// shared target directory reuses a test binary built there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 struct Options {
     events: u64,
     queries: Option<Vec<String>>,
@@ -241,7 +250,7 @@ async fn main() {
         return;
     }
     let opts = options();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/nexmark");
+    let dir = manifest_dir().join("benches/nexmark");
     let ddl = std::fs::read_to_string(dir.join("ddl.sql")).unwrap_or_else(|e| panic!("{e}"));
     let ddl = ddl.replace(
         "'events.num' = '10000000'",

@@ -6,10 +6,19 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+/// The checkout the tests run in. Cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs a test; the compile-time value can name another checkout when a
+/// shared target directory reuses a test binary built there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn weir(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -179,7 +188,7 @@ fn interactive_shell_on_a_terminal() {
     let mut child = Command::new("script")
         .args(["-qefc", env!("CARGO_BIN_EXE_weir"), "/dev/null"])
         .env("HOME", home.path())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,15 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// The checkout the tests run in. Cargo sets `CARGO_MANIFEST_DIR` when it
+/// runs a test; the compile-time value can name another checkout when a
+/// shared target directory reuses a test binary built there.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn normalize(output: &str, sort: bool) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut block: Vec<String> = Vec::new();
@@ -89,7 +98,7 @@ fn passes(scratch: &Path) -> Vec<Pass> {
 /// the same rows.
 #[test]
 fn sql_files_match_expected_output() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let dir = manifest_dir().join("tests/sql");
     let regenerate = std::env::var("WEIR_REGENERATE").is_ok();
     let scratch = tempfile::tempdir().unwrap();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -116,7 +125,7 @@ fn sql_files_match_expected_output() {
                 command.arg("--conf").arg(&conf_path);
             }
             let mut child = command
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .current_dir(manifest_dir())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

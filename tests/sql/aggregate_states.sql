@@ -6,3 +6,4 @@ SET 'execution.batch-size' = '2';
 CREATE TABLE e (id INT, name STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts) WITH ('connector' = 'filesystem', 'path' = 'tests/data/events.csv', 'format' = 'csv');
 SELECT id, ARRAY_AGG(v) AS vs, STRING_AGG(name, ',') AS names, COUNT(DISTINCT name) AS dn, AVG(v) AS av FROM e GROUP BY id;
 SELECT window_start, ARRAY_AGG(v) AS vs, STRING_AGG(name, ',') AS names, COUNT(DISTINCT id) AS ids FROM TABLE(TUMBLE(TABLE e, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;
+SELECT id, COUNT(*) FILTER (WHERE v > 12) AS big, SUM(v) FILTER (WHERE v < 25) AS small, COUNT(DISTINCT name) FILTER (WHERE v > 12) AS dn FROM e GROUP BY id;

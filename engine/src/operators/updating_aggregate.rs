@@ -25,8 +25,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int8Array, UInt32Array};
-use datafusion::arrow::compute::{filter, take};
+use datafusion::arrow::array::{Array, ArrayRef, Int8Array, UInt32Array};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
@@ -431,32 +431,39 @@ impl Operator for UpdatingAggregateOperator {
             order[cursor[g]] = row as u32;
             cursor[g] += 1;
         }
-        let order = UInt32Array::from(order);
+        let all_rows = UInt32Array::from(order.clone());
         for a in 0..spec.aggregates.len() {
             let (args, mask) = spec.arguments(a, &batch)?;
+            // With FILTER, keep the rows that pass, still ordered by group:
+            // one index array and one take per argument, not a filter per
+            // group.
+            let (indices, bounds) = match mask {
+                None => (all_rows.clone(), offsets.clone()),
+                Some(mask) => {
+                    let mut kept = Vec::with_capacity(rows);
+                    let mut bounds = Vec::with_capacity(touched + 1);
+                    bounds.push(0);
+                    for g in 0..touched {
+                        for &row in &order[offsets[g]..offsets[g + 1]] {
+                            if mask.is_valid(row as usize) && mask.value(row as usize) {
+                                kept.push(row);
+                            }
+                        }
+                        bounds.push(kept.len());
+                    }
+                    (UInt32Array::from(kept), bounds)
+                }
+            };
             let args: Vec<ArrayRef> = args
                 .iter()
-                .map(|c| take(c, &order, None))
+                .map(|c| take(c, &indices, None))
                 .collect::<std::result::Result<_, _>>()?;
-            let mask = match mask {
-                Some(m) => Some(take(&m, &order, None)?),
-                None => None,
-            };
             for g in 0..touched {
-                let (start, len) = (offsets[g], offsets[g + 1] - offsets[g]);
-                let mut slice: Vec<ArrayRef> = args.iter().map(|c| c.slice(start, len)).collect();
-                if let Some(m) = &mask {
-                    let m = m.slice(start, len);
-                    let m = m
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .cloned()
-                        .unwrap_or_else(|| BooleanArray::from(vec![false; len]));
-                    slice = slice
-                        .iter()
-                        .map(|c| filter(c, &m))
-                        .collect::<std::result::Result<_, _>>()?;
+                let (start, len) = (bounds[g], bounds[g + 1] - bounds[g]);
+                if len == 0 {
+                    continue;
                 }
+                let slice: Vec<ArrayRef> = args.iter().map(|c| c.slice(start, len)).collect();
                 self.groups[slots[g]].accumulators[a].update_batch(&slice)?;
             }
         }

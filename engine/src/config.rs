@@ -91,7 +91,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "state.backend.type",
-        kind: Kind::OneOf(&["hashmap", "rocksdb", "heap", "filesystem", "jobmanager"]),
+        kind: Kind::OneOf(weir_state::BackendKind::ACCEPTED),
         default: Some("hashmap"),
         doc: "where operator state lives: hashmap (memory) or rocksdb (local disk)",
     },

@@ -197,8 +197,13 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    /// The accepted configuration values.
+    /// The backends' names.
     pub const NAMES: &'static [&'static str] = &["hashmap", "rocksdb"];
+
+    /// Every value `state.backend.type` accepts: the names, and Flink's older
+    /// names for the in-memory backend (`heap`, `filesystem`, `jobmanager`).
+    pub const ACCEPTED: &'static [&'static str] =
+        &["hashmap", "rocksdb", "heap", "filesystem", "jobmanager"];
 
     /// The configuration name.
     pub fn name(self) -> &'static str {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::GroupsAccumulator;
 use weir_state::{StateBackend, StateDescriptor, StateId, StateKind, StateTtlConfig};
 
 use super::aggregate_state::{groups_accumulator, AggregateSpec};
@@ -128,6 +128,16 @@ impl AggregateStore {
         self.keys.encode(key_columns, rows)
     }
 
+    /// The codec of accumulator states (all calls' state columns, in order).
+    pub fn state_codec(&self) -> &RowCodec {
+        &self.states
+    }
+
+    /// How many state columns each aggregate call has.
+    pub fn state_widths(&self) -> &[usize] {
+        &self.widths
+    }
+
     /// Encodes accumulator states (all calls' state columns, in order).
     pub fn encode_states(&self, state_columns: &[ArrayRef], rows: usize) -> Result<EncodedRows> {
         self.states.encode(state_columns, rows)
@@ -136,16 +146,6 @@ impl AggregateStore {
     /// Fresh accumulators, one per call.
     pub fn accumulators(&self, spec: &AggregateSpec) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
         spec.aggregates.iter().map(groups_accumulator).collect()
-    }
-
-    /// Emits every group's intermediate state from `accumulators`, as one
-    /// list of columns.
-    pub fn take_states(accumulators: &mut [Box<dyn GroupsAccumulator>]) -> Result<Vec<ArrayRef>> {
-        let mut columns = Vec::new();
-        for acc in accumulators {
-            columns.extend(acc.state(EmitTo::All)?);
-        }
-        Ok(columns)
     }
 
     /// Merges encoded states into `accumulators`: `rows[i]` into group
@@ -161,17 +161,6 @@ impl AggregateStore {
             return Ok(());
         }
         let columns = self.states.decode(rows.iter().copied())?;
-        self.merge_columns(accumulators, columns, groups, total)
-    }
-
-    /// Merges state columns into `accumulators`.
-    pub fn merge_columns(
-        &self,
-        accumulators: &mut [Box<dyn GroupsAccumulator>],
-        columns: Vec<ArrayRef>,
-        groups: &[usize],
-        total: usize,
-    ) -> Result<()> {
         for (acc, cols) in accumulators
             .iter_mut()
             .zip(split_columns(columns, &self.widths))

@@ -8,7 +8,6 @@
 //! checked against stored state before it is adopted.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::DataType;
@@ -22,7 +21,7 @@ pub const ROW_FORMAT: &str = "arrow-row/59";
 /// Encodes and decodes rows of a fixed list of column types.
 pub struct RowCodec {
     converter: Option<RowConverter>,
-    width: usize,
+    types: Vec<DataType>,
 }
 
 impl RowCodec {
@@ -31,7 +30,7 @@ impl RowCodec {
         if types.is_empty() {
             return Ok(Self {
                 converter: None,
-                width: 0,
+                types: Vec::new(),
             });
         }
         let fields: Vec<SortField> = types.iter().cloned().map(SortField::new).collect();
@@ -42,13 +41,13 @@ impl RowCodec {
         }
         Ok(Self {
             converter: Some(RowConverter::new(fields)?),
-            width: types.len(),
+            types: types.to_vec(),
         })
     }
 
-    /// Number of columns.
-    pub fn width(&self) -> usize {
-        self.width
+    /// The column types.
+    pub fn types(&self) -> &[DataType] {
+        &self.types
     }
 
     /// Encodes `rows` rows of `columns` (all of equal length).
@@ -116,6 +115,3 @@ pub fn split_columns(mut columns: Vec<ArrayRef>, widths: &[usize]) -> Vec<Vec<Ar
     }
     out
 }
-
-/// Shared handle type for codecs.
-pub type SharedRowCodec = Arc<RowCodec>;

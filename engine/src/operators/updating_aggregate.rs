@@ -70,21 +70,10 @@ impl OperatorFactory for UpdatingAggregateSpec {
             .take(self.aggregate.aggregates.len())
             .map(|f| f.data_type().clone())
             .collect();
-        let mut state_widths = Vec::new();
-        let mut state_types = Vec::new();
-        for call in &self.aggregate.aggregates {
-            let fields = call.function.state_fields()?;
-            state_widths.push(fields.len());
-            state_types.extend(fields.iter().map(|f| f.data_type().clone()));
-        }
         Ok(Box::new(UpdatingAggregateOperator {
             spec: self.clone(),
             group_ids: Vec::new(),
             results: RowCodec::new(&result_types)?,
-            result_types,
-            states: RowCodec::new(&state_types)?,
-            state_types,
-            state_widths,
             store,
             ttl,
             groups: Vec::new(),
@@ -122,11 +111,7 @@ pub struct UpdatingAggregateOperator {
     group_ids: Vec<usize>,
     /// Encodes aggregate results (the last emitted row of each group).
     results: RowCodec,
-    result_types: Vec<datafusion::arrow::datatypes::DataType>,
-    /// Encodes accumulator states.
-    states: RowCodec,
-    state_types: Vec<datafusion::arrow::datatypes::DataType>,
-    state_widths: Vec<usize>,
+    /// The backend, with the codecs of keys and accumulator states.
     store: AggregateStore,
     ttl: Option<StateTtlConfig>,
     /// Cached groups, and their slots by address.
@@ -232,14 +217,16 @@ impl UpdatingAggregateOperator {
         let state_columns = if loaded.is_empty() {
             Vec::new()
         } else {
-            self.states.decode(state_rows.iter().copied())?
+            self.store
+                .state_codec()
+                .decode(state_rows.iter().copied())?
         };
         let result_columns = if loaded.is_empty() {
             Vec::new()
         } else {
             self.results.decode(result_rows.iter().copied())?
         };
-        let per_call = split_columns(state_columns, &self.state_widths);
+        let per_call = split_columns(state_columns, self.store.state_widths());
         let mut from_store: HashMap<usize, usize> = HashMap::new();
         for (row, (m, _)) in loaded.iter().enumerate() {
             from_store.insert(*m, row);
@@ -276,9 +263,9 @@ impl UpdatingAggregateOperator {
         if !dirty.is_empty() {
             let n = dirty.len();
             let mut state_values: Vec<Vec<ScalarValue>> =
-                vec![Vec::with_capacity(n); self.state_types.len()];
+                vec![Vec::with_capacity(n); self.store.state_codec().types().len()];
             let mut result_values: Vec<Vec<ScalarValue>> =
-                vec![Vec::with_capacity(n); self.result_types.len()];
+                vec![Vec::with_capacity(n); self.results.types().len()];
             let mut groups = dirty;
             for g in &mut groups {
                 let mut column = 0;
@@ -302,15 +289,15 @@ impl UpdatingAggregateOperator {
             }
             let state_columns = state_values
                 .into_iter()
-                .zip(&self.state_types)
+                .zip(self.store.state_codec().types())
                 .map(|(v, t)| to_array(v, t))
                 .collect::<Result<Vec<_>>>()?;
             let result_columns = result_values
                 .into_iter()
-                .zip(&self.result_types)
+                .zip(self.results.types())
                 .map(|(v, t)| to_array(v, t))
                 .collect::<Result<Vec<_>>>()?;
-            let state_rows = self.states.encode(&state_columns, n)?;
+            let state_rows = self.store.encode_states(&state_columns, n)?;
             let result_rows = self.results.encode(&result_columns, n)?;
             let ttl = self.ttl.is_some();
             let mut changes: Vec<weir_state::Change> = groups
@@ -514,7 +501,7 @@ impl Operator for UpdatingAggregateOperator {
             return Ok(());
         }
         let mut columns = take_columns(&distinct, &key_picks)?;
-        for (values, data_type) in out_values.into_iter().zip(&self.result_types) {
+        for (values, data_type) in out_values.into_iter().zip(self.results.types()) {
             columns.push(to_array(values, data_type)?);
         }
         columns.push(Arc::new(Int8Array::from(ops)));
@@ -535,5 +522,116 @@ impl Operator for UpdatingAggregateOperator {
     ) -> Result<Option<weir_state::SnapshotInfo>> {
         self.flush()?;
         Ok(Some(self.store.backend().snapshot(dir)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{AsArray, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Schema};
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+    use weir_state::{BackendConfig, BackendKind, KeyGroupRange};
+
+    use super::*;
+    use crate::config::StateSettings;
+    use crate::operators::aggregate_state::AggregateCall;
+
+    /// `SELECT k, COUNT(v) FROM t GROUP BY k` on one subtask.
+    fn operator(kind: BackendKind, dir: &std::path::Path) -> (Box<dyn Operator>, BackendConfig) {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        let count = AggregateExprBuilder::new(count_udaf(), vec![col("v", &input).unwrap()])
+            .schema(input.clone())
+            .alias("c")
+            .build()
+            .unwrap();
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("c", DataType::Int64, false),
+            Field::new(crate::message::OP_COLUMN, DataType::Int8, false),
+        ]));
+        let spec = UpdatingAggregateSpec {
+            aggregate: AggregateSpec::new(
+                vec![col("k", &input).unwrap()],
+                vec![Field::new("k", DataType::Int64, false)],
+                vec![AggregateCall {
+                    function: Arc::new(count),
+                    filter: None,
+                }],
+                output,
+            ),
+            partition_keys: vec![0],
+        };
+        let mut backend = BackendConfig::new(kind);
+        backend.local_dir = Some(dir.join("local"));
+        let ctx = TaskContext {
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            batch_size: 1024,
+            metrics: Arc::new(NodeMetrics::new()),
+            job_id: "test".into(),
+            node: 0,
+            state: Arc::new(StateSettings {
+                backend: backend.clone(),
+                ttl: None,
+                // Large: every group stays cached until the snapshot.
+                cache_entries: 1000,
+            }),
+        };
+        (spec.create(&ctx).unwrap(), backend)
+    }
+
+    fn batch(keys: Vec<i64>) -> RecordBatch {
+        let v = Int64Array::from(vec![1; keys.len()]);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("v", DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(keys)), Arc::new(v)]).unwrap()
+    }
+
+    /// A snapshot holds the groups the operator caches in memory: they are
+    /// written to the backend first.
+    #[test]
+    fn snapshots_include_cached_groups() {
+        for kind in [BackendKind::HashMap, BackendKind::RocksDb] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut op, config) = operator(kind, dir.path());
+            let mut out = Vec::new();
+            op.process_batch(batch(vec![1, 2, 3, 1]), &mut out).unwrap();
+            op.process_batch(batch(vec![2]), &mut out).unwrap();
+            let ops: Vec<i8> = out
+                .iter()
+                .flat_map(|b| b.column(2).as_primitive::<Int8Type>().values().to_vec())
+                .collect();
+            // +I 1, +I 2, +I 3, then -U/+U for key 2.
+            assert_eq!(ops, vec![0, 0, 0, 1, 2], "{kind:?}");
+
+            let snapshot = dir.path().join("snapshot");
+            std::fs::create_dir_all(&snapshot).unwrap();
+            let info = op.snapshot_state(&snapshot).unwrap().unwrap();
+            assert!(info.bytes > 0);
+            let mut restored = weir_state::restore_backend(
+                &config,
+                "restored",
+                &snapshot,
+                KeyGroupRange::all(128),
+            )
+            .unwrap();
+            let mut canonical = Vec::new();
+            let entries = restored
+                .export(&mut canonical, KeyGroupRange::all(128))
+                .unwrap();
+            assert_eq!(entries, 3, "{kind:?}: one entry per group");
+        }
     }
 }

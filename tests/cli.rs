@@ -185,8 +185,15 @@ fn interactive_shell_on_a_terminal() {
         return;
     }
     let home = tempfile::tempdir().unwrap();
+    // `script -c` runs the command through `$SHELL -c`. A shell such as dash
+    // stays the shell's parent in the terminal's foreground group and, after
+    // the Ctrl-C below, exits by SIGINT itself; `exec` leaves only the shell.
+    let command = format!(
+        "exec '{}'",
+        env!("CARGO_BIN_EXE_weir").replace('\'', r"'\''")
+    );
     let mut child = Command::new("script")
-        .args(["-qefc", env!("CARGO_BIN_EXE_weir"), "/dev/null"])
+        .args(["-qefc", &command, "/dev/null"])
         .env("HOME", home.path())
         .current_dir(manifest_dir())
         .stdin(Stdio::piped())

@@ -18,6 +18,8 @@ enum Kind {
     MemorySize,
     Bool,
     Text,
+    /// Text that is never printed (credentials).
+    Secret,
     OneOf(&'static [&'static str]),
 }
 
@@ -125,13 +127,199 @@ const KEYS: &[Key] = &[
         default: None,
         doc: "aggregate groups kept in memory in front of the state backend, per subtask (default: all with hashmap, 100000 with rocksdb)",
     },
+    Key {
+        name: "execution.checkpointing.interval",
+        kind: Kind::Duration,
+        default: None,
+        doc: "take a checkpoint this often (unset or 0: checkpointing is off)",
+    },
+    Key {
+        name: "execution.checkpointing.mode",
+        kind: Kind::OneOf(&["EXACTLY_ONCE", "AT_LEAST_ONCE"]),
+        default: Some("EXACTLY_ONCE"),
+        doc: "EXACTLY_ONCE aligns barriers; AT_LEAST_ONCE does not wait for alignment",
+    },
+    Key {
+        name: "execution.checkpointing.timeout",
+        kind: Kind::Duration,
+        default: Some("10 min"),
+        doc: "abort a checkpoint that has not completed in this time",
+    },
+    Key {
+        name: "execution.checkpointing.min-pause",
+        kind: Kind::Duration,
+        default: Some("0 ms"),
+        doc: "least time between the end of one checkpoint and the start of the next",
+    },
+    Key {
+        name: "execution.checkpointing.max-concurrent-checkpoints",
+        kind: Kind::PositiveInt,
+        default: Some("1"),
+        doc: "checkpoints in progress at once",
+    },
+    Key {
+        name: "execution.checkpointing.tolerable-failed-checkpoints",
+        kind: Kind::NonNegativeInt,
+        default: Some("0"),
+        doc: "consecutive failed checkpoints tolerated before the job fails",
+    },
+    Key {
+        name: "execution.checkpointing.unaligned.enabled",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "barriers overtake in-flight data, which is stored in the checkpoint",
+    },
+    Key {
+        name: "execution.checkpointing.aligned-checkpoint-timeout",
+        kind: Kind::Duration,
+        default: Some("0 ms"),
+        doc: "with unaligned checkpoints: align first, go unaligned after this long (0: unaligned at once)",
+    },
+    Key {
+        name: "execution.checkpointing.dir",
+        kind: Kind::Text,
+        default: None,
+        doc: "where checkpoints are stored: a path, file://, memory://, s3://, gs:// or az:// (default: memory, lost with the process)",
+    },
+    Key {
+        name: "execution.checkpointing.incremental",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "rocksdb: upload only the SST files not uploaded before",
+    },
+    Key {
+        name: "execution.checkpointing.num-retained",
+        kind: Kind::PositiveInt,
+        default: Some("1"),
+        doc: "completed checkpoints kept",
+    },
+    Key {
+        name: "execution.checkpointing.externalized-checkpoint-retention",
+        kind: Kind::OneOf(&[
+            "RETAIN_ON_CANCELLATION",
+            "DELETE_ON_CANCELLATION",
+            "NO_EXTERNALIZED_CHECKPOINTS",
+        ]),
+        default: Some("RETAIN_ON_CANCELLATION"),
+        doc: "keep or delete the checkpoints of a cancelled job",
+    },
+    Key {
+        name: "execution.savepoint.path",
+        kind: Kind::Text,
+        default: None,
+        doc: "restore the next job from this checkpoint (<dir>/<job-id>/chk-<n>)",
+    },
+    Key {
+        name: "restart-strategy.type",
+        kind: Kind::OneOf(&["none", "off", "disable", "fixed-delay", "fixeddelay"]),
+        default: Some("none"),
+        doc: "what to do when a task fails: none, or fixed-delay (restart from the latest checkpoint)",
+    },
+    Key {
+        name: "restart-strategy.fixed-delay.attempts",
+        kind: Kind::NonNegativeInt,
+        default: Some("1"),
+        doc: "restarts before the job fails",
+    },
+    Key {
+        name: "restart-strategy.fixed-delay.delay",
+        kind: Kind::Duration,
+        default: Some("1 s"),
+        doc: "pause before each restart",
+    },
+    Key {
+        name: "s3.endpoint",
+        kind: Kind::Text,
+        default: None,
+        doc: "S3-compatible server for s3:// checkpoint locations",
+    },
+    Key {
+        name: "s3.access-key",
+        kind: Kind::Secret,
+        default: None,
+        doc: "S3 access key (default: AWS_ACCESS_KEY_ID)",
+    },
+    Key {
+        name: "s3.secret-key",
+        kind: Kind::Secret,
+        default: None,
+        doc: "S3 secret key (default: AWS_SECRET_ACCESS_KEY); never printed",
+    },
+    Key {
+        name: "s3.region",
+        kind: Kind::Text,
+        default: None,
+        doc: "S3 region (default: AWS_REGION, or us-east-1)",
+    },
+    Key {
+        name: "s3.path.style.access",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "address S3 buckets by path (set by default with s3.endpoint)",
+    },
 ];
 
 const ALIASES: &[(&str, &str)] = &[
     ("parallelism", "parallelism.default"),
     ("state.backend", "state.backend.type"),
     ("execution.runtime.mode", "execution.runtime-mode"),
+    ("state.checkpoints.dir", "execution.checkpointing.dir"),
+    ("state.backend.incremental", "execution.checkpointing.incremental"),
+    ("execution.checkpointing.unaligned", "execution.checkpointing.unaligned.enabled"),
+    ("state.checkpoints.num-retained", "execution.checkpointing.num-retained"),
+    (
+        "execution.checkpointing.max-retained-checkpoints",
+        "execution.checkpointing.num-retained",
+    ),
+    (
+        "execution.checkpointing.externalized-checkpoint.retention",
+        "execution.checkpointing.externalized-checkpoint-retention",
+    ),
+    ("restart-strategy", "restart-strategy.type"),
+    ("execution.savepoint-path", "execution.savepoint.path"),
 ];
+
+/// How an operator with several inputs treats checkpoint barriers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarrierMode {
+    /// Hold back inputs that delivered the barrier until all have (exactly once).
+    Aligned,
+    /// Snapshot once every input delivered the barrier, without holding any back.
+    AtLeastOnce,
+    /// Snapshot at the first barrier and store the in-flight data; with a
+    /// timeout, align first and go unaligned when aligning takes longer.
+    Unaligned {
+        /// `execution.checkpointing.aligned-checkpoint-timeout`, when not zero.
+        aligned_timeout: Option<Duration>,
+    },
+}
+
+/// The `execution.checkpointing.*` settings of a job.
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    /// `execution.checkpointing.interval`.
+    pub interval: Duration,
+    /// From `mode`, `unaligned.enabled` and `aligned-checkpoint-timeout`.
+    pub mode: BarrierMode,
+    /// `execution.checkpointing.timeout`.
+    pub timeout: Duration,
+    /// `execution.checkpointing.min-pause`.
+    pub min_pause: Duration,
+    /// `execution.checkpointing.max-concurrent-checkpoints`.
+    pub max_concurrent: usize,
+    /// `execution.checkpointing.tolerable-failed-checkpoints`.
+    pub tolerable_failures: usize,
+    /// `execution.checkpointing.dir`.
+    pub dir: String,
+    /// `execution.checkpointing.incremental`.
+    pub incremental: bool,
+    /// `execution.checkpointing.num-retained`.
+    pub num_retained: usize,
+    /// `externalized-checkpoint-retention` is not `RETAIN_ON_CANCELLATION`.
+    pub delete_on_cancel: bool,
+    /// Endpoints and credentials of remote stores.
+    pub storage: weir_checkpoint::StorageOptions,
+}
 
 /// What stateful operators need to create their state.
 #[derive(Clone, Debug)]
@@ -223,11 +411,15 @@ impl Config {
     }
 
     /// Every key with its effective value and whether it was set explicitly.
+    /// Credentials show as `******`.
     pub fn entries(&self) -> Vec<(String, String, bool)> {
         KEYS.iter()
             .filter_map(|k| {
                 let set = self.values.get(k.name);
-                let v = set.cloned().or_else(|| k.default.map(str::to_string))?;
+                let mut v = set.cloned().or_else(|| k.default.map(str::to_string))?;
+                if matches!(k.kind, Kind::Secret) {
+                    v = "******".into();
+                }
                 Some((k.name.to_string(), v, set.is_some()))
             })
             .collect()
@@ -317,6 +509,82 @@ impl Config {
     pub fn bool(&self, key: &str) -> bool {
         self.get(key)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The checkpointing settings; `None` when checkpointing is off.
+    pub fn checkpoint_settings(&self) -> Result<Option<CheckpointSettings>> {
+        let Some(interval) = self
+            .duration("execution.checkpointing.interval")
+            .filter(|d| !d.is_zero())
+        else {
+            return Ok(None);
+        };
+        let text = |k: &str| self.get(k).filter(|v| !v.trim().is_empty());
+        let unaligned = self.bool("execution.checkpointing.unaligned.enabled");
+        let at_least_once = self
+            .get("execution.checkpointing.mode")
+            .is_some_and(|m| m.eq_ignore_ascii_case("AT_LEAST_ONCE"));
+        let mode = match (at_least_once, unaligned) {
+            (true, true) => {
+                return Err(EngineError::Config(
+                    "execution.checkpointing.unaligned.enabled needs execution.checkpointing.mode = EXACTLY_ONCE".into(),
+                ))
+            }
+            (true, false) => BarrierMode::AtLeastOnce,
+            (false, true) => BarrierMode::Unaligned {
+                aligned_timeout: self
+                    .duration("execution.checkpointing.aligned-checkpoint-timeout")
+                    .filter(|d| !d.is_zero()),
+            },
+            (false, false) => BarrierMode::Aligned,
+        };
+        let storage = weir_checkpoint::StorageOptions {
+            s3_endpoint: text("s3.endpoint"),
+            s3_access_key: text("s3.access-key"),
+            s3_secret_key: text("s3.secret-key"),
+            s3_region: text("s3.region"),
+            s3_path_style: self.bool("s3.path.style.access"),
+        };
+        Ok(Some(CheckpointSettings {
+            interval,
+            mode,
+            timeout: self
+                .duration("execution.checkpointing.timeout")
+                .unwrap_or(Duration::from_secs(600)),
+            min_pause: self
+                .duration("execution.checkpointing.min-pause")
+                .unwrap_or_default(),
+            max_concurrent: self.int("execution.checkpointing.max-concurrent-checkpoints"),
+            tolerable_failures: self
+                .get("execution.checkpointing.tolerable-failed-checkpoints")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            dir: text("execution.checkpointing.dir")
+                .unwrap_or_else(|| "memory://checkpoints".into()),
+            incremental: self.bool("execution.checkpointing.incremental"),
+            num_retained: self.int("execution.checkpointing.num-retained"),
+            delete_on_cancel: self
+                .get("execution.checkpointing.externalized-checkpoint-retention")
+                .is_some_and(|v| !v.eq_ignore_ascii_case("RETAIN_ON_CANCELLATION")),
+            storage,
+        }))
+    }
+
+    /// The restart strategy: attempts and the delay before each.
+    pub fn restart_strategy(&self) -> (usize, Duration) {
+        let fixed = self
+            .get("restart-strategy.type")
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("fixed"));
+        if !fixed {
+            return (0, Duration::ZERO);
+        }
+        (
+            self.get("restart-strategy.fixed-delay.attempts")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            self.duration("restart-strategy.fixed-delay.delay")
+                .unwrap_or(Duration::from_secs(1)),
+        )
     }
 
     /// Parses a YAML configuration file in the subset Flink's `config.yaml`
@@ -414,7 +682,7 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
                 bad("'true' or 'false'")
             }
         }
-        Kind::Text => Ok(()),
+        Kind::Text | Kind::Secret => Ok(()),
         Kind::OneOf(options) => {
             if options.iter().any(|o| o.eq_ignore_ascii_case(value)) {
                 Ok(())

@@ -49,6 +49,9 @@ pub enum EngineError {
     /// The state backend failed (disk, RocksDB, damaged state).
     #[error("state backend: {0}")]
     State(String),
+    /// Taking, storing or restoring a checkpoint failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// A task of the job panicked or failed in a way that is Weir's bug.
     #[error("internal error (a bug in Weir): {0}")]
     Internal(String),

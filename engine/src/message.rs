@@ -3,7 +3,9 @@
 use datafusion::arrow::array::{Array, Int8Array};
 use datafusion::arrow::record_batch::RecordBatch;
 
-/// One message on a channel between two subtasks.
+/// One message on the data lane of a channel between two subtasks.
+/// Checkpoint barriers travel on the channel's control lane (see
+/// `runtime::channel`), with their position in this stream.
 #[derive(Debug, Clone)]
 pub enum Message {
     /// Rows. On an updating stream the last column is the change kind
@@ -12,8 +14,6 @@ pub enum Message {
     /// Event time has reached this value (milliseconds since the epoch):
     /// no later row on this channel has a smaller timestamp, except late ones.
     Watermark(i64),
-    /// Checkpoint barrier `n`: everything before it belongs to checkpoint `n`.
-    Barrier(u64),
     /// The upstream subtask has no more input.
     End,
 }

@@ -42,6 +42,52 @@ pub enum SourcePoll {
 pub trait SourceReader: Send {
     /// Returns the next batch. May block on I/O.
     fn poll_next(&mut self) -> Result<SourcePoll>;
+
+    /// Where the reader is, for a checkpoint: reading again from this
+    /// position yields exactly the rows not returned yet. `None`: the source
+    /// cannot be replayed, and a checkpointed job that reads it is refused.
+    fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Moves to a position returned by [`SourceReader::position`] (of a
+    /// reader of the same subtask), before the first `poll_next`.
+    fn seek(&mut self, _position: &serde_json::Value) -> Result<()> {
+        Err(EngineError::Internal(
+            "this source cannot be restored from a checkpoint".into(),
+        ))
+    }
+}
+
+/// What a sink pre-commits on a checkpoint barrier and commits when the
+/// checkpoint completes (two-phase commit).
+pub trait SinkWriter: Send {
+    /// Writes rows. May block on I/O.
+    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
+
+    /// Called once at the end of a bounded input when the job takes no
+    /// checkpoints: make everything visible.
+    fn finish(&mut self) -> Result<()>;
+
+    /// On barrier `checkpoint`: make what was written durable but not yet
+    /// visible, and return what must be committed (stored in the checkpoint).
+    /// Sinks without transactions return `Null` (at-least-once).
+    fn pre_commit(&mut self, _checkpoint: u64) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    /// Checkpoint `checkpoint` completed: make what was pre-committed up to
+    /// it visible.
+    fn commit(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Before the first write of a checkpointed job: commit what the
+    /// restored checkpoint pre-committed (`state`, or nothing on a fresh
+    /// start) and discard what an earlier attempt left uncommitted.
+    fn recover(&mut self, _state: Option<&serde_json::Value>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A configured source connector.
@@ -85,14 +131,6 @@ impl SourceSpec {
             self.connector.describe()
         )
     }
-}
-
-/// Writes one subtask's share of a sink.
-pub trait SinkWriter: Send {
-    /// Writes rows. May block on I/O.
-    fn write(&mut self, batch: &RecordBatch) -> Result<()>;
-    /// Called once at the end of a bounded input: make everything visible.
-    fn finish(&mut self) -> Result<()>;
 }
 
 /// A configured sink connector.

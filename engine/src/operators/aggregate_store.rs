@@ -200,6 +200,39 @@ impl AggregateStore {
         Ok(())
     }
 
+    /// The distinct 8-byte prefixes that follow the key group in stored
+    /// addresses (window ends, for window aggregates), found by skipping
+    /// from one prefix to the next rather than reading every entry.
+    pub fn stored_prefixes(&mut self) -> Result<std::collections::BTreeSet<[u8; 8]>> {
+        let mut found = std::collections::BTreeSet::new();
+        for group in self.range.start..self.range.end {
+            let group_prefix = group.to_be_bytes();
+            let group_end = weir_state::key::prefix_end(&group_prefix);
+            let mut start = group_prefix.to_vec();
+            loop {
+                let mut next: Option<[u8; 8]> = None;
+                self.backend
+                    .scan(self.state, &start, group_end.as_deref(), &mut |k, _| {
+                        if let Some(p) = k.get(2..10) {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(p);
+                            next = Some(b);
+                        }
+                        Ok(weir_state::Scan::Stop)
+                    })?;
+                let Some(prefix) = next else { break };
+                found.insert(prefix);
+                let mut skip = group_prefix.to_vec();
+                skip.extend_from_slice(&prefix);
+                match weir_state::key::prefix_end(&skip) {
+                    Some(e) => start = e,
+                    None => break,
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Deletes every entry whose address starts with `[key group][suffix]`,
     /// for each key group of the subtask: one range deletion per key group
     /// (a range tombstone in RocksDB), not one per entry.
@@ -259,4 +292,9 @@ pub fn take_columns(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRe
 /// endian), so windows sort by time within a key group.
 pub fn window_bytes(end: i64) -> [u8; 8] {
     ((end as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The window end that [`window_bytes`] encoded.
+pub fn window_from_bytes(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
 }

@@ -39,6 +39,10 @@ pub struct TaskContext {
     pub node: usize,
     /// Where and how operators keep state.
     pub state: Arc<StateSettings>,
+    /// A snapshot directory to restore the operator's state from.
+    pub restore: Option<std::path::PathBuf>,
+    /// Whether the job takes checkpoints (sinks then commit on them).
+    pub checkpointing: bool,
 }
 
 impl TaskContext {
@@ -46,10 +50,13 @@ impl TaskContext {
     /// operator subtask with `rocksdb`).
     pub fn create_state_backend(&self) -> Result<Box<dyn weir_state::StateBackend>> {
         let name = format!("job-{}-op{}-{}", self.job_id, self.node, self.subtask);
-        self.state
-            .backend
-            .create(&name)
-            .map_err(|e| EngineError::State(e.to_string()))
+        match &self.restore {
+            Some(dir) => {
+                weir_state::restore_backend(&self.state.backend, &name, dir, self.key_groups())
+            }
+            None => self.state.backend.create(&name),
+        }
+        .map_err(|e| EngineError::State(e.to_string()))
     }
 
     /// The key groups this subtask owns.

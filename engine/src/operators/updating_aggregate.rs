@@ -586,6 +586,8 @@ mod tests {
                 // Large: every group stays cached until the snapshot.
                 cache_entries: 1000,
             }),
+            restore: None,
+            checkpointing: false,
         };
         (spec.create(&ctx).unwrap(), backend)
     }

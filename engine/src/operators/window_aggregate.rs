@@ -44,9 +44,23 @@ impl OperatorFactory for WindowAggregateSpec {
             None,
             ctx,
         )?;
+        let mut store = store;
+        // A restored backend holds flushed windows: they fire as usual.
+        let mut windows = BTreeMap::new();
+        if ctx.restore.is_some() {
+            for prefix in store.stored_prefixes()? {
+                windows.insert(
+                    super::aggregate_store::window_from_bytes(prefix),
+                    OpenWindow {
+                        table: None,
+                        flushed: true,
+                    },
+                );
+            }
+        }
         Ok(Box::new(WindowAggregateOperator {
             spec: self.clone(),
-            windows: BTreeMap::new(),
+            windows,
             watermark: i64::MIN,
             cache_limit: ctx.state.cache_entries,
             store,

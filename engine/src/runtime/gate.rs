@@ -1,59 +1,142 @@
-//! The input side of an operator subtask: several upstream channels read as
-//! one stream, with the watermark being the minimum over the channels that
-//! have not ended.
+//! The input side of a subtask: several upstream channels read as one
+//! stream. The watermark is the minimum over the channels that have not
+//! ended; checkpoint barriers are aligned, or overtaken, per [`BarrierMode`].
+//!
+//! Each channel announces barrier `n` on its control lane with the number of
+//! data messages before it (see [`super::channel`]). A channel has *reached*
+//! the barrier once that many messages were taken from it.
+//!
+//! - Aligned: a channel that reached the barrier is held back until all have;
+//!   then the subtask snapshots ([`GateEvent::Barrier`]).
+//! - At least once: nothing is held back; the snapshot is taken when all
+//!   channels reached the barrier, so it may include later rows too.
+//! - Unaligned: the snapshot is taken at the first announcement; the
+//!   messages each channel still delivers before its barrier are processed
+//!   *and* recorded, and handed over with [`GateEvent::InflightDone`] once
+//!   every channel reached the barrier. Restoring replays them first.
+//! - Unaligned with an aligned timeout: aligned until the timeout, then as
+//!   unaligned (held-back channels are released; they have nothing to record).
 
-use std::future::poll_fn;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::Receiver;
+use datafusion::arrow::record_batch::RecordBatch;
 
+use super::channel::{Announcement, Inlet};
+use crate::config::BarrierMode;
 use crate::message::Message;
 
-/// What the gate hands to the operator.
+/// What the gate hands to the subtask.
 pub enum GateEvent {
     /// Rows from some channel.
-    Batch(datafusion::arrow::record_batch::RecordBatch),
+    Batch(RecordBatch),
     /// The combined watermark advanced.
     Watermark(i64),
-    /// Every channel delivered barrier `n` (aligned).
-    Barrier(u64),
+    /// Take the snapshot of checkpoint `id` now.
+    Barrier {
+        /// The checkpoint.
+        id: u64,
+        /// Whether in-flight data is being recorded for it.
+        unaligned: bool,
+        /// How long input was held back to align.
+        alignment: Duration,
+        /// For aligned and at-least-once checkpoints: nothing is in flight.
+        /// Unaligned ones get it later, with [`GateEvent::InflightDone`].
+        complete: bool,
+    },
+    /// Every channel reached barrier `id`: the messages recorded after its
+    /// snapshot, per channel index.
+    InflightDone {
+        /// The checkpoint.
+        id: u64,
+        /// What each channel delivered between the snapshot and its barrier.
+        recorded: Vec<(usize, Vec<Message>)>,
+    },
     /// Every channel ended.
     End,
 }
 
 struct Channel {
-    receiver: Receiver<Message>,
+    inlet: Inlet,
     watermark: i64,
     ended: bool,
-    /// Held back until the other channels deliver the same barrier.
-    blocked_on: Option<u64>,
+    /// Data messages taken so far.
+    received: u64,
+    /// Barriers announced and not yet handled, in order.
+    announced: VecDeque<Announcement>,
+    /// Held back until the other channels reach the barrier (aligned).
+    blocked: bool,
+    /// Recording for an unaligned snapshot.
+    recording: Option<Vec<Message>>,
+}
+
+impl Channel {
+    /// Whether the channel delivered everything before barrier `id`.
+    fn reached(&self, id: u64) -> bool {
+        self.ended
+            || self
+                .announced
+                .front()
+                .is_some_and(|a| a.id == id && self.received >= a.position)
+    }
+}
+
+/// The checkpoint the gate is working on.
+struct Current {
+    id: u64,
+    started: Instant,
+    /// Snapshot taken (unaligned): channels record until they reach the barrier.
+    snapshotted: bool,
 }
 
 /// Merges the channels from the upstream subtasks.
 pub struct InputGate {
     channels: Vec<Channel>,
+    mode: BarrierMode,
     watermark: i64,
     /// Where the round-robin poll starts, so no channel starves.
     next: usize,
     end_reported: bool,
+    current: Option<Current>,
+    /// Restored in-flight messages, delivered before anything else.
+    replay: VecDeque<(usize, Message)>,
 }
 
 impl InputGate {
     /// A gate over these channels.
-    pub fn new(receivers: Vec<Receiver<Message>>) -> Self {
+    pub fn new(inlets: Vec<Inlet>, mode: BarrierMode) -> Self {
         Self {
-            channels: receivers
+            channels: inlets
                 .into_iter()
-                .map(|receiver| Channel {
-                    receiver,
+                .map(|inlet| Channel {
+                    inlet,
                     watermark: i64::MIN,
                     ended: false,
-                    blocked_on: None,
+                    received: 0,
+                    announced: VecDeque::new(),
+                    blocked: false,
+                    recording: None,
                 })
                 .collect(),
+            mode,
             watermark: i64::MIN,
             next: 0,
             end_reported: false,
+            current: None,
+            replay: VecDeque::new(),
+        }
+    }
+
+    /// Messages restored from an unaligned checkpoint, per channel, to be
+    /// delivered before new input.
+    pub fn replay_first(&mut self, recorded: Vec<(usize, Vec<Message>)>) {
+        for (channel, messages) in recorded {
+            if channel < self.channels.len() {
+                self.replay
+                    .extend(messages.into_iter().map(|m| (channel, m)));
+            }
         }
     }
 
@@ -66,9 +149,129 @@ impl InputGate {
             .unwrap_or(i64::MAX)
     }
 
+    fn drain_control(&mut self) {
+        for ch in &mut self.channels {
+            while let Ok(a) = ch.inlet.control.try_recv() {
+                ch.announced.push_back(a);
+            }
+        }
+    }
+
+    /// The barrier bookkeeping after any change; returns an event when one
+    /// is due.
+    fn check_barriers(&mut self) -> Option<GateEvent> {
+        if self.current.is_none() {
+            let id = self
+                .channels
+                .iter()
+                .filter_map(|c| c.announced.front().map(|a| a.id))
+                .min()?;
+            self.current = Some(Current {
+                id,
+                started: Instant::now(),
+                snapshotted: false,
+            });
+        }
+        let (id, started, snapshotted) = {
+            let c = self.current.as_ref()?;
+            (c.id, c.started, c.snapshotted)
+        };
+        let all_reached = self.channels.iter().all(|c| c.reached(id));
+        if snapshotted {
+            // Unaligned: stop recording on channels that reached the barrier.
+            if all_reached {
+                let recorded = self
+                    .channels
+                    .iter_mut()
+                    .enumerate()
+                    .filter_map(|(i, c)| c.recording.take().map(|r| (i, r)))
+                    .filter(|(_, r)| !r.is_empty())
+                    .collect();
+                self.finish_current();
+                return Some(GateEvent::InflightDone { id, recorded });
+            }
+            return None;
+        }
+        match self.mode {
+            BarrierMode::Aligned | BarrierMode::Unaligned { .. } if all_reached => {
+                let alignment = started.elapsed();
+                self.finish_current();
+                Some(GateEvent::Barrier {
+                    id,
+                    unaligned: false,
+                    alignment,
+                    complete: true,
+                })
+            }
+            BarrierMode::AtLeastOnce if all_reached => {
+                self.finish_current();
+                Some(GateEvent::Barrier {
+                    id,
+                    unaligned: false,
+                    alignment: Duration::ZERO,
+                    complete: true,
+                })
+            }
+            BarrierMode::Aligned => {
+                for c in &mut self.channels {
+                    c.blocked = !c.ended && c.reached(id);
+                }
+                None
+            }
+            BarrierMode::AtLeastOnce => None,
+            BarrierMode::Unaligned { aligned_timeout } => {
+                let go = aligned_timeout.is_none_or(|t| started.elapsed() >= t);
+                if !go {
+                    for c in &mut self.channels {
+                        c.blocked = !c.ended && c.reached(id);
+                    }
+                    return None;
+                }
+                let alignment = started.elapsed();
+                for c in &mut self.channels {
+                    c.blocked = false;
+                    if !c.reached(id) {
+                        c.recording = Some(Vec::new());
+                    }
+                }
+                if let Some(c) = self.current.as_mut() {
+                    c.snapshotted = true;
+                }
+                Some(GateEvent::Barrier {
+                    id,
+                    unaligned: true,
+                    alignment,
+                    complete: false,
+                })
+            }
+        }
+    }
+
+    /// Drops the handled barrier from every channel and releases them.
+    fn finish_current(&mut self) {
+        if let Some(current) = self.current.take() {
+            for c in &mut self.channels {
+                c.blocked = false;
+                if c.announced.front().is_some_and(|a| a.id == current.id) {
+                    c.announced.pop_front();
+                }
+            }
+        }
+    }
+
     /// The next event; `None` once the end has been reported.
     pub async fn next(&mut self) -> Option<GateEvent> {
         loop {
+            if let Some((index, message)) = self.replay.pop_front() {
+                if let Some(e) = self.handle(index, message) {
+                    return Some(e);
+                }
+                continue;
+            }
+            self.drain_control();
+            if let Some(e) = self.check_barriers() {
+                return Some(e);
+            }
             if self.channels.iter().all(|c| c.ended) {
                 if self.end_reported {
                     return None;
@@ -76,51 +279,83 @@ impl InputGate {
                 self.end_reported = true;
                 return Some(GateEvent::End);
             }
-            let (index, message) = poll_fn(|cx| {
+            // Wake up for the aligned timeout, if one is running.
+            let deadline = match (&self.current, self.mode) {
+                (
+                    Some(Current {
+                        started,
+                        snapshotted: false,
+                        ..
+                    }),
+                    BarrierMode::Unaligned {
+                        aligned_timeout: Some(t),
+                    },
+                ) => Some(tokio::time::Instant::from_std(*started + t)),
+                _ => None,
+            };
+            let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
+            let polled = poll_fn(|cx| {
                 let n = self.channels.len();
                 for k in 0..n {
                     let i = (self.next + k) % n;
                     let ch = &mut self.channels[i];
-                    if ch.ended || ch.blocked_on.is_some() {
+                    if let Poll::Ready(Some(a)) = ch.inlet.control.poll_recv(cx) {
+                        ch.announced.push_back(a);
+                        return Poll::Ready(None);
+                    }
+                    if ch.ended || ch.blocked {
                         continue;
                     }
-                    if let Poll::Ready(m) = ch.receiver.poll_recv(cx) {
+                    if let Poll::Ready(m) = ch.inlet.data.poll_recv(cx) {
                         self.next = i + 1;
-                        return Poll::Ready((i, m));
+                        return Poll::Ready(Some((i, m)));
+                    }
+                }
+                if let Some(s) = sleep.as_mut() {
+                    if s.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(None);
                     }
                 }
                 Poll::Pending
             })
             .await;
-            match message {
-                Some(Message::Batch(b)) => return Some(GateEvent::Batch(b)),
-                Some(Message::Watermark(w)) => {
-                    let ch = &mut self.channels[index];
-                    ch.watermark = ch.watermark.max(w);
-                    if let Some(e) = self.advance() {
-                        return Some(e);
-                    }
+            let Some((index, message)) = polled else {
+                continue;
+            };
+            let ch = &mut self.channels[index];
+            // An announcement sent before this message must be seen before
+            // deciding whether the message lies before its barrier.
+            while let Ok(a) = ch.inlet.control.try_recv() {
+                ch.announced.push_back(a);
+            }
+            let message = message.unwrap_or(Message::End);
+            ch.received += 1;
+            if let Some(recording) = ch.recording.as_mut() {
+                let before_barrier = ch.announced.front().is_none_or(|a| ch.received <= a.position);
+                if before_barrier && !matches!(message, Message::End) {
+                    recording.push(message.clone());
                 }
-                Some(Message::Barrier(n)) => {
-                    self.channels[index].blocked_on = Some(n);
-                    if self
-                        .channels
-                        .iter()
-                        .all(|c| c.ended || c.blocked_on == Some(n))
-                    {
-                        self.channels.iter_mut().for_each(|c| c.blocked_on = None);
-                        return Some(GateEvent::Barrier(n));
-                    }
+            }
+            if let Some(e) = self.handle(index, message) {
+                return Some(e);
+            }
+        }
+    }
+
+    fn handle(&mut self, index: usize, message: Message) -> Option<GateEvent> {
+        match message {
+            Message::Batch(b) => Some(GateEvent::Batch(b)),
+            Message::Watermark(w) => {
+                let ch = &mut self.channels[index];
+                ch.watermark = ch.watermark.max(w);
+                self.advance()
+            }
+            Message::End => {
+                self.channels[index].ended = true;
+                if self.channels.iter().all(|c| c.ended) {
+                    return None;
                 }
-                Some(Message::End) | None => {
-                    self.channels[index].ended = true;
-                    if self.channels.iter().all(|c| c.ended) {
-                        continue;
-                    }
-                    if let Some(e) = self.advance() {
-                        return Some(e);
-                    }
-                }
+                self.advance()
             }
         }
     }
@@ -132,5 +367,97 @@ impl InputGate {
             return Some(GateEvent::Watermark(combined));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::runtime::channel::channel;
+
+    fn batch(v: i64) -> Message {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        Message::Batch(
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![v]))]).unwrap(),
+        )
+    }
+
+    fn value(e: &GateEvent) -> Option<i64> {
+        match e {
+            GateEvent::Batch(b) => Some(
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .value(0),
+            ),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn aligned_holds_back_the_channel_that_delivered_the_barrier() {
+        let (mut a, ia) = channel(8);
+        let (mut b, ib) = channel(8);
+        let mut gate = InputGate::new(vec![ia, ib], BarrierMode::Aligned);
+        a.send(batch(1)).await.unwrap();
+        a.announce(1).unwrap();
+        a.send(batch(2)).await.unwrap();
+        b.send(batch(10)).await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            seen.push(value(&gate.next().await.unwrap()).unwrap());
+        }
+        seen.sort();
+        assert_eq!(seen, [1, 10], "batch 2 is held back");
+        b.announce(1).unwrap();
+        assert!(matches!(
+            gate.next().await.unwrap(),
+            GateEvent::Barrier { id: 1, unaligned: false, complete: true, .. }
+        ));
+        assert_eq!(value(&gate.next().await.unwrap()), Some(2));
+    }
+
+    #[tokio::test]
+    async fn unaligned_snapshots_at_once_and_records_what_was_before_the_barriers() {
+        let (mut a, ia) = channel(8);
+        let (mut b, ib) = channel(8);
+        let mut gate = InputGate::new(
+            vec![ia, ib],
+            BarrierMode::Unaligned {
+                aligned_timeout: None,
+            },
+        );
+        b.send(batch(10)).await.unwrap();
+        b.send(batch(11)).await.unwrap();
+        a.announce(1).unwrap();
+        a.send(batch(2)).await.unwrap();
+        b.announce(1).unwrap();
+        b.send(batch(12)).await.unwrap();
+        assert!(matches!(
+            gate.next().await.unwrap(),
+            GateEvent::Barrier { id: 1, unaligned: true, complete: false, .. }
+        ));
+        let mut processed = Vec::new();
+        let recorded = loop {
+            match gate.next().await.unwrap() {
+                GateEvent::InflightDone { id: 1, recorded } => break recorded,
+                e => processed.push(value(&e).unwrap()),
+            }
+        };
+        let recorded: Vec<(usize, Vec<i64>)> = recorded
+            .into_iter()
+            .map(|(c, ms)| (c, ms.iter().map(|m| match m {
+                Message::Batch(b) => b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
+                _ => -1,
+            }).collect()))
+            .collect();
+        assert_eq!(recorded, vec![(1, vec![10, 11])]);
+        assert!(processed.contains(&10) && processed.contains(&11));
     }
 }

@@ -5,6 +5,8 @@
 //! I/O and run on tokio's blocking threads. Channels are bounded
 //! (`execution.buffer-capacity` batches): a full channel is backpressure.
 
+mod channel;
+pub(crate) mod checkpoint;
 mod gate;
 pub(crate) mod router;
 
@@ -17,6 +19,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
+pub use channel::{channel, Announcement, Inlet, Outlet};
+pub use checkpoint::CheckpointStats;
 pub use gate::{GateEvent, InputGate};
 pub use router::{subtask_for_key_group, Route, Router};
 
@@ -69,6 +73,7 @@ pub struct JobHandle {
     status: watch::Receiver<JobStatus>,
     metrics: Arc<Vec<(String, Arc<NodeMetrics>)>>,
     bounded: bool,
+    checkpoints: checkpoint::StatsLog,
 }
 
 impl JobHandle {
@@ -130,6 +135,14 @@ impl JobHandle {
         total
     }
 
+    /// The job's checkpoints so far (completed and failed), oldest first.
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.checkpoints
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
     /// Counters per node, in graph order, with each node's description.
     pub fn metrics(&self) -> Vec<(String, NodeMetricsSnapshot)> {
         self.metrics
@@ -157,178 +170,71 @@ pub fn new_job_id() -> String {
     out
 }
 
-enum Inputs {
-    Gate(Vec<mpsc::Receiver<Message>>),
-    Merged(mpsc::Receiver<Message>, usize),
+/// A job id derived from the job's name: a job started again under the same
+/// name (and checkpoint directory) finds its checkpoints.
+pub fn stable_job_id(name: &str) -> String {
+    use std::hash::Hasher;
+    let mut out = String::new();
+    for seed in [0x5745_4952u64, 0x4a4f_4249] {
+        let mut h = twox_hash::XxHash64::with_seed(seed);
+        h.write(name.as_bytes());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
 }
 
 /// Starts `graph` on the current tokio runtime.
+///
+/// With `execution.checkpointing.interval` set, the job takes checkpoints,
+/// resumes from the latest one of a job of the same name in the same
+/// checkpoint directory (or from `execution.savepoint.path`), and restarts
+/// after a failure per `restart-strategy.*`.
 pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHandle> {
-    let id = new_job_id();
-    let capacity = config.buffer_capacity();
-    let max_parallelism = config.max_parallelism();
+    let checkpointing = config.checkpoint_settings()?;
+    let state = Arc::new(config.state_settings()?);
+    state.validate()?;
+    let storage = match &checkpointing {
+        Some(c) => Some(
+            weir_checkpoint::CheckpointStorage::open(&c.dir, &c.storage)
+                .map_err(|e| EngineError::Config(format!("execution.checkpointing.dir: {e}")))?,
+        ),
+        None => None,
+    };
+    let id = if checkpointing.is_some() {
+        stable_job_id(name)
+    } else {
+        new_job_id()
+    };
     let metrics: Vec<(String, Arc<NodeMetrics>)> = graph
         .nodes
         .iter()
         .map(|n| (n.describe(), Arc::new(NodeMetrics::new())))
         .collect();
-
-    let chained = chained_inputs(graph);
-
-    // Channels: routes[(node, subtask)] are the output edges of a subtask,
-    // inputs[(node, subtask)] what it reads.
-    let mut routes: HashMap<(usize, usize), Vec<Route>> = HashMap::new();
-    let mut inputs: HashMap<(usize, usize), Inputs> = HashMap::new();
-    for node in &graph.nodes {
-        let p = node.parallelism;
-        let is_sink = matches!(node.kind, NodeKind::Sink(_));
-        let mut merged: Vec<Option<mpsc::Sender<Message>>> = vec![None; p];
-        let mut merged_counts = vec![0usize; p];
-        #[allow(clippy::needless_range_loop)]
-        for s in 0..p {
-            if is_sink {
-                let (tx, rx) = mpsc::channel(capacity);
-                merged[s] = Some(tx);
-                inputs.insert((node.id, s), Inputs::Merged(rx, 0));
-            } else {
-                inputs.insert((node.id, s), Inputs::Gate(Vec::new()));
-            }
-        }
-        for (upstream, exchange) in &node.inputs {
-            if chained[node.id] == Some(*upstream) {
-                // Runs in its input's task: no channel.
-                continue;
-            }
-            let up = &graph.nodes[*upstream];
-            for us in 0..up.parallelism {
-                let connected: Vec<usize> = match exchange {
-                    Exchange::Forward if up.parallelism == p => vec![us],
-                    Exchange::Single => vec![0],
-                    _ => (0..p).collect(),
-                };
-                let mut senders = Vec::new();
-                for s in &connected {
-                    let tx = if is_sink {
-                        merged_counts[*s] += 1;
-                        merged[*s]
-                            .clone()
-                            .ok_or_else(|| EngineError::Internal("sink channel missing".into()))?
-                    } else {
-                        let (tx, rx) = mpsc::channel(capacity);
-                        if let Some(Inputs::Gate(list)) = inputs.get_mut(&(node.id, *s)) {
-                            list.push(rx);
-                        }
-                        tx
-                    };
-                    senders.push(tx);
-                }
-                let route = match exchange {
-                    Exchange::Hash(keys) => Route::Hash {
-                        keys: keys.clone(),
-                        targets: senders,
-                        max_parallelism,
-                        hashes: Vec::new(),
-                    },
-                    _ if senders.len() == 1 => Route::One(senders.remove(0)),
-                    _ => Route::RoundRobin {
-                        targets: senders,
-                        next: us,
-                    },
-                };
-                routes.entry((up.id, us)).or_default().push(route);
-            }
-        }
-        if is_sink {
-            for (s, count) in merged_counts.iter().enumerate() {
-                if let Some(Inputs::Merged(_, expected)) = inputs.get_mut(&(node.id, s)) {
-                    *expected = *count;
-                }
-            }
-        }
-    }
-
-    let state = Arc::new(config.state_settings()?);
-    state.validate()?;
-    let job_id_for_tasks = id.clone();
     let shared = Arc::new(Shared {
         cancelled: AtomicBool::new(false),
         cancel: Notify::new(),
         error: Mutex::new(None),
     });
-    let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-    for node in &graph.nodes {
-        if chained[node.id].is_some() {
-            // Started as part of its chain's head.
-            continue;
-        }
-        let chain = chain_from(graph, &chained, node.id);
-        let tail = *chain.last().unwrap_or(&node.id);
-        for s in 0..node.parallelism {
-            let context = |id: usize| TaskContext {
-                subtask: s,
-                parallelism: node.parallelism,
-                max_parallelism,
-                batch_size: config.batch_size(),
-                metrics: metrics[id].1.clone(),
-                job_id: job_id_for_tasks.clone(),
-                node: id,
-                state: state.clone(),
-            };
-            let ctx = context(node.id);
-            let router = Router::new(routes.remove(&(tail, s)).unwrap_or_default());
-            let input = inputs.remove(&(node.id, s));
-            match (&node.kind, input) {
-                (NodeKind::Source(spec), _) => {
-                    let spec = spec.clone();
-                    let shared = shared.clone();
-                    tasks.spawn_blocking(move || run_source(spec, ctx, router, shared));
-                }
-                (NodeKind::Operator(_), Some(Inputs::Gate(receivers))) => {
-                    let mut factories = Vec::with_capacity(chain.len());
-                    for id in &chain {
-                        let NodeKind::Operator(factory) = &graph.nodes[*id].kind else {
-                            return Err(EngineError::Internal(format!(
-                                "node {id} chained but not an operator"
-                            )));
-                        };
-                        factories.push((factory.clone(), context(*id)));
-                    }
-                    let gate = InputGate::new(receivers);
-                    let stateful = factories.iter().any(|(f, _)| f.is_stateful());
-                    if stateful && state.backend.kind.is_blocking() {
-                        // RocksDB calls block on disk: the chain opens its
-                        // instances and runs on a blocking thread, waiting
-                        // for its channels there.
-                        let handle = tokio::runtime::Handle::current();
-                        tasks.spawn_blocking(move || {
-                            let ops = create_operators(factories)?;
-                            handle.block_on(run_chain(ops, gate, router))
-                        });
-                    } else {
-                        let ops = create_operators(factories)?;
-                        tasks.spawn(run_chain(ops, gate, router));
-                    }
-                }
-                (NodeKind::Sink(factory), Some(Inputs::Merged(rx, expected))) => {
-                    let writer = factory.create_writer(&ctx, node.schema.clone())?;
-                    tasks.spawn_blocking(move || run_sink(writer, ctx, rx, expected));
-                }
-                _ => {
-                    return Err(EngineError::Internal(format!(
-                        "node {} has no inputs wired",
-                        node.id
-                    )))
-                }
-            }
-        }
-    }
-
+    let stats: checkpoint::StatsLog = Arc::default();
     let (status_tx, status_rx) = watch::channel(JobStatus::Running);
+    let driver = Driver {
+        graph: Arc::new(graph.clone()),
+        config: config.clone(),
+        name: name.to_string(),
+        id: id.clone(),
+        state,
+        checkpointing,
+        storage,
+        metrics: metrics.clone(),
+        shared: shared.clone(),
+        stats: stats.clone(),
+    };
     let supervisor_shared = shared.clone();
     tokio::spawn(async move {
-        let status = supervise(tasks, &supervisor_shared).await;
+        let status = driver.run().await;
         tracing::info!(status = status.flink_name(), "job ended");
         let _ = status_tx.send(status);
+        drop(supervisor_shared);
     });
     Ok(JobHandle {
         id,
@@ -337,11 +243,397 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         status: status_rx,
         metrics: Arc::new(metrics),
         bounded: graph.is_bounded(),
+        checkpoints: stats,
     })
 }
 
-async fn supervise(mut tasks: JoinSet<Result<()>>, shared: &Shared) -> JobStatus {
+/// Runs a job's attempts: restores, restarts, reports.
+struct Driver {
+    graph: Arc<JobGraph>,
+    config: Config,
+    name: String,
+    id: String,
+    state: Arc<crate::config::StateSettings>,
+    checkpointing: Option<crate::config::CheckpointSettings>,
+    storage: Option<weir_checkpoint::CheckpointStorage>,
+    metrics: Vec<(String, Arc<NodeMetrics>)>,
+    shared: Arc<Shared>,
+    stats: checkpoint::StatsLog,
+}
+
+/// A description of the graph's shape, stored in checkpoints: restoring into
+/// a job whose operators differ is refused.
+fn graph_fingerprint(graph: &JobGraph) -> String {
+    graph
+        .nodes
+        .iter()
+        .map(|n| format!("{}:{}@{}", n.id, n.describe(), n.parallelism))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Driver {
+    async fn run(self) -> JobStatus {
+        let (attempts, delay) = self.config.restart_strategy();
+        let mut restore = match self.first_restore().await {
+            Ok(r) => r,
+            Err(e) => return self.fail(e),
+        };
+        let mut restarts = 0;
+        loop {
+            let outcome = self.attempt(restore.take()).await;
+            match outcome {
+                Err(e) if self.shared.cancelled.load(Ordering::SeqCst) && matches!(e, EngineError::Cancelled) => {
+                    return self.cancelled().await;
+                }
+                Err(e) if restarts < attempts && !self.shared.cancelled.load(Ordering::SeqCst) => {
+                    restarts += 1;
+                    eprintln!(
+                        "[WARN] Job {} failed: {e}. Restarting in {:?} (attempt {restarts} of {attempts}, restart-strategy.fixed-delay.attempts).",
+                        self.name, delay
+                    );
+                    tokio::time::sleep(delay).await;
+                    restore = match self.latest_restore().await {
+                        Ok(r) => r,
+                        Err(e) => return self.fail(e),
+                    };
+                }
+                Err(e) => return self.fail(e),
+                Ok(()) if self.shared.cancelled.load(Ordering::SeqCst) => {
+                    return self.cancelled().await
+                }
+                Ok(()) => return JobStatus::Finished,
+            }
+        }
+    }
+
+    fn fail(&self, e: EngineError) -> JobStatus {
+        let text = e.to_string();
+        if let Ok(mut slot) = self.shared.error.lock() {
+            *slot = Some(e);
+        }
+        JobStatus::Failed(text)
+    }
+
+    async fn cancelled(&self) -> JobStatus {
+        if let (Some(c), Some(storage)) = (&self.checkpointing, &self.storage) {
+            if c.delete_on_cancel {
+                let _ = storage.job(&self.id).delete_job().await;
+            }
+        }
+        JobStatus::Cancelled
+    }
+
+    /// The checkpoint the first attempt starts from: `execution.savepoint.path`,
+    /// else the latest intact one of this job.
+    async fn first_restore(&self) -> Result<Option<checkpoint::Restore>> {
+        let Some(c) = &self.checkpointing else {
+            if self.config.get("execution.savepoint.path").is_some() {
+                return Err(EngineError::Config(
+                    "execution.savepoint.path needs execution.checkpointing.interval".into(),
+                ));
+            }
+            return Ok(None);
+        };
+        if let Some(path) = self
+            .config
+            .get("execution.savepoint.path")
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (dir, job_id, n) = weir_checkpoint::parse_checkpoint_url(&path)
+                .map_err(|e| EngineError::Config(format!("execution.savepoint.path: {e}")))?;
+            let storage = weir_checkpoint::CheckpointStorage::open(&dir, &c.storage)
+                .map_err(|e| EngineError::Config(format!("execution.savepoint.path: {e}")))?;
+            let job = storage.job(&job_id);
+            let metadata = job
+                .read_metadata(n)
+                .await
+                .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            job.verify(&metadata)
+                .await
+                .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            eprintln!("[INFO] Restoring job '{}' from {path}", self.name);
+            return self.checked(checkpoint::Restore { metadata, job });
+        }
+        self.latest_restore().await
+    }
+
+    async fn latest_restore(&self) -> Result<Option<checkpoint::Restore>> {
+        let Some(storage) = &self.storage else {
+            return Ok(None);
+        };
+        let job = storage.job(&self.id);
+        let (found, warnings) = job
+            .latest_valid()
+            .await
+            .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+        for w in warnings {
+            tracing::warn!("{w}");
+            eprintln!("[WARN] {w}");
+        }
+        match found {
+            Some(metadata) => {
+                eprintln!(
+                    "[INFO] Resuming job '{}' from checkpoint {} ({})",
+                    self.name,
+                    metadata.checkpoint_id,
+                    job.checkpoint_url(metadata.checkpoint_id)
+                );
+                self.checked(checkpoint::Restore { metadata, job })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn checked(&self, restore: checkpoint::Restore) -> Result<Option<checkpoint::Restore>> {
+        let ours = graph_fingerprint(&self.graph);
+        if restore.metadata.graph != ours {
+            return Err(EngineError::Checkpoint(format!(
+                "checkpoint {} was taken by a job with other operators or parallelism; start over with --fresh (weir run) or another pipeline.name.\ncheckpoint:\n{}\nthis job:\n{ours}",
+                restore.metadata.checkpoint_id, restore.metadata.graph
+            )));
+        }
+        Ok(Some(restore))
+    }
+
+    /// Runs the job once, from `restore` if given, until it ends.
+    async fn attempt(&self, restore: Option<checkpoint::Restore>) -> Result<()> {
+        let graph = &*self.graph;
+        let config = &self.config;
+        let capacity = config.buffer_capacity();
+        let max_parallelism = config.max_parallelism();
+        let mode = self
+            .checkpointing
+            .as_ref()
+            .map_or(crate::config::BarrierMode::Aligned, |c| c.mode);
+        let chained = chained_inputs(graph);
+
+        // Channels: routes[(node, subtask)] are the output edges of a subtask,
+        // inputs[(node, subtask)] what it reads.
+        let mut routes: HashMap<(usize, usize), Vec<Route>> = HashMap::new();
+        let mut inputs: HashMap<(usize, usize), Vec<Inlet>> = HashMap::new();
+        for node in &graph.nodes {
+            let p = node.parallelism;
+            for s in 0..p {
+                inputs.insert((node.id, s), Vec::new());
+            }
+            for (upstream, exchange) in &node.inputs {
+                if chained[node.id] == Some(*upstream) {
+                    // Runs in its input's task: no channel.
+                    continue;
+                }
+                let up = &graph.nodes[*upstream];
+                for us in 0..up.parallelism {
+                    let connected: Vec<usize> = match exchange {
+                        Exchange::Forward if up.parallelism == p => vec![us],
+                        Exchange::Single => vec![0],
+                        _ => (0..p).collect(),
+                    };
+                    let mut outlets = Vec::new();
+                    for s in &connected {
+                        let (outlet, inlet) = channel::channel(capacity);
+                        if let Some(list) = inputs.get_mut(&(node.id, *s)) {
+                            list.push(inlet);
+                        }
+                        outlets.push(outlet);
+                    }
+                    let route = match exchange {
+                        Exchange::Hash(keys) => Route::Hash {
+                            keys: keys.clone(),
+                            targets: outlets,
+                            max_parallelism,
+                            hashes: Vec::new(),
+                        },
+                        _ if outlets.len() == 1 => Route::One(outlets.remove(0)),
+                        _ => Route::RoundRobin {
+                            targets: outlets,
+                            next: us,
+                        },
+                    };
+                    routes.entry((up.id, us)).or_default().push(route);
+                }
+            }
+        }
+
+        // Checkpointing: the coordinator and what each task gets of it.
+        let attempt_tag = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        );
+        let scratch = std::env::temp_dir()
+            .join("weir-checkpoints")
+            .join(format!("{}-{}-{attempt_tag}", self.id, std::process::id()));
+        let (to_coordinator, events) = mpsc::unbounded_channel();
+        let (completed_tx, completed_rx) = watch::channel(0u64);
+        let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<EngineError>();
+        let task_cp = match (&self.checkpointing, &self.storage) {
+            (Some(c), Some(storage)) => Some(checkpoint::TaskCheckpointing {
+                to_coordinator,
+                job: storage.job(&self.id),
+                scratch: scratch.clone(),
+                incremental: c.incremental,
+                completed: completed_rx,
+            }),
+            _ => None,
+        };
+        let mut triggers = Vec::new();
+        let mut expected_acks = 0;
+
+        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+        for node in &graph.nodes {
+            if chained[node.id].is_some() {
+                // Started as part of its chain's head.
+                continue;
+            }
+            let chain = chain_from(graph, &chained, node.id);
+            let tail = *chain.last().unwrap_or(&node.id);
+            for s in 0..node.parallelism {
+                expected_acks += 1;
+                let context = |id: usize| TaskContext {
+                    subtask: s,
+                    parallelism: node.parallelism,
+                    max_parallelism,
+                    batch_size: config.batch_size(),
+                    metrics: self.metrics[id].1.clone(),
+                    job_id: self.id.clone(),
+                    node: id,
+                    state: self.state.clone(),
+                    restore: None,
+                    checkpointing: task_cp.is_some(),
+                };
+                let ctx = context(node.id);
+                let router = Router::new(routes.remove(&(tail, s)).unwrap_or_default());
+                let inlets = inputs.remove(&(node.id, s)).unwrap_or_default();
+                let restored_task = restore.as_ref().and_then(|r| r.metadata.task(node.id, s));
+                match &node.kind {
+                    NodeKind::Source(spec) => {
+                        let spec = spec.clone();
+                        let shared = self.shared.clone();
+                        let position = restored_task.and_then(|t| t.source_position.clone());
+                        let cp = match &task_cp {
+                            Some(tc) => {
+                                let (tx, rx) = std::sync::mpsc::channel();
+                                triggers.push(tx);
+                                Some((tc.clone(), rx))
+                            }
+                            None => None,
+                        };
+                        tasks.spawn_blocking(move || {
+                            run_source(spec, ctx, router, shared, cp, position)
+                        });
+                    }
+                    NodeKind::Operator(_) => {
+                        let mut factories = Vec::with_capacity(chain.len());
+                        let mut shared_files = Vec::with_capacity(chain.len());
+                        for id in &chain {
+                            let NodeKind::Operator(factory) = &graph.nodes[*id].kind else {
+                                return Err(EngineError::Internal(format!(
+                                    "node {id} chained but not an operator"
+                                )));
+                            };
+                            let mut ctx = context(*id);
+                            if let Some(r) = &restore {
+                                let dir = scratch.join("restore").join(format!("op{id}-{s}"));
+                                ctx.restore = r.download(*id, s, &dir).await?;
+                            }
+                            shared_files.push(Arc::new(tokio::sync::Mutex::new(match &restore {
+                                Some(r) => r.shared_files(*id, s, &attempt_tag),
+                                None => weir_checkpoint::SharedFiles::new(attempt_tag.clone()),
+                            })));
+                            factories.push((factory.clone(), ctx));
+                        }
+                        let mut gate = InputGate::new(inlets, mode);
+                        if let Some(r) = &restore {
+                            gate.replay_first(r.inflight(node.id, s).await?);
+                        }
+                        let cp = task_cp.clone().map(|tc| ChainCheckpointing {
+                            tc,
+                            shared: shared_files,
+                            pending: HashMap::new(),
+                        });
+                        let stateful = factories.iter().any(|(f, _)| f.is_stateful());
+                        if stateful && (self.state.backend.kind.is_blocking() || cp.is_some()) {
+                            // RocksDB calls and snapshots block on disk: the
+                            // chain opens its state and runs on a blocking
+                            // thread, waiting for its channels there.
+                            let handle = tokio::runtime::Handle::current();
+                            tasks.spawn_blocking(move || {
+                                let ops = create_operators(factories)?;
+                                handle.block_on(run_chain(ops, gate, router, cp))
+                            });
+                        } else {
+                            let ops = create_operators(factories)?;
+                            tasks.spawn(run_chain(ops, gate, router, cp));
+                        }
+                    }
+                    NodeKind::Sink(factory) => {
+                        let writer = factory.create_writer(&ctx, node.schema.clone())?;
+                        let mut gate = InputGate::new(inlets, mode);
+                        if let Some(r) = &restore {
+                            gate.replay_first(r.inflight(node.id, s).await?);
+                        }
+                        let sink_state = restored_task.and_then(|t| t.sink_state.clone());
+                        let cp = task_cp.clone().map(|tc| (tc, sink_state));
+                        let handle = tokio::runtime::Handle::current();
+                        let shared = self.shared.clone();
+                        tasks.spawn_blocking(move || {
+                            run_sink(writer, ctx, gate, cp, handle, shared)
+                        });
+                    }
+                }
+            }
+        }
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        if let (Some(c), Some(tc)) = (&self.checkpointing, &task_cp) {
+            let job = tc.job.clone();
+            let mut retained = Vec::new();
+            let mut last = restore.as_ref().map_or(0, |r| r.metadata.checkpoint_id);
+            if let Ok(ids) = job.completed_ids().await {
+                for id in ids {
+                    last = last.max(id);
+                    if let Ok(m) = job.read_metadata(id).await {
+                        retained.push((id, m));
+                    }
+                }
+            }
+            let coordinator = checkpoint::Coordinator {
+                settings: c.clone(),
+                job,
+                job_id: self.id.clone(),
+                job_name: self.name.clone(),
+                graph: graph_fingerprint(graph),
+                expected_acks,
+                sources: triggers,
+                events,
+                completed: completed_tx,
+                next_id: last + 1,
+                retained: checkpoint::retained_from(&retained),
+                stats: self.stats.clone(),
+                fail: fail_tx,
+            };
+            tokio::spawn(coordinator.run(stop_rx));
+        } else {
+            drop(fail_tx);
+        }
+        let result = supervise(tasks, &self.shared, &mut fail_rx).await;
+        let _ = stop_tx.send(true);
+        let _ = std::fs::remove_dir_all(&scratch);
+        result
+    }
+}
+
+/// Waits for the tasks of an attempt; the first failure stops the others.
+async fn supervise(
+    mut tasks: JoinSet<Result<()>>,
+    shared: &Shared,
+    fail: &mut mpsc::UnboundedReceiver<EngineError>,
+) -> Result<()> {
     let mut failure: Option<EngineError> = None;
+    let mut fail_open = true;
     loop {
         tokio::select! {
             next = tasks.join_next() => match next {
@@ -353,10 +645,9 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shared: &Shared) -> JobStatus
                 }
                 Some(Ok(Err(e))) => {
                     if failure.is_none() {
-                        tracing::error!(error = %e, "task failed, stopping the job");
+                        tracing::error!(error = %e, "task failed, stopping the attempt");
                         failure = Some(e);
                     }
-                    shared.cancelled.store(true, Ordering::SeqCst);
                     tasks.abort_all();
                 }
                 Some(Err(join)) if join.is_panic() => {
@@ -367,10 +658,18 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shared: &Shared) -> JobStatus
                             .unwrap_or_else(|| "unknown panic".into());
                         failure = Some(EngineError::Internal(format!("a task panicked: {text}")));
                     }
-                    shared.cancelled.store(true, Ordering::SeqCst);
                     tasks.abort_all();
                 }
                 Some(Err(_)) => {}
+            },
+            e = fail.recv(), if fail_open => match e {
+                Some(e) => {
+                    if failure.is_none() {
+                        failure = Some(e);
+                    }
+                    tasks.abort_all();
+                }
+                None => fail_open = false,
             },
             _ = shared.cancel.notified() => {
                 shared.cancelled.store(true, Ordering::SeqCst);
@@ -379,16 +678,48 @@ async fn supervise(mut tasks: JoinSet<Result<()>>, shared: &Shared) -> JobStatus
         }
     }
     match failure {
-        Some(e) => {
-            let text = e.to_string();
-            if let Ok(mut slot) = shared.error.lock() {
-                *slot = Some(e);
-            }
-            JobStatus::Failed(text)
-        }
-        None if shared.cancelled.load(Ordering::SeqCst) => JobStatus::Cancelled,
-        None => JobStatus::Finished,
+        Some(e) => Err(e),
+        None if shared.cancelled.load(Ordering::SeqCst) => Err(EngineError::Cancelled),
+        None => Ok(()),
     }
+}
+
+type SourceCheckpointing = (
+    checkpoint::TaskCheckpointing,
+    std::sync::mpsc::Receiver<checkpoint::Trigger>,
+);
+
+/// A source subtask's part of checkpoint `trigger`: its position, then
+/// the barrier downstream.
+fn checkpoint_source(
+    reader: &dyn crate::connectors::SourceReader,
+    spec: &SourceSpec,
+    ctx: &TaskContext,
+    router: &Router,
+    tc: &checkpoint::TaskCheckpointing,
+    trigger: checkpoint::Trigger,
+) -> Result<()> {
+    let position = reader.position().ok_or_else(|| {
+        EngineError::Checkpoint(format!(
+            "the source of table '{}' cannot be replayed, so the job cannot take checkpoints",
+            spec.table
+        ))
+    })?;
+    router.announce_barrier(trigger.id)?;
+    let _ = tc.to_coordinator.send(checkpoint::ToCoordinator::Ack {
+        id: trigger.id,
+        tasks: vec![weir_checkpoint::TaskSnapshot {
+            node: ctx.node,
+            subtask: ctx.subtask,
+            source_position: Some(position),
+            ..Default::default()
+        }],
+        uploaded: 0,
+        state_bytes: 0,
+        unaligned: false,
+        alignment: std::time::Duration::ZERO,
+    });
+    Ok(())
 }
 
 fn run_source(
@@ -396,12 +727,22 @@ fn run_source(
     ctx: TaskContext,
     mut router: Router,
     shared: Arc<Shared>,
+    checkpointing: Option<SourceCheckpointing>,
+    position: Option<serde_json::Value>,
 ) -> Result<()> {
     let mut reader = spec.connector.create_reader(&ctx)?;
+    if let Some(p) = &position {
+        reader.seek(p)?;
+    }
     let mut watermark = i64::MIN;
     loop {
         if shared.cancelled.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
+        }
+        if let Some((tc, triggers)) = &checkpointing {
+            while let Ok(t) = triggers.try_recv() {
+                checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
+            }
         }
         match reader.poll_next()? {
             SourcePoll::Batch(batch) => {
@@ -436,6 +777,29 @@ fn run_source(
             SourcePoll::Idle(wait) => std::thread::sleep(wait),
             SourcePoll::End => {
                 router.blocking_broadcast(Message::Watermark(i64::MAX))?;
+                if let Some((tc, triggers)) = &checkpointing {
+                    // Everything is read; what was produced is committed by
+                    // the final checkpoint, taken once every source is here.
+                    let _ = tc.to_coordinator.send(checkpoint::ToCoordinator::SourceFinished);
+                    loop {
+                        match triggers.recv_timeout(std::time::Duration::from_millis(50)) {
+                            Ok(t) => {
+                                checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
+                                if t.last {
+                                    break;
+                                }
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                if shared.cancelled.load(Ordering::Relaxed) {
+                                    return Err(EngineError::Cancelled);
+                                }
+                            }
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                                return Err(EngineError::Cancelled)
+                            }
+                        }
+                    }
+                }
                 router.blocking_broadcast(Message::End)?;
                 return Ok(());
             }
@@ -528,10 +892,20 @@ async fn fire_down_chain(
     Ok(())
 }
 
+/// A chain's part in checkpoints.
+struct ChainCheckpointing {
+    tc: checkpoint::TaskCheckpointing,
+    /// Per operator of the chain: its files already in `shared/`.
+    shared: Vec<Arc<tokio::sync::Mutex<weir_checkpoint::SharedFiles>>>,
+    /// Unaligned checkpoints whose in-flight data is still being recorded.
+    pending: HashMap<u64, checkpoint::PendingUpload>,
+}
+
 async fn run_chain(
     mut ops: Vec<(Box<dyn crate::operators::Operator>, TaskContext)>,
     mut gate: InputGate,
     mut router: Router,
+    mut checkpointing: Option<ChainCheckpointing>,
 ) -> Result<()> {
     while let Some(event) = gate.next().await {
         match event {
@@ -547,7 +921,47 @@ async fn run_chain(
                 }
                 router.broadcast(Message::Watermark(w)).await?;
             }
-            GateEvent::Barrier(n) => router.broadcast(Message::Barrier(n)).await?,
+            GateEvent::Barrier {
+                id,
+                unaligned,
+                alignment,
+                complete,
+            } => {
+                let Some(cp) = checkpointing.as_mut() else {
+                    router.announce_barrier(id)?;
+                    continue;
+                };
+                // The synchronous part: each operator writes its snapshot
+                // locally (RocksDB: a checkpoint of hard links), then the
+                // barrier goes on and the upload runs in the background.
+                let mut snapshots = Vec::with_capacity(ops.len());
+                for ((op, ctx), shared) in ops.iter_mut().zip(&cp.shared) {
+                    let dir = cp.tc.local_dir(id, ctx.node, ctx.subtask)?;
+                    let info = op.snapshot_state(&dir)?;
+                    snapshots.push(checkpoint::LocalSnapshot {
+                        node: ctx.node,
+                        subtask: ctx.subtask,
+                        dir,
+                        info,
+                        shared: shared.clone(),
+                        sink_state: None,
+                    });
+                }
+                router.announce_barrier(id)?;
+                let upload = cp.tc.upload(id, snapshots, unaligned, alignment);
+                if complete {
+                    cp.tc.finish(id, upload, Vec::new());
+                } else {
+                    cp.pending.insert(id, upload);
+                }
+            }
+            GateEvent::InflightDone { id, recorded } => {
+                if let Some(cp) = checkpointing.as_mut() {
+                    if let Some(upload) = cp.pending.remove(&id) {
+                        cp.tc.finish(id, upload, recorded);
+                    }
+                }
+            }
             GateEvent::End => {
                 fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
                 router.broadcast(Message::End).await?;
@@ -558,33 +972,112 @@ async fn run_chain(
     Ok(())
 }
 
+/// What a sink task reacts to: its input, or a completed checkpoint.
+enum SinkEvent {
+    Input(Option<GateEvent>),
+    Completed,
+    Closed,
+}
+
 fn run_sink(
     mut writer: Box<dyn crate::connectors::SinkWriter>,
     ctx: TaskContext,
-    mut rx: mpsc::Receiver<Message>,
-    expected_ends: usize,
+    mut gate: InputGate,
+    checkpointing: Option<(checkpoint::TaskCheckpointing, Option<serde_json::Value>)>,
+    handle: tokio::runtime::Handle,
+    shared: Arc<Shared>,
 ) -> Result<()> {
-    let mut ends = 0;
-    if expected_ends == 0 {
-        return writer.finish();
+    let (tc, restored) = match checkpointing {
+        Some((tc, state)) => (Some(tc), state),
+        None => (None, None),
+    };
+    if tc.is_some() {
+        writer.recover(restored.as_ref())?;
     }
-    while let Some(message) = rx.blocking_recv() {
-        match message {
-            Message::Batch(b) => {
-                NodeMetrics::add(&ctx.metrics.records_in, b.num_rows());
-                writer.write(&b)?;
+    let mut completed = tc.as_ref().map(|t| t.completed.clone());
+    let no_shared = Arc::new(tokio::sync::Mutex::new(weir_checkpoint::SharedFiles::default()));
+    let mut pending: HashMap<u64, checkpoint::PendingUpload> = HashMap::new();
+    let mut last_barrier = None;
+    loop {
+        let event = handle.block_on(async {
+            match completed.as_mut() {
+                Some(c) => tokio::select! {
+                    e = gate.next() => SinkEvent::Input(e),
+                    changed = c.changed() => if changed.is_ok() { SinkEvent::Completed } else { SinkEvent::Closed },
+                },
+                None => SinkEvent::Input(gate.next().await),
             }
-            Message::End => {
-                ends += 1;
-                if ends == expected_ends {
-                    return writer.finish();
+        });
+        match event {
+            SinkEvent::Completed => {
+                if let Some(c) = &completed {
+                    let id = *c.borrow();
+                    writer.commit(id)?;
                 }
             }
-            Message::Watermark(w) => ctx.metrics.watermark.store(w, Ordering::Relaxed),
-            Message::Barrier(_) => {}
+            SinkEvent::Closed => completed = None,
+            SinkEvent::Input(None) => return Err(EngineError::Cancelled),
+            SinkEvent::Input(Some(event)) => match event {
+                GateEvent::Batch(b) => {
+                    NodeMetrics::add(&ctx.metrics.records_in, b.num_rows());
+                    writer.write(&b)?;
+                }
+                GateEvent::Watermark(w) => ctx.metrics.watermark.store(w, Ordering::Relaxed),
+                GateEvent::Barrier {
+                    id,
+                    unaligned,
+                    alignment,
+                    complete,
+                } => {
+                    let Some(tc) = &tc else { continue };
+                    let state = writer.pre_commit(id)?;
+                    last_barrier = Some(id);
+                    let snapshot = checkpoint::LocalSnapshot {
+                        node: ctx.node,
+                        subtask: ctx.subtask,
+                        dir: std::path::PathBuf::new(),
+                        info: None,
+                        shared: no_shared.clone(),
+                        sink_state: Some(state),
+                    };
+                    let _guard = handle.enter();
+                    let upload = tc.upload(id, vec![snapshot], unaligned, alignment);
+                    if complete {
+                        tc.finish(id, upload, Vec::new());
+                    } else {
+                        pending.insert(id, upload);
+                    }
+                }
+                GateEvent::InflightDone { id, recorded } => {
+                    if let (Some(tc), Some(upload)) = (&tc, pending.remove(&id)) {
+                        let _guard = handle.enter();
+                        tc.finish(id, upload, recorded);
+                    }
+                }
+                GateEvent::End => {
+                    let (Some(_), Some(last)) = (&tc, last_barrier) else {
+                        return writer.finish();
+                    };
+                    // The final checkpoint covers everything written: commit
+                    // once it is complete.
+                    let Some(c) = completed.as_mut() else {
+                        return Err(EngineError::Cancelled);
+                    };
+                    loop {
+                        if *c.borrow() >= last {
+                            return writer.commit(last);
+                        }
+                        if shared.cancelled.load(Ordering::Relaxed) {
+                            return Err(EngineError::Cancelled);
+                        }
+                        if handle.block_on(c.changed()).is_err() {
+                            return Err(EngineError::Cancelled);
+                        }
+                    }
+                }
+            },
         }
     }
-    Err(EngineError::Cancelled)
 }
 
 #[cfg(test)]

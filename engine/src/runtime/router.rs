@@ -7,9 +7,8 @@ use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::create_hashes_with_hasher;
 use datafusion::physical_expr::PhysicalExpr;
-use tokio::sync::mpsc::Sender;
-
-use crate::error::{EngineError, Result};
+use super::channel::Outlet;
+use crate::error::Result;
 use crate::message::Message;
 
 /// Fixed seeds: a key must map to the same key group in every process, so
@@ -56,28 +55,33 @@ pub fn key_groups(
 /// How one output edge distributes batches.
 pub enum Route {
     /// Everything to one channel.
-    One(Sender<Message>),
+    One(Outlet),
     /// Batches round-robin, watermarks and end markers to all.
     RoundRobin {
-        targets: Vec<Sender<Message>>,
+        targets: Vec<Outlet>,
         next: usize,
     },
     /// Rows by key group.
     Hash {
         keys: Vec<Arc<dyn PhysicalExpr>>,
-        targets: Vec<Sender<Message>>,
+        targets: Vec<Outlet>,
         max_parallelism: usize,
         hashes: Vec<u64>,
     },
 }
 
 impl Route {
-    fn targets(&self) -> Vec<&Sender<Message>> {
+    fn targets(&self) -> &[Outlet] {
         match self {
-            Route::One(s) => vec![s],
-            Route::RoundRobin { targets, .. } | Route::Hash { targets, .. } => {
-                targets.iter().collect()
-            }
+            Route::One(s) => std::slice::from_ref(s),
+            Route::RoundRobin { targets, .. } | Route::Hash { targets, .. } => targets,
+        }
+    }
+
+    fn targets_mut(&mut self) -> &mut [Outlet] {
+        match self {
+            Route::One(s) => std::slice::from_mut(s),
+            Route::RoundRobin { targets, .. } | Route::Hash { targets, .. } => targets,
         }
     }
 
@@ -134,10 +138,6 @@ pub struct Router {
     routes: Vec<Route>,
 }
 
-fn closed() -> EngineError {
-    EngineError::Cancelled
-}
-
 impl Router {
     /// A router over the given routes (one per downstream edge).
     pub fn new(routes: Vec<Route>) -> Self {
@@ -151,20 +151,17 @@ impl Router {
         }
         for route in &mut self.routes {
             for (t, piece) in route.split(batch.clone())? {
-                route.targets()[t]
-                    .send(Message::Batch(piece))
-                    .await
-                    .map_err(|_| closed())?;
+                route.targets_mut()[t].send(Message::Batch(piece)).await?;
             }
         }
         Ok(())
     }
 
-    /// Sends a watermark, barrier or end marker to every downstream subtask.
+    /// Sends a watermark or end marker to every downstream subtask.
     pub async fn broadcast(&mut self, message: Message) -> Result<()> {
-        for route in &self.routes {
-            for t in route.targets() {
-                t.send(message.clone()).await.map_err(|_| closed())?;
+        for route in &mut self.routes {
+            for t in route.targets_mut() {
+                t.send(message.clone()).await?;
             }
         }
         Ok(())
@@ -177,9 +174,7 @@ impl Router {
         }
         for route in &mut self.routes {
             for (t, piece) in route.split(batch.clone())? {
-                route.targets()[t]
-                    .blocking_send(Message::Batch(piece))
-                    .map_err(|_| closed())?;
+                route.targets_mut()[t].blocking_send(Message::Batch(piece))?;
             }
         }
         Ok(())
@@ -187,9 +182,20 @@ impl Router {
 
     /// Broadcasts from a blocking thread.
     pub fn blocking_broadcast(&mut self, message: Message) -> Result<()> {
+        for route in &mut self.routes {
+            for t in route.targets_mut() {
+                t.blocking_send(message.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Announces barrier `id` to every downstream subtask, after what was
+    /// sent so far. Never waits, even when the data lanes are full.
+    pub fn announce_barrier(&self, id: u64) -> Result<()> {
         for route in &self.routes {
             for t in route.targets() {
-                t.blocking_send(message.clone()).map_err(|_| closed())?;
+                t.announce(id)?;
             }
         }
         Ok(())

@@ -293,4 +293,17 @@ impl SourceReader for DatagenReader {
             columns,
         )?))
     }
+    fn position(&self) -> Option<serde_json::Value> {
+        // Every value is a function of the row number (timestamps aside,
+        // which are relative to the wall clock by definition).
+        Some(serde_json::json!({ "next_row": self.next }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        self.next = position
+            .get("next_row")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| EngineError::Internal(format!("bad datagen position {position}")))?;
+        Ok(())
+    }
 }

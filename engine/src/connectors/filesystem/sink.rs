@@ -1,8 +1,17 @@
 //! Writing part files. Each sink subtask writes its own files, named
 //! `part-<job>-<subtask>-<n>.<ext>`; while a file is written its name starts
 //! with a dot and ends with `.inprogress`, so readers of the directory never
-//! see a partial file. It is renamed when it is finished: on rolling (size)
-//! and at the end of a bounded input.
+//! see a partial file.
+//!
+//! Without checkpoints a file is renamed when it is finished: on rolling
+//! (size) and at the end of a bounded input. With checkpoints the sink is
+//! two-phase and exactly once: on a barrier the open file is closed and
+//! synced (pre-commit) and its name goes into the checkpoint; only when the
+//! checkpoint completes are its files renamed (commit). Files are then named
+//! `part-<job>-<subtask>-<attempt>-<n>.<ext>`, so that a restarted attempt
+//! never reuses a name; on recovery the files the restored checkpoint
+//! pre-committed are committed and every other hidden file of the subtask is
+//! deleted.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -45,13 +54,27 @@ impl SinkFactory for FileSink {
         std::fs::create_dir_all(&dir).map_err(|e| {
             EngineError::io(format!("creating sink directory '{}'", dir.display()), e)
         })?;
+        let subtask_prefix = format!("part-{}-{}-", ctx.job_id, ctx.subtask);
+        let prefix = if ctx.checkpointing {
+            let attempt = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            format!("{subtask_prefix}{attempt:x}")
+        } else {
+            format!("part-{}-{}", ctx.job_id, ctx.subtask)
+        };
         Ok(Box::new(PartFileWriter {
             options: self.options.clone(),
             dir,
             schema,
-            prefix: format!("part-{}-{}", ctx.job_id, ctx.subtask),
+            prefix,
+            subtask_prefix,
             sequence: 0,
             open: None,
+            two_phase: ctx.checkpointing,
+            closed: Vec::new(),
+            pre_committed: std::collections::BTreeMap::new(),
         }))
     }
     fn accepts_updates(&self) -> bool {
@@ -84,8 +107,21 @@ struct PartFileWriter {
     dir: PathBuf,
     schema: SchemaRef,
     prefix: String,
+    /// `part-<job>-<subtask>-`: what this subtask's files start with.
+    subtask_prefix: String,
     sequence: u64,
     open: Option<OpenPart>,
+    /// Commit on checkpoints instead of on close.
+    two_phase: bool,
+    /// Finished files not pre-committed yet (visible names).
+    closed: Vec<String>,
+    /// Pre-committed files by checkpoint, not committed yet.
+    pre_committed: std::collections::BTreeMap<u64, Vec<String>>,
+}
+
+/// The hidden name of part file `name` while it is not committed.
+fn hidden_name(name: &str) -> String {
+    format!(".{name}.inprogress")
 }
 
 impl PartFileWriter {
@@ -98,7 +134,7 @@ impl PartFileWriter {
                 self.options.format.extension()
             );
             self.sequence += 1;
-            let hidden = self.dir.join(format!(".{name}.inprogress"));
+            let hidden = self.dir.join(hidden_name(&name));
             let visible = self.dir.join(name);
             let file = File::create(&hidden)
                 .map_err(|e| EngineError::io(format!("creating '{}'", hidden.display()), e))?;
@@ -129,19 +165,44 @@ impl PartFileWriter {
         let io = |e: std::io::Error| {
             EngineError::io(format!("finishing '{}'", part.hidden.display()), e)
         };
-        match part.encoder {
-            Encoder::Csv(mut w) => w.flush().map_err(io)?,
+        let file = match part.encoder {
+            Encoder::Csv(w) => w.into_inner().map_err(|e| io(e.into_error()))?,
             Encoder::Json(mut w) => {
                 w.finish()?;
-                w.into_inner().flush().map_err(io)?
+                w.into_inner().into_inner().map_err(|e| io(e.into_error()))?
             }
-            Encoder::Parquet(w) => {
-                w.close()
-                    .map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?;
-            }
+            Encoder::Parquet(w) => w
+                .into_inner()
+                .map_err(|e| EngineError::Internal(format!("parquet writer: {e}")))?,
+        };
+        if self.two_phase {
+            // Pre-committed files must survive a crash of the machine.
+            file.sync_all().map_err(io)?;
+            let name = part
+                .visible
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            self.closed.push(name);
+            return Ok(());
         }
         std::fs::rename(&part.hidden, &part.visible).map_err(io)?;
         Ok(())
+    }
+
+    /// Renames a pre-committed file into view; done already is fine.
+    fn publish(&self, name: &str) -> Result<()> {
+        let hidden = self.dir.join(hidden_name(name));
+        match std::fs::rename(&hidden, self.dir.join(name)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.dir.join(name).exists() => {
+                Ok(())
+            }
+            Err(e) => Err(EngineError::io(
+                format!("committing '{}'", hidden.display()),
+                e,
+            )),
+        }
     }
 }
 
@@ -211,5 +272,51 @@ impl SinkWriter for PartFileWriter {
 
     fn finish(&mut self) -> Result<()> {
         self.close()
+    }
+
+    fn pre_commit(&mut self, checkpoint: u64) -> Result<serde_json::Value> {
+        self.close()?;
+        let files = std::mem::take(&mut self.closed);
+        self.pre_committed.insert(checkpoint, files);
+        let pending: Vec<&String> = self.pre_committed.values().flatten().collect();
+        Ok(serde_json::json!({ "pending": pending }))
+    }
+
+    fn commit(&mut self, checkpoint: u64) -> Result<()> {
+        let later = self.pre_committed.split_off(&(checkpoint + 1));
+        let due = std::mem::replace(&mut self.pre_committed, later);
+        for name in due.values().flatten() {
+            self.publish(name)?;
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, state: Option<&serde_json::Value>) -> Result<()> {
+        let pending: Vec<String> = state
+            .and_then(|s| s.get("pending"))
+            .and_then(|p| p.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for name in &pending {
+            self.publish(name)?;
+        }
+        // Whatever else this subtask left hidden was never part of a
+        // completed checkpoint: its rows will be produced again.
+        let leftover = format!(".{}", self.subtask_prefix);
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| EngineError::io(format!("listing '{}'", self.dir.display()), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(&leftover) && name.ends_with(".inprogress") {
+                std::fs::remove_file(entry.path()).map_err(|e| {
+                    EngineError::io(format!("removing '{}'", entry.path().display()), e)
+                })?;
+            }
+        }
+        Ok(())
     }
 }

@@ -87,6 +87,7 @@ impl SourceFactory for FileSource {
             options: self.options.clone(),
             schema: self.schema.clone(),
             files,
+            next_file: 0,
             current: None,
             batch_size: ctx.batch_size,
             metrics: ctx.metrics.clone(),
@@ -109,14 +110,22 @@ enum OpenFile {
         reader: BufReader<File>,
         path: String,
         line: u64,
+        /// Bytes read: where the next line starts.
+        offset: u64,
     },
-    Parquet(datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader),
+    Parquet {
+        reader: datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+        /// Batches read.
+        batches: u64,
+    },
 }
 
 struct FileReader {
     options: FileOptions,
     schema: SchemaRef,
     files: Vec<PathBuf>,
+    /// Index in `files` of the next file to open.
+    next_file: usize,
     current: Option<OpenFile>,
     batch_size: usize,
     metrics: Arc<NodeMetrics>,
@@ -126,36 +135,26 @@ impl SourceReader for FileReader {
     fn poll_next(&mut self) -> Result<SourcePoll> {
         loop {
             if self.current.is_none() {
-                if self.files.is_empty() {
+                if self.next_file >= self.files.len() {
                     return Ok(SourcePoll::End);
                 }
-                let path = self.files.remove(0);
-                let name = path.display().to_string();
-                let file = File::open(&path)
-                    .map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
-                self.current = Some(match self.options.format {
-                    FileFormat::Parquet => OpenFile::Parquet(
-                        ParquetRecordBatchReaderBuilder::try_new(file)
-                            .and_then(|b| b.with_batch_size(self.batch_size).build())
-                            .map_err(|e| EngineError::BadRecord {
-                                file: name.clone(),
-                                line: 0,
-                                reason: e.to_string(),
-                            })?,
-                    ),
-                    _ => OpenFile::Lines {
-                        reader: BufReader::new(file),
-                        path: name,
-                        line: 0,
-                    },
-                });
+                self.current = Some(self.open(self.next_file)?);
+                self.next_file += 1;
             }
             let batch = match self.current.as_mut() {
-                Some(OpenFile::Parquet(reader)) => match reader.next() {
-                    Some(batch) => Some(cast_to_schema(&batch?, &self.schema)?),
+                Some(OpenFile::Parquet { reader, batches }) => match reader.next() {
+                    Some(batch) => {
+                        *batches += 1;
+                        Some(cast_to_schema(&batch?, &self.schema)?)
+                    }
                     None => None,
                 },
-                Some(OpenFile::Lines { reader, path, line }) => {
+                Some(OpenFile::Lines {
+                    reader,
+                    path,
+                    line,
+                    offset,
+                }) => {
                     let mut lines = Vec::with_capacity(self.batch_size);
                     let first_line = *line + 1;
                     while lines.len() < self.batch_size {
@@ -167,6 +166,7 @@ impl SourceReader for FileReader {
                             break;
                         }
                         *line += 1;
+                        *offset += n as u64;
                         let content = text.trim_end_matches(['\n', '\r']).len();
                         text.truncate(content);
                         lines.push(text);
@@ -189,6 +189,98 @@ impl SourceReader for FileReader {
                 None => self.current = None,
             }
         }
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        let (file, offset, line, batches) = match &self.current {
+            Some(OpenFile::Lines { offset, line, .. }) => (self.next_file - 1, *offset, *line, 0),
+            Some(OpenFile::Parquet { batches, .. }) => (self.next_file - 1, 0, 0, *batches),
+            None => (self.next_file, 0, 0, 0),
+        };
+        Some(serde_json::json!({
+            "file_index": file,
+            "file": self.files.get(file).map(|f| f.display().to_string()),
+            "offset": offset,
+            "line": line,
+            "batches": batches,
+        }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let number = |k: &str| position.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        let mut index = number("file_index") as usize;
+        // The directory may have changed: find the file by name.
+        if let Some(name) = position.get("file").and_then(|v| v.as_str()) {
+            if self.files.get(index).map(|f| f.display().to_string()).as_deref() != Some(name) {
+                match self.files.iter().position(|f| f.display().to_string() == name) {
+                    Some(i) => index = i,
+                    None => {
+                        return Err(EngineError::Internal(format!(
+                            "the checkpoint's position is in '{name}', which is no longer in the source directory"
+                        )))
+                    }
+                }
+            }
+        }
+        self.current = None;
+        self.next_file = index;
+        let (offset, line, batches) = (number("offset"), number("line"), number("batches"));
+        if index < self.files.len() && (offset > 0 || batches > 0) {
+            let mut open = self.open(index)?;
+            self.next_file = index + 1;
+            match &mut open {
+                OpenFile::Lines {
+                    reader,
+                    path,
+                    line: l,
+                    offset: o,
+                } => {
+                    use std::io::Seek;
+                    reader
+                        .seek(std::io::SeekFrom::Start(offset))
+                        .map_err(|e| EngineError::io(format!("seeking in '{path}'"), e))?;
+                    *l = line;
+                    *o = offset;
+                }
+                OpenFile::Parquet { reader, batches: b } => {
+                    for _ in 0..batches {
+                        if reader.next().is_none() {
+                            break;
+                        }
+                        *b += 1;
+                    }
+                }
+            }
+            self.current = Some(open);
+        }
+        Ok(())
+    }
+}
+
+impl FileReader {
+    fn open(&self, index: usize) -> Result<OpenFile> {
+        let path = &self.files[index];
+        let name = path.display().to_string();
+        let file =
+            File::open(path).map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
+        Ok(match self.options.format {
+            FileFormat::Parquet => OpenFile::Parquet {
+                reader: ParquetRecordBatchReaderBuilder::try_new(file)
+                    .and_then(|b| b.with_batch_size(self.batch_size).build())
+                    .map_err(|e| EngineError::BadRecord {
+                        file: name.clone(),
+                        line: 0,
+                        reason: e.to_string(),
+                    })?,
+                batches: 0,
+            },
+            _ => OpenFile::Lines {
+                reader: BufReader::new(file),
+                path: name,
+                line: 0,
+                offset: 0,
+            },
+        })
     }
 }
 

@@ -195,4 +195,17 @@ impl SourceReader for NexmarkReader {
         )?;
         Ok(SourcePoll::Batch(batch))
     }
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "next_event": self.next }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        self.next = position
+            .get("next_event")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| {
+                crate::error::EngineError::Internal(format!("bad nexmark position {position}"))
+            })?;
+        Ok(())
+    }
 }

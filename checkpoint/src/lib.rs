@@ -1,0 +1,64 @@
+//! Where Weir's checkpoints are kept, and in what form.
+//!
+//! A checkpoint location is an `object_store` URL (`file://` or a plain
+//! path, `memory://`, `s3://`, `gs://`, `az://`). Under it each job has a
+//! folder named by its id:
+//!
+//! ```text
+//! <dir>/<job-id>/chk-<n>/_metadata          versioned, checksummed (see [`metadata`])
+//! <dir>/<job-id>/chk-<n>/<task>/...         files owned by one checkpoint
+//! <dir>/<job-id>/shared/<task>/...          files reused by incremental checkpoints
+//! ```
+//!
+//! The metadata file is written last, with one `put`, so a checkpoint exists
+//! only once it is complete. Files under `shared/` are counted by the
+//! metadata of the retained checkpoints that list them, and deleted when
+//! none does.
+
+#![warn(missing_docs)]
+
+pub mod metadata;
+pub mod storage;
+pub mod upload;
+
+pub use metadata::{
+    CheckpointMetadata, FileRef, InflightChannel, InflightItem, TaskSnapshot, FORMAT_VERSION,
+};
+pub use storage::{parse_checkpoint_url, CheckpointStorage, JobCheckpoints, StorageOptions};
+pub use upload::{download_snapshot, upload_snapshot};
+pub use upload::SharedFiles;
+
+/// What can go wrong reading or writing checkpoints.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The location or its options are not usable.
+    #[error("checkpoint storage: {0}")]
+    Config(String),
+    /// The object store failed.
+    #[error("checkpoint storage '{location}': {source}")]
+    Store {
+        /// The object's path (no credentials).
+        location: String,
+        /// What the store said.
+        source: object_store::Error,
+    },
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A stored checkpoint is unreadable: truncated, altered or of another format.
+    #[error("checkpoint {location} is corrupt: {reason}")]
+    Corrupt {
+        /// Where it is.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, CheckpointError>;

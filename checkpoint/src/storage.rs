@@ -1,0 +1,507 @@
+//! Opening a checkpoint location and reading and writing a job's folder.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::metadata::CheckpointMetadata;
+use crate::{CheckpointError, Result};
+
+/// Credentials and endpoints for remote stores, with Flink's key names
+/// (`s3.endpoint`, `s3.access-key`, `s3.secret-key`, `s3.region`,
+/// `s3.path.style.access`). Unset values come from the environment
+/// (`AWS_*`, `GOOGLE_*`, `AZURE_*`), as the object_store builders read it.
+#[derive(Clone, Default)]
+pub struct StorageOptions {
+    /// `s3.endpoint`: an S3-compatible server (`http://` allowed).
+    pub s3_endpoint: Option<String>,
+    /// `s3.access-key`.
+    pub s3_access_key: Option<String>,
+    /// `s3.secret-key`; never printed.
+    pub s3_secret_key: Option<String>,
+    /// `s3.region`.
+    pub s3_region: Option<String>,
+    /// `s3.path.style.access`: address buckets by path, not by host name.
+    pub s3_path_style: bool,
+}
+
+impl std::fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageOptions")
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_access_key", &self.s3_access_key.as_ref().map(|_| "******"))
+            .field("s3_secret_key", &self.s3_secret_key.as_ref().map(|_| "******"))
+            .field("s3_region", &self.s3_region)
+            .field("s3_path_style", &self.s3_path_style)
+            .finish()
+    }
+}
+
+/// The `memory://` stores of this process, by URL, so that a job restarted
+/// in the same process finds its checkpoints.
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(Default::default)
+}
+
+/// A checkpoint location: an object store and a folder in it.
+#[derive(Clone)]
+pub struct CheckpointStorage {
+    store: Arc<dyn ObjectStore>,
+    base: ObjectPath,
+    url: String,
+}
+
+impl std::fmt::Debug for CheckpointStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CheckpointStorage({})", self.url)
+    }
+}
+
+impl CheckpointStorage {
+    /// Opens `location`: a plain path or `file://` URL (created if missing),
+    /// `memory://<name>`, `s3://bucket/path`, `gs://bucket/path` or
+    /// `az://container/path`.
+    pub fn open(location: &str, options: &StorageOptions) -> Result<Self> {
+        let location = location.trim().trim_end_matches('/');
+        let scheme = location.split_once("://").map(|(s, _)| s);
+        let config = |what: &str, e: object_store::Error| {
+            CheckpointError::Config(format!("{what} '{location}': {e}"))
+        };
+        let (store, base): (Arc<dyn ObjectStore>, String) = match scheme {
+            None | Some("file") => {
+                let dir = location.strip_prefix("file://").unwrap_or(location);
+                if dir.is_empty() {
+                    return Err(CheckpointError::Config(
+                        "the checkpoint directory is empty".into(),
+                    ));
+                }
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    CheckpointError::Config(format!(
+                        "cannot create the checkpoint directory '{dir}': {e}"
+                    ))
+                })?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| config("cannot open the checkpoint directory", e))?;
+                (Arc::new(store), String::new())
+            }
+            Some("memory") => {
+                let name = &location["memory://".len()..];
+                let store = memory_stores()
+                    .lock()
+                    .map_err(|_| CheckpointError::Config("memory store lock poisoned".into()))?
+                    .entry(name.split('/').next().unwrap_or_default().to_string())
+                    .or_default()
+                    .clone();
+                let base = name.split_once('/').map(|(_, p)| p).unwrap_or_default();
+                (store, base.to_string())
+            }
+            Some("s3" | "s3a") => {
+                let url = location.replacen("s3a://", "s3://", 1);
+                let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(&url);
+                if let Some(e) = &options.s3_endpoint {
+                    b = b
+                        .with_endpoint(e)
+                        .with_allow_http(e.starts_with("http://"));
+                }
+                if let Some(k) = &options.s3_access_key {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(k) = &options.s3_secret_key {
+                    b = b.with_secret_access_key(k);
+                }
+                if let Some(r) = &options.s3_region {
+                    b = b.with_region(r);
+                }
+                if options.s3_path_style || options.s3_endpoint.is_some() {
+                    b = b.with_virtual_hosted_style_request(false);
+                }
+                let store = b.build().map_err(|e| config("cannot open S3 location", e))?;
+                (Arc::new(store), path_of(&url))
+            }
+            Some("gs") => {
+                let store = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(location)
+                    .build()
+                    .map_err(|e| config("cannot open GCS location", e))?;
+                (Arc::new(store), path_of(location))
+            }
+            Some("az" | "abfs" | "abfss") => {
+                let store = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(location)
+                    .build()
+                    .map_err(|e| config("cannot open Azure location", e))?;
+                (Arc::new(store), path_of(location))
+            }
+            Some(other) => {
+                return Err(CheckpointError::Config(format!(
+                    "unsupported scheme '{other}://' in '{location}': use a path, file://, memory://, s3://, gs:// or az://"
+                )))
+            }
+        };
+        Ok(Self {
+            store,
+            base: ObjectPath::from(base.as_str()),
+            url: location.to_string(),
+        })
+    }
+
+    /// The location as given (URLs carry no credentials; those are options).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The folder of job `job_id`.
+    pub fn job(&self, job_id: &str) -> JobCheckpoints {
+        JobCheckpoints {
+            store: self.store.clone(),
+            base: self.base.clone().join(job_id),
+            url: format!("{}/{job_id}", self.url),
+        }
+    }
+}
+
+/// The path inside the bucket of `scheme://bucket/path`.
+fn path_of(url: &str) -> String {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, p)| p.to_string())
+        .unwrap_or_default()
+}
+
+/// One job's checkpoint folder.
+#[derive(Clone)]
+pub struct JobCheckpoints {
+    store: Arc<dyn ObjectStore>,
+    base: ObjectPath,
+    url: String,
+}
+
+impl std::fmt::Debug for JobCheckpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JobCheckpoints({})", self.url)
+    }
+}
+
+/// The folder of checkpoint `id`, relative to the job's folder.
+pub fn checkpoint_folder(id: u64) -> String {
+    format!("chk-{id}")
+}
+
+impl JobCheckpoints {
+    /// The folder's URL, for messages.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The URL of checkpoint `id`, as users pass it to `weir run -s`.
+    pub fn checkpoint_url(&self, id: u64) -> String {
+        format!("{}/{}", self.url, checkpoint_folder(id))
+    }
+
+    fn path(&self, relative: &str) -> ObjectPath {
+        relative
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .fold(self.base.clone(), |p, part| p.join(part))
+    }
+
+    fn err(&self, relative: &str, source: object_store::Error) -> CheckpointError {
+        CheckpointError::Store {
+            location: format!("{}/{relative}", self.url),
+            source,
+        }
+    }
+
+    /// Writes an object (atomically: readers see all of it or nothing).
+    pub async fn put(&self, relative: &str, data: Bytes) -> Result<()> {
+        self.store
+            .put(&self.path(relative), PutPayload::from(data))
+            .await
+            .map_err(|e| self.err(relative, e))?;
+        Ok(())
+    }
+
+    /// Reads an object.
+    pub async fn get(&self, relative: &str) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(&self.path(relative))
+            .await
+            .map_err(|e| self.err(relative, e))?;
+        result.bytes().await.map_err(|e| self.err(relative, e))
+    }
+
+    /// Uploads a local file.
+    pub async fn upload(&self, local: &Path, relative: &str) -> Result<u64> {
+        let data = tokio::fs::read(local)
+            .await
+            .map_err(|e| CheckpointError::Io {
+                path: local.display().to_string(),
+                source: e,
+            })?;
+        let size = data.len() as u64;
+        self.put(relative, Bytes::from(data)).await?;
+        Ok(size)
+    }
+
+    /// Downloads an object into a local file, checking its size.
+    pub async fn download(&self, relative: &str, local: &Path, size: u64) -> Result<()> {
+        let data = self.get(relative).await?;
+        if data.len() as u64 != size {
+            return Err(CheckpointError::Corrupt {
+                location: format!("{}/{relative}", self.url),
+                reason: format!("{} bytes, the metadata says {size}", data.len()),
+            });
+        }
+        if let Some(parent) = local.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| CheckpointError::Io {
+                    path: parent.display().to_string(),
+                    source: e,
+                })?;
+        }
+        tokio::fs::write(local, &data)
+            .await
+            .map_err(|e| CheckpointError::Io {
+                path: local.display().to_string(),
+                source: e,
+            })
+    }
+
+    /// Deletes objects; missing ones are not an error.
+    pub async fn delete_all(&self, relatives: &[String]) -> Result<()> {
+        for r in relatives {
+            match self.store.delete(&self.path(r)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.err(r, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The objects under `relative`, relative to the job's folder.
+    pub async fn list(&self, relative: &str) -> Result<Vec<String>> {
+        let prefix = self.path(relative);
+        let base = self.base.as_ref().to_string();
+        let found: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(relative, e))?;
+        Ok(found
+            .into_iter()
+            .map(|m| {
+                let full = m.location.as_ref().to_string();
+                full.strip_prefix(&base)
+                    .unwrap_or(&full)
+                    .trim_start_matches('/')
+                    .to_string()
+            })
+            .collect())
+    }
+
+    /// Deletes checkpoint `id`'s own folder (not the shared files it uses).
+    pub async fn delete_checkpoint(&self, id: u64) -> Result<()> {
+        let folder = checkpoint_folder(id);
+        // The metadata first: a half-deleted checkpoint must not look complete.
+        self.delete_all(&[format!("{folder}/_metadata")]).await?;
+        let objects = self.list(&folder).await?;
+        self.delete_all(&objects).await
+    }
+
+    /// Deletes the job's whole folder.
+    pub async fn delete_job(&self) -> Result<()> {
+        let objects = self.list("").await?;
+        self.delete_all(&objects).await
+    }
+
+    /// The ids of checkpoints that have a metadata file, ascending.
+    pub async fn completed_ids(&self) -> Result<Vec<u64>> {
+        let mut ids: Vec<u64> = self
+            .list("")
+            .await?
+            .iter()
+            .filter_map(|p| {
+                let (folder, file) = p.split_once('/')?;
+                (file == "_metadata")
+                    .then(|| folder.strip_prefix("chk-")?.parse().ok())
+                    .flatten()
+            })
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Reads and checks checkpoint `id`'s metadata.
+    pub async fn read_metadata(&self, id: u64) -> Result<CheckpointMetadata> {
+        let relative = format!("{}/_metadata", checkpoint_folder(id));
+        let bytes = self.get(&relative).await?;
+        CheckpointMetadata::decode(&bytes, &self.checkpoint_url(id))
+    }
+
+    /// Writes checkpoint metadata: the step that completes a checkpoint.
+    pub async fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
+        let relative = format!("{}/_metadata", checkpoint_folder(metadata.checkpoint_id));
+        self.put(&relative, Bytes::from(metadata.encode()?)).await
+    }
+
+    /// Checks that every file a checkpoint lists is there with its size.
+    pub async fn verify(&self, metadata: &CheckpointMetadata) -> Result<()> {
+        for task in &metadata.tasks {
+            let objects = task
+                .files
+                .iter()
+                .map(|f| (&f.object, f.size))
+                .chain(
+                    task.inflight
+                        .iter()
+                        .filter_map(|c| c.object.as_ref().map(|o| (o, c.bytes))),
+                );
+            for (object, size) in objects {
+                let meta = self
+                    .store
+                    .head(&self.path(object))
+                    .await
+                    .map_err(|e| CheckpointError::Corrupt {
+                        location: self.checkpoint_url(metadata.checkpoint_id),
+                        reason: format!("file '{object}' is unreadable: {e}"),
+                    })?;
+                if meta.size != size {
+                    return Err(CheckpointError::Corrupt {
+                        location: self.checkpoint_url(metadata.checkpoint_id),
+                        reason: format!(
+                            "file '{object}' has {} bytes, the metadata says {size}",
+                            meta.size
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest checkpoint whose metadata and files are intact. Damaged
+    /// ones are skipped, each with a warning returned alongside.
+    pub async fn latest_valid(&self) -> Result<(Option<CheckpointMetadata>, Vec<String>)> {
+        let mut warnings = Vec::new();
+        for id in self.completed_ids().await?.into_iter().rev() {
+            let checked = match self.read_metadata(id).await {
+                Ok(m) => self.verify(&m).await.map(|()| m),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(m) => return Ok((Some(m), warnings)),
+                Err(e) => warnings.push(format!("skipping checkpoint {id}: {e}")),
+            }
+        }
+        Ok((None, warnings))
+    }
+}
+
+/// Splits a checkpoint URL (`<dir>/<job-id>/chk-<n>`, optionally with
+/// `/_metadata`) into the location, the job id and the checkpoint id.
+pub fn parse_checkpoint_url(url: &str) -> Result<(String, String, u64)> {
+    let trimmed = url
+        .trim()
+        .trim_end_matches('/')
+        .trim_end_matches("/_metadata");
+    let bad = || {
+        CheckpointError::Config(format!(
+            "'{url}' is not a checkpoint path: expected <dir>/<job-id>/chk-<n>"
+        ))
+    };
+    let (rest, chk) = trimmed.rsplit_once('/').ok_or_else(bad)?;
+    let id = chk
+        .strip_prefix("chk-")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)?;
+    let (dir, job) = rest.rsplit_once('/').ok_or_else(bad)?;
+    if job.is_empty() {
+        return Err(bad());
+    }
+    let dir = if dir.is_empty() { "/" } else { dir };
+    Ok((dir.to_string(), job.to_string(), id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_urls_are_split() {
+        assert_eq!(
+            parse_checkpoint_url("file:///tmp/c/abc/chk-12/_metadata").unwrap(),
+            ("file:///tmp/c".to_string(), "abc".to_string(), 12)
+        );
+        assert_eq!(
+            parse_checkpoint_url("s3://b/p/abc/chk-3/").unwrap(),
+            ("s3://b/p".to_string(), "abc".to_string(), 3)
+        );
+        assert!(parse_checkpoint_url("/tmp/c/abc").is_err());
+    }
+
+    #[tokio::test]
+    async fn latest_valid_skips_damaged_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage =
+            CheckpointStorage::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let job = storage.job("j1");
+        for id in 1..=3 {
+            job.put(&format!("chk-{id}/op1-0/state.snap"), Bytes::from(vec![1u8; 10]))
+                .await
+                .unwrap();
+            let meta = CheckpointMetadata {
+                checkpoint_id: id,
+                job_id: "j1".into(),
+                job_name: "n".into(),
+                graph: "g".into(),
+                trigger_time_ms: 0,
+                duration_ms: 0,
+                unaligned: false,
+                alignment_ms: 0,
+                is_final: false,
+                state_bytes: 10,
+                uploaded_bytes: 10,
+                tasks: vec![crate::TaskSnapshot {
+                    node: 1,
+                    files: vec![crate::FileRef {
+                        local: "state.snap".into(),
+                        object: format!("chk-{id}/op1-0/state.snap"),
+                        size: 10,
+                        shared: false,
+                    }],
+                    ..Default::default()
+                }],
+            };
+            job.write_metadata(&meta).await.unwrap();
+        }
+        // chk-3: a truncated data file; chk-2: broken metadata.
+        std::fs::write(dir.path().join("j1/chk-3/op1-0/state.snap"), [1u8; 4]).unwrap();
+        std::fs::write(dir.path().join("j1/chk-2/_metadata"), b"WEIR-CHECKPOINT 1\n{").unwrap();
+        let (found, warnings) = job.latest_valid().await.unwrap();
+        assert_eq!(found.unwrap().checkpoint_id, 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("checkpoint 3"), "{warnings:?}");
+        assert!(warnings[1].contains("checkpoint 2"), "{warnings:?}");
+        assert_eq!(job.completed_ids().await.unwrap(), vec![1, 2, 3]);
+        job.delete_checkpoint(3).await.unwrap();
+        assert_eq!(job.completed_ids().await.unwrap(), vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn memory_stores_are_shared_by_name() {
+        let a = CheckpointStorage::open("memory://t1/x", &Default::default()).unwrap();
+        a.job("j").put("f", Bytes::from_static(b"hi")).await.unwrap();
+        let b = CheckpointStorage::open("memory://t1/x", &Default::default()).unwrap();
+        assert_eq!(&b.job("j").get("f").await.unwrap()[..], b"hi");
+    }
+}

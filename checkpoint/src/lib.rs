@@ -25,8 +25,8 @@ pub use metadata::{
     CheckpointMetadata, FileRef, InflightChannel, InflightItem, TaskSnapshot, FORMAT_VERSION,
 };
 pub use storage::{parse_checkpoint_url, CheckpointStorage, JobCheckpoints, StorageOptions};
-pub use upload::{download_snapshot, upload_snapshot};
 pub use upload::SharedFiles;
+pub use upload::{download_snapshot, upload_snapshot};
 
 /// What can go wrong reading or writing checkpoints.
 #[derive(Debug, thiserror::Error)]

@@ -223,7 +223,10 @@ mod tests {
         let m = sample();
         let bytes = m.encode().unwrap();
         assert_eq!(CheckpointMetadata::decode(&bytes, "x").unwrap(), m);
-        assert_eq!(m.shared_objects().collect::<Vec<_>>(), ["shared/op1-0/x-1.sst"]);
+        assert_eq!(
+            m.shared_objects().collect::<Vec<_>>(),
+            ["shared/op1-0/x-1.sst"]
+        );
     }
 
     #[test]
@@ -237,7 +240,9 @@ mod tests {
         altered[i] = b'8';
         let err = CheckpointMetadata::decode(&altered, "x").unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");
-        let other = String::from_utf8(bytes).unwrap().replace("CHECKPOINT 1", "CHECKPOINT 9");
+        let other = String::from_utf8(bytes)
+            .unwrap()
+            .replace("CHECKPOINT 1", "CHECKPOINT 9");
         let err = CheckpointMetadata::decode(other.as_bytes(), "x").unwrap_err();
         assert!(err.to_string().contains("version 9"), "{err}");
     }

@@ -35,8 +35,14 @@ impl std::fmt::Debug for StorageOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageOptions")
             .field("s3_endpoint", &self.s3_endpoint)
-            .field("s3_access_key", &self.s3_access_key.as_ref().map(|_| "******"))
-            .field("s3_secret_key", &self.s3_secret_key.as_ref().map(|_| "******"))
+            .field(
+                "s3_access_key",
+                &self.s3_access_key.as_ref().map(|_| "******"),
+            )
+            .field(
+                "s3_secret_key",
+                &self.s3_secret_key.as_ref().map(|_| "******"),
+            )
             .field("s3_region", &self.s3_region)
             .field("s3_path_style", &self.s3_path_style)
             .finish()
@@ -56,6 +62,8 @@ pub struct CheckpointStorage {
     store: Arc<dyn ObjectStore>,
     base: ObjectPath,
     url: String,
+    /// The directory, for `file://` locations: emptied folders are removed.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -74,6 +82,7 @@ impl CheckpointStorage {
         let config = |what: &str, e: object_store::Error| {
             CheckpointError::Config(format!("{what} '{location}': {e}"))
         };
+        let mut local = None;
         let (store, base): (Arc<dyn ObjectStore>, String) = match scheme {
             None | Some("file") => {
                 let dir = location.strip_prefix("file://").unwrap_or(location);
@@ -89,6 +98,7 @@ impl CheckpointStorage {
                 })?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
                     .map_err(|e| config("cannot open the checkpoint directory", e))?;
+                local = Some(std::path::PathBuf::from(dir));
                 (Arc::new(store), String::new())
             }
             Some("memory") => {
@@ -149,6 +159,7 @@ impl CheckpointStorage {
             store,
             base: ObjectPath::from(base.as_str()),
             url: location.to_string(),
+            local,
         })
     }
 
@@ -163,6 +174,7 @@ impl CheckpointStorage {
             store: self.store.clone(),
             base: self.base.clone().join(job_id),
             url: format!("{}/{job_id}", self.url),
+            local: self.local.as_ref().map(|l| l.join(job_id)),
         }
     }
 }
@@ -181,6 +193,7 @@ pub struct JobCheckpoints {
     store: Arc<dyn ObjectStore>,
     base: ObjectPath,
     url: String,
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for JobCheckpoints {
@@ -315,13 +328,22 @@ impl JobCheckpoints {
         // The metadata first: a half-deleted checkpoint must not look complete.
         self.delete_all(&[format!("{folder}/_metadata")]).await?;
         let objects = self.list(&folder).await?;
-        self.delete_all(&objects).await
+        self.delete_all(&objects).await?;
+        if let Some(dir) = &self.local {
+            // A local store leaves the emptied folders behind.
+            let _ = tokio::fs::remove_dir_all(dir.join(&folder)).await;
+        }
+        Ok(())
     }
 
     /// Deletes the job's whole folder.
     pub async fn delete_job(&self) -> Result<()> {
         let objects = self.list("").await?;
-        self.delete_all(&objects).await
+        self.delete_all(&objects).await?;
+        if let Some(dir) = &self.local {
+            let _ = tokio::fs::remove_dir_all(dir).await;
+        }
+        Ok(())
     }
 
     /// The ids of checkpoints that have a metadata file, ascending.
@@ -357,24 +379,18 @@ impl JobCheckpoints {
     /// Checks that every file a checkpoint lists is there with its size.
     pub async fn verify(&self, metadata: &CheckpointMetadata) -> Result<()> {
         for task in &metadata.tasks {
-            let objects = task
-                .files
-                .iter()
-                .map(|f| (&f.object, f.size))
-                .chain(
-                    task.inflight
-                        .iter()
-                        .filter_map(|c| c.object.as_ref().map(|o| (o, c.bytes))),
-                );
+            let objects = task.files.iter().map(|f| (&f.object, f.size)).chain(
+                task.inflight
+                    .iter()
+                    .filter_map(|c| c.object.as_ref().map(|o| (o, c.bytes))),
+            );
             for (object, size) in objects {
-                let meta = self
-                    .store
-                    .head(&self.path(object))
-                    .await
-                    .map_err(|e| CheckpointError::Corrupt {
+                let meta = self.store.head(&self.path(object)).await.map_err(|e| {
+                    CheckpointError::Corrupt {
                         location: self.checkpoint_url(metadata.checkpoint_id),
                         reason: format!("file '{object}' is unreadable: {e}"),
-                    })?;
+                    }
+                })?;
                 if meta.size != size {
                     return Err(CheckpointError::Corrupt {
                         location: self.checkpoint_url(metadata.checkpoint_id),
@@ -456,9 +472,12 @@ mod tests {
             CheckpointStorage::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
         let job = storage.job("j1");
         for id in 1..=3 {
-            job.put(&format!("chk-{id}/op1-0/state.snap"), Bytes::from(vec![1u8; 10]))
-                .await
-                .unwrap();
+            job.put(
+                &format!("chk-{id}/op1-0/state.snap"),
+                Bytes::from(vec![1u8; 10]),
+            )
+            .await
+            .unwrap();
             let meta = CheckpointMetadata {
                 checkpoint_id: id,
                 job_id: "j1".into(),
@@ -486,7 +505,11 @@ mod tests {
         }
         // chk-3: a truncated data file; chk-2: broken metadata.
         std::fs::write(dir.path().join("j1/chk-3/op1-0/state.snap"), [1u8; 4]).unwrap();
-        std::fs::write(dir.path().join("j1/chk-2/_metadata"), b"WEIR-CHECKPOINT 1\n{").unwrap();
+        std::fs::write(
+            dir.path().join("j1/chk-2/_metadata"),
+            b"WEIR-CHECKPOINT 1\n{",
+        )
+        .unwrap();
         let (found, warnings) = job.latest_valid().await.unwrap();
         assert_eq!(found.unwrap().checkpoint_id, 1);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
@@ -500,7 +523,10 @@ mod tests {
     #[tokio::test]
     async fn memory_stores_are_shared_by_name() {
         let a = CheckpointStorage::open("memory://t1/x", &Default::default()).unwrap();
-        a.job("j").put("f", Bytes::from_static(b"hi")).await.unwrap();
+        a.job("j")
+            .put("f", Bytes::from_static(b"hi"))
+            .await
+            .unwrap();
         let b = CheckpointStorage::open("memory://t1/x", &Default::default()).unwrap();
         assert_eq!(&b.job("j").get("f").await.unwrap()[..], b"hi");
     }

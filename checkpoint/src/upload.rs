@@ -139,6 +139,9 @@ mod tests {
         assert_eq!(refs2[0], refs1[0]);
         let out = tempfile::tempdir().unwrap();
         download_snapshot(&job, &refs2, out.path()).await.unwrap();
-        assert_eq!(std::fs::read(out.path().join("db/000002.sst")).unwrap(), vec![8u8; 100]);
+        assert_eq!(
+            std::fs::read(out.path().join("db/000002.sst")).unwrap(),
+            vec![8u8; 100]
+        );
     }
 }

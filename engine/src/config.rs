@@ -204,6 +204,12 @@ const KEYS: &[Key] = &[
         doc: "keep or delete the checkpoints of a cancelled job",
     },
     Key {
+        name: "execution.checkpointing.resume",
+        kind: Kind::Bool,
+        default: Some("true"),
+        doc: "resume from the latest checkpoint of a job of the same name in the same directory; false deletes them and starts over (weir run --fresh)",
+    },
+    Key {
         name: "execution.savepoint.path",
         kind: Kind::Text,
         default: None,
@@ -264,9 +270,18 @@ const ALIASES: &[(&str, &str)] = &[
     ("state.backend", "state.backend.type"),
     ("execution.runtime.mode", "execution.runtime-mode"),
     ("state.checkpoints.dir", "execution.checkpointing.dir"),
-    ("state.backend.incremental", "execution.checkpointing.incremental"),
-    ("execution.checkpointing.unaligned", "execution.checkpointing.unaligned.enabled"),
-    ("state.checkpoints.num-retained", "execution.checkpointing.num-retained"),
+    (
+        "state.backend.incremental",
+        "execution.checkpointing.incremental",
+    ),
+    (
+        "execution.checkpointing.unaligned",
+        "execution.checkpointing.unaligned.enabled",
+    ),
+    (
+        "state.checkpoints.num-retained",
+        "execution.checkpointing.num-retained",
+    ),
     (
         "execution.checkpointing.max-retained-checkpoints",
         "execution.checkpointing.num-retained",
@@ -317,6 +332,8 @@ pub struct CheckpointSettings {
     pub num_retained: usize,
     /// `externalized-checkpoint-retention` is not `RETAIN_ON_CANCELLATION`.
     pub delete_on_cancel: bool,
+    /// `execution.checkpointing.resume`.
+    pub resume: bool,
     /// Endpoints and credentials of remote stores.
     pub storage: weir_checkpoint::StorageOptions,
 }
@@ -566,6 +583,9 @@ impl Config {
             delete_on_cancel: self
                 .get("execution.checkpointing.externalized-checkpoint-retention")
                 .is_some_and(|v| !v.eq_ignore_ascii_case("RETAIN_ON_CANCELLATION")),
+            resume: self
+                .get("execution.checkpointing.resume")
+                .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             storage,
         }))
     }

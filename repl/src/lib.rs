@@ -15,7 +15,10 @@ pub use display::{print_query, print_table};
 const HELP: &str = "\
 Usage:
   weir [--conf weir.yaml]                 interactive SQL shell (or run statements piped on stdin)
-  weir run <job.sql> [--conf weir.yaml]   run a file of statements
+  weir run <job.sql> [--conf weir.yaml] [-s <checkpoint>] [--fresh]
+                                          run a file of statements; with checkpointing on,
+                                          a job resumes from its latest checkpoint unless
+                                          -s names one or --fresh starts it over
   weir --help | --version
 
 In the shell, end statements with ';'. QUIT; or Ctrl-D leaves, Ctrl-C cancels a running query.";
@@ -45,6 +48,8 @@ struct Args {
     command: Option<String>,
     file: Option<String>,
     conf: Option<String>,
+    restore: Option<String>,
+    fresh: bool,
 }
 
 fn parse_args(args: Vec<String>) -> Result<Args, String> {
@@ -52,11 +57,17 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
         command: None,
         file: None,
         conf: None,
+        restore: None,
+        fresh: false,
     };
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--conf" | "-c" => out.conf = Some(it.next().ok_or("--conf needs a file")?),
+            "-s" | "--fromSavepoint" => {
+                out.restore = Some(it.next().ok_or("-s needs a checkpoint or savepoint path")?)
+            }
+            "--fresh" => out.fresh = true,
             "run" if out.command.is_none() => out.command = Some("run".into()),
             "-f" if out.command.is_none() => {
                 out.command = Some("run".into());
@@ -104,6 +115,20 @@ async fn async_main(args: Vec<String>) -> ExitCode {
         },
         None => Config::new(),
     };
+    let mut config = config;
+    let mut flags = Vec::new();
+    if let Some(path) = &args.restore {
+        flags.push(("execution.savepoint.path", path.as_str()));
+    }
+    if args.fresh {
+        flags.push(("execution.checkpointing.resume", "false"));
+    }
+    for (key, value) in flags {
+        if let Err(e) = config.set(key, value) {
+            eprintln!("[ERROR] {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut session = Session::new(config);
     match args.command.as_deref() {
         Some("run") => {

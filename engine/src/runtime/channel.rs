@@ -18,6 +18,9 @@ pub struct Announcement {
     pub id: u64,
     /// Data messages sent before the barrier.
     pub position: u64,
+    /// The job's final checkpoint, which is always aligned: nothing may be
+    /// in flight when the last output is committed.
+    pub last: bool,
 }
 
 /// The sending end.
@@ -72,11 +75,12 @@ impl Outlet {
     }
 
     /// Announces barrier `id` after everything sent so far; never waits.
-    pub fn announce(&self, id: u64) -> Result<()> {
+    pub fn announce(&self, id: u64, last: bool) -> Result<()> {
         self.control
             .send(Announcement {
                 id,
                 position: self.sent,
+                last,
             })
             .map_err(|_| closed())
     }

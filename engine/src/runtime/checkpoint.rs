@@ -579,7 +579,12 @@ pub(crate) struct Restore {
 impl Restore {
     /// Downloads the state files of `(node, subtask)` into `dir`; `None`
     /// when the checkpoint has none for it.
-    pub async fn download(&self, node: usize, subtask: usize, dir: &Path) -> Result<Option<PathBuf>> {
+    pub async fn download(
+        &self,
+        node: usize,
+        subtask: usize,
+        dir: &Path,
+    ) -> Result<Option<PathBuf>> {
         let Some(task) = self.metadata.task(node, subtask) else {
             return Ok(None);
         };
@@ -597,7 +602,11 @@ impl Restore {
     }
 
     /// The in-flight messages stored for `(node, subtask)`.
-    pub async fn inflight(&self, node: usize, subtask: usize) -> Result<Vec<(usize, Vec<Message>)>> {
+    pub async fn inflight(
+        &self,
+        node: usize,
+        subtask: usize,
+    ) -> Result<Vec<(usize, Vec<Message>)>> {
         let mut out = Vec::new();
         if let Some(task) = self.metadata.task(node, subtask) {
             for channel in &task.inflight {

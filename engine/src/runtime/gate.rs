@@ -45,6 +45,8 @@ pub enum GateEvent {
         /// For aligned and at-least-once checkpoints: nothing is in flight.
         /// Unaligned ones get it later, with [`GateEvent::InflightDone`].
         complete: bool,
+        /// The job's final checkpoint (forward it as such).
+        last: bool,
     },
     /// Every channel reached barrier `id`: the messages recorded after its
     /// snapshot, per channel index.
@@ -86,6 +88,8 @@ impl Channel {
 /// The checkpoint the gate is working on.
 struct Current {
     id: u64,
+    /// The final checkpoint: aligned whatever the mode.
+    last: bool,
     started: Instant,
     /// Snapshot taken (unaligned): channels record until they reach the barrier.
     snapshotted: bool,
@@ -161,20 +165,26 @@ impl InputGate {
     /// is due.
     fn check_barriers(&mut self) -> Option<GateEvent> {
         if self.current.is_none() {
-            let id = self
+            let first = self
                 .channels
                 .iter()
-                .filter_map(|c| c.announced.front().map(|a| a.id))
-                .min()?;
+                .filter_map(|c| c.announced.front())
+                .min_by_key(|a| a.id)?;
             self.current = Some(Current {
-                id,
+                id: first.id,
+                last: first.last,
                 started: Instant::now(),
                 snapshotted: false,
             });
         }
-        let (id, started, snapshotted) = {
+        let (id, last, started, snapshotted) = {
             let c = self.current.as_ref()?;
-            (c.id, c.started, c.snapshotted)
+            (c.id, c.last, c.started, c.snapshotted)
+        };
+        let mode = if last {
+            BarrierMode::Aligned
+        } else {
+            self.mode
         };
         let all_reached = self.channels.iter().all(|c| c.reached(id));
         if snapshotted {
@@ -192,7 +202,7 @@ impl InputGate {
             }
             return None;
         }
-        match self.mode {
+        match mode {
             BarrierMode::Aligned | BarrierMode::Unaligned { .. } if all_reached => {
                 let alignment = started.elapsed();
                 self.finish_current();
@@ -201,6 +211,7 @@ impl InputGate {
                     unaligned: false,
                     alignment,
                     complete: true,
+                    last,
                 })
             }
             BarrierMode::AtLeastOnce if all_reached => {
@@ -210,6 +221,7 @@ impl InputGate {
                     unaligned: false,
                     alignment: Duration::ZERO,
                     complete: true,
+                    last,
                 })
             }
             BarrierMode::Aligned => {
@@ -242,6 +254,7 @@ impl InputGate {
                     unaligned: true,
                     alignment,
                     complete: false,
+                    last,
                 })
             }
         }
@@ -281,6 +294,7 @@ impl InputGate {
             }
             // Wake up for the aligned timeout, if one is running.
             let deadline = match (&self.current, self.mode) {
+                (Some(Current { last: true, .. }), _) => None,
                 (
                     Some(Current {
                         started,
@@ -331,7 +345,10 @@ impl InputGate {
             let message = message.unwrap_or(Message::End);
             ch.received += 1;
             if let Some(recording) = ch.recording.as_mut() {
-                let before_barrier = ch.announced.front().is_none_or(|a| ch.received <= a.position);
+                let before_barrier = ch
+                    .announced
+                    .front()
+                    .is_none_or(|a| ch.received <= a.position);
                 if before_barrier && !matches!(message, Message::End) {
                     recording.push(message.clone());
                 }
@@ -406,7 +423,7 @@ mod tests {
         let (mut b, ib) = channel(8);
         let mut gate = InputGate::new(vec![ia, ib], BarrierMode::Aligned);
         a.send(batch(1)).await.unwrap();
-        a.announce(1).unwrap();
+        a.announce(1, false).unwrap();
         a.send(batch(2)).await.unwrap();
         b.send(batch(10)).await.unwrap();
         let mut seen = Vec::new();
@@ -415,10 +432,15 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, [1, 10], "batch 2 is held back");
-        b.announce(1).unwrap();
+        b.announce(1, false).unwrap();
         assert!(matches!(
             gate.next().await.unwrap(),
-            GateEvent::Barrier { id: 1, unaligned: false, complete: true, .. }
+            GateEvent::Barrier {
+                id: 1,
+                unaligned: false,
+                complete: true,
+                ..
+            }
         ));
         assert_eq!(value(&gate.next().await.unwrap()), Some(2));
     }
@@ -435,13 +457,18 @@ mod tests {
         );
         b.send(batch(10)).await.unwrap();
         b.send(batch(11)).await.unwrap();
-        a.announce(1).unwrap();
+        a.announce(1, false).unwrap();
         a.send(batch(2)).await.unwrap();
-        b.announce(1).unwrap();
+        b.announce(1, false).unwrap();
         b.send(batch(12)).await.unwrap();
         assert!(matches!(
             gate.next().await.unwrap(),
-            GateEvent::Barrier { id: 1, unaligned: true, complete: false, .. }
+            GateEvent::Barrier {
+                id: 1,
+                unaligned: true,
+                complete: false,
+                ..
+            }
         ));
         let mut processed = Vec::new();
         let recorded = loop {
@@ -452,10 +479,22 @@ mod tests {
         };
         let recorded: Vec<(usize, Vec<i64>)> = recorded
             .into_iter()
-            .map(|(c, ms)| (c, ms.iter().map(|m| match m {
-                Message::Batch(b) => b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0),
-                _ => -1,
-            }).collect()))
+            .map(|(c, ms)| {
+                (
+                    c,
+                    ms.iter()
+                        .map(|m| match m {
+                            Message::Batch(b) => b
+                                .column(0)
+                                .as_any()
+                                .downcast_ref::<Int64Array>()
+                                .unwrap()
+                                .value(0),
+                            _ => -1,
+                        })
+                        .collect(),
+                )
+            })
             .collect();
         assert_eq!(recorded, vec![(1, vec![10, 11])]);
         assert!(processed.contains(&10) && processed.contains(&11));

@@ -274,6 +274,7 @@ fn graph_fingerprint(graph: &JobGraph) -> String {
 
 impl Driver {
     async fn run(self) -> JobStatus {
+        self.remove_stale_scratch();
         let (attempts, delay) = self.config.restart_strategy();
         let mut restore = match self.first_restore().await {
             Ok(r) => r,
@@ -283,7 +284,10 @@ impl Driver {
         loop {
             let outcome = self.attempt(restore.take()).await;
             match outcome {
-                Err(e) if self.shared.cancelled.load(Ordering::SeqCst) && matches!(e, EngineError::Cancelled) => {
+                Err(e)
+                    if self.shared.cancelled.load(Ordering::SeqCst)
+                        && matches!(e, EngineError::Cancelled) =>
+                {
                     return self.cancelled().await;
                 }
                 Err(e) if restarts < attempts && !self.shared.cancelled.load(Ordering::SeqCst) => {
@@ -303,6 +307,27 @@ impl Driver {
                     return self.cancelled().await
                 }
                 Ok(()) => return JobStatus::Finished,
+            }
+        }
+    }
+
+    /// Local snapshot folders of this job left by processes that died
+    /// (killed while a checkpoint was being uploaded).
+    fn remove_stale_scratch(&self) {
+        let base = std::env::temp_dir().join("weir-checkpoints");
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return;
+        };
+        let prefix = format!("{}-", self.id);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or_default();
+            let alive = std::path::Path::new("/proc").join(pid).exists();
+            if !alive {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
@@ -354,6 +379,16 @@ impl Driver {
                 .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
             eprintln!("[INFO] Restoring job '{}' from {path}", self.name);
             return self.checked(checkpoint::Restore { metadata, job });
+        }
+        if !c.resume {
+            if let Some(storage) = &self.storage {
+                storage
+                    .job(&self.id)
+                    .delete_job()
+                    .await
+                    .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            }
+            return Ok(None);
         }
         self.latest_restore().await
     }
@@ -463,9 +498,11 @@ impl Driver {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0)
         );
-        let scratch = std::env::temp_dir()
-            .join("weir-checkpoints")
-            .join(format!("{}-{}-{attempt_tag}", self.id, std::process::id()));
+        let scratch = std::env::temp_dir().join("weir-checkpoints").join(format!(
+            "{}-{}-{attempt_tag}",
+            self.id,
+            std::process::id()
+        ));
         let (to_coordinator, events) = mpsc::unbounded_channel();
         let (completed_tx, completed_rx) = watch::channel(0u64);
         let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<EngineError>();
@@ -705,7 +742,7 @@ fn checkpoint_source(
             spec.table
         ))
     })?;
-    router.announce_barrier(trigger.id)?;
+    router.announce_barrier(trigger.id, trigger.last)?;
     let _ = tc.to_coordinator.send(checkpoint::ToCoordinator::Ack {
         id: trigger.id,
         tasks: vec![weir_checkpoint::TaskSnapshot {
@@ -780,7 +817,9 @@ fn run_source(
                 if let Some((tc, triggers)) = &checkpointing {
                     // Everything is read; what was produced is committed by
                     // the final checkpoint, taken once every source is here.
-                    let _ = tc.to_coordinator.send(checkpoint::ToCoordinator::SourceFinished);
+                    let _ = tc
+                        .to_coordinator
+                        .send(checkpoint::ToCoordinator::SourceFinished);
                     loop {
                         match triggers.recv_timeout(std::time::Duration::from_millis(50)) {
                             Ok(t) => {
@@ -926,9 +965,10 @@ async fn run_chain(
                 unaligned,
                 alignment,
                 complete,
+                last,
             } => {
                 let Some(cp) = checkpointing.as_mut() else {
-                    router.announce_barrier(id)?;
+                    router.announce_barrier(id, last)?;
                     continue;
                 };
                 // The synchronous part: each operator writes its snapshot
@@ -947,7 +987,7 @@ async fn run_chain(
                         sink_state: None,
                     });
                 }
-                router.announce_barrier(id)?;
+                router.announce_barrier(id, last)?;
                 let upload = cp.tc.upload(id, snapshots, unaligned, alignment);
                 if complete {
                     cp.tc.finish(id, upload, Vec::new());
@@ -995,7 +1035,9 @@ fn run_sink(
         writer.recover(restored.as_ref())?;
     }
     let mut completed = tc.as_ref().map(|t| t.completed.clone());
-    let no_shared = Arc::new(tokio::sync::Mutex::new(weir_checkpoint::SharedFiles::default()));
+    let no_shared = Arc::new(tokio::sync::Mutex::new(
+        weir_checkpoint::SharedFiles::default(),
+    ));
     let mut pending: HashMap<u64, checkpoint::PendingUpload> = HashMap::new();
     let mut last_barrier = None;
     loop {
@@ -1028,6 +1070,7 @@ fn run_sink(
                     unaligned,
                     alignment,
                     complete,
+                    ..
                 } => {
                     let Some(tc) = &tc else { continue };
                     let state = writer.pre_commit(id)?;

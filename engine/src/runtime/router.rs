@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
+use super::channel::Outlet;
+use crate::error::Result;
+use crate::message::Message;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take_record_batch;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::hash_utils::create_hashes_with_hasher;
 use datafusion::physical_expr::PhysicalExpr;
-use super::channel::Outlet;
-use crate::error::Result;
-use crate::message::Message;
 
 /// Fixed seeds: a key must map to the same key group in every process, so
 /// that state split by key group can be restored anywhere.
@@ -57,10 +57,7 @@ pub enum Route {
     /// Everything to one channel.
     One(Outlet),
     /// Batches round-robin, watermarks and end markers to all.
-    RoundRobin {
-        targets: Vec<Outlet>,
-        next: usize,
-    },
+    RoundRobin { targets: Vec<Outlet>, next: usize },
     /// Rows by key group.
     Hash {
         keys: Vec<Arc<dyn PhysicalExpr>>,
@@ -192,10 +189,10 @@ impl Router {
 
     /// Announces barrier `id` to every downstream subtask, after what was
     /// sent so far. Never waits, even when the data lanes are full.
-    pub fn announce_barrier(&self, id: u64) -> Result<()> {
+    pub fn announce_barrier(&self, id: u64, last: bool) -> Result<()> {
         for route in &self.routes {
             for t in route.targets() {
-                t.announce(id)?;
+                t.announce(id, last)?;
             }
         }
         Ok(())

@@ -169,7 +169,9 @@ impl PartFileWriter {
             Encoder::Csv(w) => w.into_inner().map_err(|e| io(e.into_error()))?,
             Encoder::Json(mut w) => {
                 w.finish()?;
-                w.into_inner().into_inner().map_err(|e| io(e.into_error()))?
+                w.into_inner()
+                    .into_inner()
+                    .map_err(|e| io(e.into_error()))?
             }
             Encoder::Parquet(w) => w
                 .into_inner()

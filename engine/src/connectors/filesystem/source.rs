@@ -211,7 +211,13 @@ impl SourceReader for FileReader {
         let mut index = number("file_index") as usize;
         // The directory may have changed: find the file by name.
         if let Some(name) = position.get("file").and_then(|v| v.as_str()) {
-            if self.files.get(index).map(|f| f.display().to_string()).as_deref() != Some(name) {
+            if self
+                .files
+                .get(index)
+                .map(|f| f.display().to_string())
+                .as_deref()
+                != Some(name)
+            {
                 match self.files.iter().position(|f| f.display().to_string() == name) {
                     Some(i) => index = i,
                     None => {
@@ -261,8 +267,7 @@ impl FileReader {
     fn open(&self, index: usize) -> Result<OpenFile> {
         let path = &self.files[index];
         let name = path.display().to_string();
-        let file =
-            File::open(path).map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
+        let file = File::open(path).map_err(|e| EngineError::io(format!("opening '{name}'"), e))?;
         Ok(match self.options.format {
             FileFormat::Parquet => OpenFile::Parquet {
                 reader: ParquetRecordBatchReaderBuilder::try_new(file)

@@ -1,0 +1,284 @@
+//! Exactly-once recovery with real processes: `weir run` is killed with
+//! SIGKILL at random moments and started again until it finishes; the
+//! committed output must equal an uninterrupted run's, row for row.
+//!
+//! `WEIR_CRASH_SEED` picks the kill times (fixed by default, so CI is
+//! repeatable); `WEIR_CRASH_ROWS` sizes the input (larger locally for more
+//! kills).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small deterministic generator (xorshift), so that kill times repeat.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Input split over four CSV files by time: file `k` holds the `k`-th
+/// quarter, so each subtask's files (`k % parallelism`) rise in event time.
+fn write_input(dir: &Path, rows: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng(42);
+    let mut files: Vec<String> = vec![String::new(); 4];
+    for i in 0..rows {
+        let ts = 1_700_000_000_000u64 + i * 5;
+        let line = format!("{i},k{},{},{ts}\n", rng.next() % 300, rng.next() % 100);
+        files[(i * 4 / rows) as usize].push_str(&line);
+    }
+    for (n, text) in files.iter().enumerate() {
+        std::fs::write(dir.join(format!("in-{n}.csv")), text).unwrap();
+    }
+}
+
+fn job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
+    let mut sql = String::new();
+    for (k, v) in settings {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE src (id BIGINT, name STRING, v BIGINT, ms BIGINT, \
+           ts AS TO_TIMESTAMP_MILLIS(ms), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE TABLE dst (name STRING, window_end TIMESTAMP(3), total BIGINT, n BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         INSERT INTO dst SELECT name, window_end, SUM(v), COUNT(*) \
+           FROM TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+           GROUP BY name, window_start, window_end;\n",
+        input.display(),
+        output.display()
+    ));
+    sql
+}
+
+/// The committed output: every visible file's lines, sorted. Hidden
+/// (uncommitted) files must not be left behind once the job finished.
+fn committed_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        assert!(
+            !name.starts_with('.'),
+            "uncommitted file left after the job finished: {name}"
+        );
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        rows.extend(text.lines().map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// Runs the job once, uninterrupted and without checkpoints.
+fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
+    let out = work.join("reference");
+    let job = work.join("reference.sql");
+    std::fs::write(
+        &job,
+        job_sql(
+            input,
+            &out,
+            &[("parallelism.default", parallelism.to_string())],
+        ),
+    )
+    .unwrap();
+    let run = weir().arg("run").arg(&job).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    committed_rows(&out)
+}
+
+struct Outcome {
+    kills: usize,
+    resumed: usize,
+    rows: Vec<String>,
+    stderr: String,
+}
+
+/// Runs the job, killing it at random moments, until it exits 0.
+fn run_with_kills(job: &Path, out: &Path, seed: u64) -> Outcome {
+    let mut rng = Rng(seed | 1);
+    let mut kills = 0;
+    let mut resumed = 0;
+    let mut stderr_all = String::new();
+    for round in 0..40 {
+        let stderr_path = job.with_extension(format!("stderr-{round}"));
+        let mut child = weir()
+            .arg("run")
+            .arg(job)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        // Kill within the first seconds; later rounds get more time, so the
+        // job always finishes eventually.
+        let kill_after = Duration::from_millis(rng.between(300, 1500 + round * 400));
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() >= kill_after {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if stderr.contains("Resuming job") {
+            resumed += 1;
+        }
+        stderr_all.push_str(&format!("--- round {round}\n{stderr}"));
+        match status {
+            None => kills += 1,
+            Some(s) if s.success() => {
+                return Outcome {
+                    kills,
+                    resumed,
+                    rows: committed_rows(out),
+                    stderr: stderr_all,
+                }
+            }
+            Some(s) => panic!("weir run failed ({s}):\n{stderr_all}"),
+        }
+    }
+    panic!("the job did not finish in 40 rounds:\n{stderr_all}");
+}
+
+fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize) {
+    let work = tempfile::tempdir().unwrap();
+    let rows = env_u64("WEIR_CRASH_ROWS", 600_000);
+    let input = work.path().join("input");
+    write_input(&input, rows);
+    let expected = reference(&input, work.path(), parallelism);
+    assert!(expected.len() > 1000, "reference output too small");
+
+    let out = work.path().join("out");
+    let job = work.path().join("job.sql");
+    let settings = vec![
+        (
+            "pipeline.name",
+            format!("crash-{backend}-{unaligned}-{parallelism}"),
+        ),
+        ("parallelism.default", parallelism.to_string()),
+        ("state.backend.type", backend.to_string()),
+        (
+            "state.backend.rocksdb.localdir",
+            work.path().join("rocksdb").display().to_string(),
+        ),
+        ("execution.checkpointing.interval", "250 ms".into()),
+        (
+            "execution.checkpointing.dir",
+            work.path().join("checkpoints").display().to_string(),
+        ),
+        (
+            "execution.checkpointing.unaligned.enabled",
+            unaligned.to_string(),
+        ),
+        ("execution.buffer-capacity", "4".into()),
+        ("execution.batch-size", "2048".into()),
+    ];
+    std::fs::write(&job, job_sql(&input, &out, &settings)).unwrap();
+    let seed = env_u64("WEIR_CRASH_SEED", 0x5eed) ^ (parallelism as u64) << 8;
+    let outcome = run_with_kills(&job, &out, seed);
+    assert!(
+        outcome.kills >= 1,
+        "the job finished before the first kill; raise WEIR_CRASH_ROWS:\n{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.resumed >= 1,
+        "no restart resumed from a checkpoint:\n{}",
+        outcome.stderr
+    );
+    eprintln!(
+        "{backend} unaligned={unaligned} p={parallelism}: {} kills, {} resumed, {} rows",
+        outcome.kills,
+        outcome.resumed,
+        outcome.rows.len()
+    );
+    if outcome.rows != expected {
+        let mut counts: std::collections::HashMap<&String, i64> = Default::default();
+        for r in &expected {
+            *counts.entry(r).or_default() += 1;
+        }
+        for r in &outcome.rows {
+            *counts.entry(r).or_default() -= 1;
+        }
+        let missing: Vec<_> = counts.iter().filter(|(_, c)| **c > 0).take(5).collect();
+        let extra: Vec<_> = counts.iter().filter(|(_, c)| **c < 0).take(5).collect();
+        panic!(
+            "committed output differs from the uninterrupted run: {} rows vs {} expected; missing (first 5): {missing:?}; duplicated or unexpected (first 5): {extra:?}\n{}",
+            outcome.rows.len(),
+            expected.len(),
+            outcome.stderr
+        );
+    }
+}
+
+#[test]
+fn hashmap_aligned_p1_survives_kills() {
+    crash_and_compare("hashmap", false, 1);
+}
+
+#[test]
+fn hashmap_unaligned_p2_survives_kills() {
+    crash_and_compare("hashmap", true, 2);
+}
+
+#[test]
+fn rocksdb_aligned_p2_survives_kills() {
+    crash_and_compare("rocksdb", false, 2);
+}
+
+#[test]
+fn rocksdb_unaligned_p1_survives_kills() {
+    crash_and_compare("rocksdb", true, 1);
+}
+
+#[test]
+fn hashmap_aligned_p2_survives_kills() {
+    crash_and_compare("hashmap", false, 2);
+}
+
+#[test]
+fn hashmap_unaligned_p1_survives_kills() {
+    crash_and_compare("hashmap", true, 1);
+}
+
+#[test]
+fn rocksdb_aligned_p1_survives_kills() {
+    crash_and_compare("rocksdb", false, 1);
+}
+
+#[test]
+fn rocksdb_unaligned_p2_survives_kills() {
+    crash_and_compare("rocksdb", true, 2);
+}

@@ -35,7 +35,7 @@
 #![warn(missing_docs)]
 
 pub use datafusion::arrow;
-pub use weir_engine::{Config, EngineError, JobHandle, JobStatus};
+pub use weir_engine::{CheckpointStats, Config, EngineError, JobHandle, JobStatus};
 pub use weir_sql::{QueryResult, Session, SqlError, StatementResult};
 pub use weir_state as state;
 
@@ -126,6 +126,12 @@ impl StreamContext {
             )));
         }
         self.session.execute_tokens(statements.remove(0)).await
+    }
+
+    /// Registers a scalar function for use in SQL (a DataFusion
+    /// `ScalarUDF`, evaluated a batch at a time).
+    pub fn register_udf(&mut self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.session.register_udf(udf);
     }
 
     /// The underlying session (catalog and configuration).

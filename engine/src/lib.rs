@@ -25,4 +25,4 @@ pub use config::{Config, StateSettings};
 pub use error::{EngineError, Result};
 pub use graph::{Exchange, JobGraph, NodeKind};
 pub use message::{ChangeKind, Message, OP_COLUMN};
-pub use runtime::{start_job, JobHandle, JobStatus};
+pub use runtime::{start_job, CheckpointStats, JobHandle, JobStatus};

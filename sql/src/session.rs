@@ -126,6 +126,12 @@ impl Session {
         &mut self.config
     }
 
+    /// Registers a scalar function for use in SQL (DataFusion's
+    /// `ScalarUDF`); it runs on whole batches, like the built-in ones.
+    pub fn register_udf(&mut self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.ctx.register_udf(udf);
+    }
+
     /// Jobs started by this session.
     pub fn jobs(&self) -> &[JobHandle] {
         &self.jobs

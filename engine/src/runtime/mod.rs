@@ -59,6 +59,8 @@ impl JobStatus {
 }
 
 struct Shared {
+    /// Restarts after failures so far.
+    restarts: std::sync::atomic::AtomicUsize,
     cancelled: AtomicBool,
     cancel: Notify,
     error: Mutex<Option<EngineError>>,
@@ -133,6 +135,11 @@ impl JobHandle {
             total.bytes += m.state_bytes.load(Ordering::Relaxed);
         }
         total
+    }
+
+    /// How often the job restarted after a failure (`restart-strategy.*`).
+    pub fn restarts(&self) -> usize {
+        self.shared.restarts.load(Ordering::SeqCst)
     }
 
     /// The job's checkpoints so far (completed and failed), oldest first.
@@ -211,6 +218,7 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         .map(|n| (n.describe(), Arc::new(NodeMetrics::new())))
         .collect();
     let shared = Arc::new(Shared {
+        restarts: Default::default(),
         cancelled: AtomicBool::new(false),
         cancel: Notify::new(),
         error: Mutex::new(None),
@@ -292,6 +300,7 @@ impl Driver {
                 }
                 Err(e) if restarts < attempts && !self.shared.cancelled.load(Ordering::SeqCst) => {
                     restarts += 1;
+                    self.shared.restarts.store(restarts, Ordering::SeqCst);
                     eprintln!(
                         "[WARN] Job {} failed: {e}. Restarting in {:?} (attempt {restarts} of {attempts}, restart-strategy.fixed-delay.attempts).",
                         self.name, delay

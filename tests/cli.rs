@@ -407,3 +407,96 @@ fn show_jobs_reports_state_size() {
         assert!(left.is_empty(), "{backend}: left behind {left:?}");
     }
 }
+
+/// A checkpointed job: `SHOW CHECKPOINTS` lists them; a damaged latest
+/// checkpoint (a truncated state file, then broken metadata) is skipped with
+/// a warning in favour of the previous one when the job is run again.
+#[test]
+fn damaged_checkpoints_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let job = dir.path().join("job.sql");
+    let ddl = std::fs::read_to_string(manifest_dir().join("benches/nexmark/ddl.sql"))
+        .unwrap()
+        .replace(
+            "'events.num' = '10000000'",
+            "'events.num' = '40000', 'first-event.rate' = '40000'",
+        );
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'pipeline.name' = 'damaged';\n\
+             SET 'execution.checkpointing.interval' = '200 ms';\n\
+             SET 'execution.checkpointing.dir' = '{}';\n\
+             SET 'execution.checkpointing.num-retained' = '3';\n\
+             SET 'table.dml-sync' = 'true';\n\
+             {ddl}\n\
+             CREATE TABLE counts (auction BIGINT, bids BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO counts SELECT auction, COUNT(*) FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) GROUP BY auction, window_start, window_end;\n\
+             SHOW CHECKPOINTS;\n",
+            chk.display()
+        ),
+    )
+    .unwrap();
+    let first = weir(&["run", job.to_str().unwrap()], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    assert!(stdout.contains("| COMPLETED |"), "{stdout}");
+    let job_dir = std::fs::read_dir(&chk).unwrap().next().unwrap().unwrap().path();
+    let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_prefix("chk-")?.parse().ok()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids.len(), 3, "num-retained keeps three: {ids:?}");
+    let (latest, previous) = (ids[2], ids[1]);
+
+    // A truncated state file in the latest checkpoint.
+    let state = job_dir
+        .join(format!("chk-{latest}"))
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().is_dir())
+        .map(|op| op.path().join("state.snap"))
+        .unwrap();
+    let bytes = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &bytes[..bytes.len() / 2]).unwrap();
+    let second = weir(&["run", job.to_str().unwrap()], None);
+    let stderr = text(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[WARN] skipping checkpoint {latest}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("from checkpoint {previous} ")),
+        "{stderr}"
+    );
+
+    // Broken metadata in the newest checkpoint now.
+    let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_prefix("chk-")?.parse().ok()
+        })
+        .collect();
+    ids.sort();
+    let newest = *ids.last().unwrap();
+    let meta = job_dir.join(format!("chk-{newest}/_metadata"));
+    let text_meta = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text_meta.replacen("\"is_final\":true", "\"is_final\":false", 1))
+        .unwrap();
+    let third = weir(&["run", job.to_str().unwrap()], None);
+    let stderr = text(&third.stderr);
+    assert!(third.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("skipping checkpoint {newest}"))
+            && stderr.contains("checksum mismatch"),
+        "{stderr}"
+    );
+}

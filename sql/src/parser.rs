@@ -52,6 +52,8 @@ pub enum FlinkStatement {
     ShowViews,
     /// `SHOW JOBS`: the jobs this session started, with their state size.
     ShowJobs,
+    /// `SHOW CHECKPOINTS [FOR JOB '<id>']`: checkpoints of the session's jobs.
+    ShowCheckpoints(Option<String>),
     /// `DESCRIBE name`.
     Describe(String),
     /// `SET` (list) or `SET 'key' = 'value'`.
@@ -238,11 +240,26 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 Some("TABLES") => FlinkStatement::ShowTables,
                 Some("VIEWS") => FlinkStatement::ShowViews,
                 Some("JOBS") => FlinkStatement::ShowJobs,
+                Some("CHECKPOINTS") => {
+                    if p.parse_keyword(Keyword::FOR) {
+                        let job = p.next_token();
+                        if word_upper(&job.token).as_deref() != Some("JOB") {
+                            return Err(error_at(
+                                &job,
+                                format!("expected JOB after FOR, found {}", job.token),
+                            ));
+                        }
+                        let id = p.parse_literal_string()?;
+                        FlinkStatement::ShowCheckpoints(Some(id))
+                    } else {
+                        FlinkStatement::ShowCheckpoints(None)
+                    }
+                }
                 _ => {
                     return Err(error_at(
                         &what,
                         format!(
-                            "expected TABLES, VIEWS or JOBS after SHOW, found {}",
+                            "expected TABLES, VIEWS, JOBS or CHECKPOINTS after SHOW, found {}",
                             what.token
                         ),
                     ))

@@ -237,6 +237,53 @@ impl Session {
                     })
                     .collect(),
             }),
+            FlinkStatement::ShowCheckpoints(job_id) => {
+                if let Some(id) = &job_id {
+                    if !self.jobs.iter().any(|j| j.id() == id) {
+                        return Err(SqlError::Plan(format!(
+                            "no job '{id}' in this session (SHOW JOBS lists them)"
+                        )));
+                    }
+                }
+                let mut rows = Vec::new();
+                for job in self
+                    .jobs
+                    .iter()
+                    .filter(|j| job_id.as_deref().is_none_or(|id| j.id() == id))
+                {
+                    for c in job.checkpoints() {
+                        rows.push(vec![
+                            job.id().to_string(),
+                            c.id.to_string(),
+                            c.status.to_string(),
+                            format_time_ms(c.trigger_time_ms),
+                            format!("{} ms", c.duration.as_millis()),
+                            human_bytes(c.state_bytes),
+                            human_bytes(c.uploaded_bytes),
+                            if c.unaligned { "unaligned" } else { "aligned" }.to_string(),
+                            format!("{} ms", c.alignment.as_millis()),
+                            c.path.clone().or(c.failure.clone()).unwrap_or_default(),
+                        ]);
+                    }
+                }
+                Ok(StatementResult::Table {
+                    header: [
+                        "job id",
+                        "checkpoint",
+                        "status",
+                        "trigger time",
+                        "duration",
+                        "state size",
+                        "uploaded",
+                        "barriers",
+                        "alignment",
+                        "path or failure",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                    rows,
+                })
+            }
             FlinkStatement::ShowViews => Ok(StatementResult::Table {
                 header: vec!["view name".into()],
                 rows: self.views.keys().map(|n| vec![n.clone()]).collect(),
@@ -702,4 +749,11 @@ fn flink_column_names(plan: LogicalPlan) -> Result<LogicalPlan> {
         exprs,
         projection.input.clone(),
     )?))
+}
+
+/// A time in ms since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).
+fn format_time_ms(ms: i64) -> String {
+    datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
 }

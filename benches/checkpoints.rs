@@ -1,0 +1,272 @@
+//! What checkpoints cost, measured in one run so that ratios are meaningful
+//! on a noisy machine:
+//!
+//! 1. Throughput of the windowed Nexmark aggregation (bids and top price
+//!    per auction, 10-second tumbling windows) with checkpoints off, every
+//!    10 s and every 1 s, on both backends.
+//! 2. Bytes uploaded per checkpoint, full against incremental, for RocksDB
+//!    state that is large and changes a little between checkpoints.
+//! 3. Time to restore a subtask from a checkpoint of about 1 GB of RocksDB
+//!    state: download from the checkpoint storage, then open the instance.
+//!
+//! `cargo bench --bench checkpoints` (release); `-- --quick` for a smoke
+//! run; `-- --events N`, `-- --restore-mb N` to change the sizes.
+
+use std::time::Instant;
+
+use weir::checkpoint::{CheckpointStorage, SharedFiles};
+use weir::state::{BackendConfig, BackendKind, StateDescriptor, StateKind};
+use weir::StreamContext;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+const TUMBLE: &str = "INSERT INTO sink SELECT auction, window_start, window_end, COUNT(*), MAX(price) \
+     FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
+     GROUP BY auction, window_start, window_end";
+
+struct Measured {
+    seconds: f64,
+    checkpoints: Vec<weir::CheckpointStats>,
+}
+
+async fn run_query(
+    events: u64,
+    settings: &[(&str, String)],
+    query: &str,
+    sink: &str,
+) -> Measured {
+    let mut builder = StreamContext::builder();
+    for (k, v) in settings {
+        builder = builder.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+    }
+    let mut ctx = builder.build();
+    let ddl = std::fs::read_to_string("benches/nexmark/ddl.sql")
+        .unwrap_or_else(|e| panic!("benches/nexmark/ddl.sql: {e}"))
+        .replace(
+            "'events.num' = '10000000'",
+            &format!("'events.num' = '{events}'"),
+        );
+    ctx.sql(&ddl).await.unwrap_or_else(|e| panic!("{e}"));
+    ctx.sql(sink).await.unwrap_or_else(|e| panic!("{e}"));
+    let start = Instant::now();
+    let job = ctx.insert(query).await.unwrap_or_else(|e| panic!("{e}"));
+    job.wait().await.unwrap_or_else(|e| panic!("{e}"));
+    Measured {
+        seconds: start.elapsed().as_secs_f64(),
+        checkpoints: job.checkpoints(),
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+async fn throughput(events: u64, work: &std::path::Path) {
+    println!("\n## Windowed aggregation with checkpoints ({events} events, parallelism 1)\n");
+    println!("| backend | checkpoint interval | seconds | events/s | vs. off | checkpoints | mean duration | mean size |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let sink = "CREATE TABLE sink (auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, top BIGINT) WITH ('connector' = 'blackhole')";
+    for backend in ["hashmap", "rocksdb"] {
+        let mut off = None;
+        for interval in ["off", "10 s", "1 s"] {
+            let mut settings = vec![
+                ("state.backend.type", backend.to_string()),
+                (
+                    "state.backend.rocksdb.localdir",
+                    work.join("rocksdb").display().to_string(),
+                ),
+                ("pipeline.name", format!("bench-{backend}-{interval}")),
+            ];
+            if interval != "off" {
+                settings.push(("execution.checkpointing.interval", interval.to_string()));
+                settings.push((
+                    "execution.checkpointing.dir",
+                    work.join("checkpoints").display().to_string(),
+                ));
+                settings.push(("execution.checkpointing.resume", "false".into()));
+            }
+            let m = run_query(events, &settings, TUMBLE, sink).await;
+            let done: Vec<_> = m
+                .checkpoints
+                .iter()
+                .filter(|c| c.status == "COMPLETED" && !c.is_final)
+                .collect();
+            let n = done.len().max(1) as f64;
+            let mean_ms = done.iter().map(|c| c.duration.as_secs_f64() * 1000.0).sum::<f64>() / n;
+            let mean_size = done.iter().map(|c| mib(c.state_bytes)).sum::<f64>() / n;
+            let base = *off.get_or_insert(m.seconds);
+            let (duration, size) = if done.is_empty() {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (format!("{mean_ms:.0} ms"), format!("{mean_size:.1} MiB"))
+            };
+            println!(
+                "| {backend} | {interval} | {:.2} | {:.0} | {:.1}% | {} | {duration} | {size} |",
+                m.seconds,
+                events as f64 / m.seconds,
+                (base / m.seconds) * 100.0,
+                done.len(),
+            );
+        }
+    }
+}
+
+async fn incremental(events: u64, work: &std::path::Path) {
+    println!("\n## Bytes uploaded per checkpoint, RocksDB, full against incremental ({events} events)\n");
+    println!("State: the highest bid per (auction, bidder) since the start (an updating aggregate whose");
+    println!("state only grows), checkpointed every second; each checkpoint's state is mostly unchanged.\n");
+    println!("| mode | checkpoints | mean state size | mean uploaded | uploaded / state |");
+    println!("|---|---|---|---|---|");
+    let sink = "CREATE TABLE sink (auction BIGINT, bidder BIGINT, top BIGINT) WITH ('connector' = 'blackhole')";
+    let query = "INSERT INTO sink SELECT auction, bidder, MAX(price) FROM bid GROUP BY auction, bidder";
+    for incremental in [false, true] {
+        let settings = vec![
+            ("state.backend.type", "rocksdb".to_string()),
+            (
+                "state.backend.rocksdb.localdir",
+                work.join("rocksdb").display().to_string(),
+            ),
+            ("pipeline.name", format!("bench-incremental-{incremental}")),
+            ("execution.checkpointing.interval", "1 s".into()),
+            (
+                "execution.checkpointing.dir",
+                work.join("checkpoints").display().to_string(),
+            ),
+            ("execution.checkpointing.incremental", incremental.to_string()),
+            ("execution.checkpointing.num-retained", "3".into()),
+            ("execution.checkpointing.resume", "false".into()),
+        ];
+        let m = run_query(events, &settings, query, sink).await;
+        let done: Vec<_> = m
+            .checkpoints
+            .iter()
+            .filter(|c| c.status == "COMPLETED")
+            .skip(1) // the first uploads everything either way
+            .collect();
+        let n = done.len().max(1) as f64;
+        let state = done.iter().map(|c| c.state_bytes).sum::<u64>() as f64 / n;
+        let up = done.iter().map(|c| c.uploaded_bytes).sum::<u64>() as f64 / n;
+        println!(
+            "| {} | {} | {:.1} MiB | {:.1} MiB | {:.0}% |",
+            if incremental { "incremental" } else { "full" },
+            done.len(),
+            state / 1048576.0,
+            up / 1048576.0,
+            if state > 0.0 { up / state * 100.0 } else { 0.0 },
+        );
+    }
+}
+
+/// Builds RocksDB state of about `megabytes`, checkpoints it into file
+/// storage, and times the restore: download, then open.
+async fn restore(megabytes: u64, work: &std::path::Path) {
+    println!("\n## Restoring {megabytes} MB of RocksDB state from a checkpoint\n");
+    let mut config = BackendConfig::new(BackendKind::RocksDb);
+    config.local_dir = Some(work.join("restore-rocksdb"));
+    let mut backend = config.create("bench-restore").unwrap_or_else(|e| panic!("{e}"));
+    let state = backend
+        .register(&StateDescriptor::new("values", StateKind::Raw))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let value = vec![0x5au8; 100];
+    let entries = megabytes * 1024 * 1024 / 120;
+    let started = Instant::now();
+    let mut i = 0u64;
+    while i < entries {
+        let mut batch = Vec::with_capacity(10_000);
+        for _ in 0..10_000.min(entries - i) {
+            let group = (i % 128) as u16;
+            let mut key = group.to_be_bytes().to_vec();
+            key.extend_from_slice(&i.to_be_bytes());
+            let mut v = value.clone();
+            v[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            batch.push((key, Some(v)));
+            i += 1;
+        }
+        backend.write(state, batch).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let snapshot_dir = work.join("restore-snapshot");
+    let _ = std::fs::remove_dir_all(&snapshot_dir);
+    std::fs::create_dir_all(&snapshot_dir).unwrap_or_else(|e| panic!("{e}"));
+    let info = backend.snapshot(&snapshot_dir).unwrap_or_else(|e| panic!("{e}"));
+    let build = started.elapsed();
+    let storage = CheckpointStorage::open(
+        work.join("restore-checkpoints").to_str().unwrap_or("."),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let job = storage.job("bench");
+    let mut shared = SharedFiles::new("bench");
+    let upload_started = Instant::now();
+    let (files, uploaded) = weir::checkpoint::upload_snapshot(
+        &job,
+        1,
+        "op1-0",
+        &snapshot_dir,
+        &info.files,
+        Some(&mut shared),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let upload = upload_started.elapsed();
+    drop(backend);
+
+    let restore_dir = work.join("restore-download");
+    let _ = std::fs::remove_dir_all(&restore_dir);
+    let t = Instant::now();
+    weir::checkpoint::download_snapshot(&job, &files, &restore_dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let download = t.elapsed();
+    let t = Instant::now();
+    let restored = tokio::task::spawn_blocking(move || {
+        weir::state::restore_backend(
+            &config,
+            "bench-restored",
+            &restore_dir,
+            weir::state::KeyGroupRange::new(0, 128),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let open = t.elapsed();
+    let stats = restored.stats().unwrap_or_else(|e| panic!("{e}"));
+    println!("| entries | snapshot size | build | upload | download | open | restore total |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {entries} | {:.0} MiB | {:.1} s | {:.1} s | {:.2} s | {:.2} s | {:.2} s |",
+        mib(uploaded),
+        build.as_secs_f64(),
+        upload.as_secs_f64(),
+        download.as_secs_f64(),
+        open.as_secs_f64(),
+        (download + open).as_secs_f64(),
+    );
+    assert!(stats.entries > 0);
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let events: u64 = arg("--events")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 100_000 } else { 10_000_000 });
+    let restore_mb: u64 = arg("--restore-mb")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 16 } else { 1024 });
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        throughput(events, work.path()).await;
+        incremental(events, work.path()).await;
+        restore(restore_mb, work.path()).await;
+    });
+}

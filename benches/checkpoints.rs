@@ -25,7 +25,8 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-const TUMBLE: &str = "INSERT INTO sink SELECT auction, window_start, window_end, COUNT(*), MAX(price) \
+const TUMBLE: &str =
+    "INSERT INTO sink SELECT auction, window_start, window_end, COUNT(*), MAX(price) \
      FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(dateTime), INTERVAL '10' SECOND)) \
      GROUP BY auction, window_start, window_end";
 
@@ -34,12 +35,7 @@ struct Measured {
     checkpoints: Vec<weir::CheckpointStats>,
 }
 
-async fn run_query(
-    events: u64,
-    settings: &[(&str, String)],
-    query: &str,
-    sink: &str,
-) -> Measured {
+async fn run_query(events: u64, settings: &[(&str, String)], query: &str, sink: &str) -> Measured {
     let mut builder = StreamContext::builder();
     for (k, v) in settings {
         builder = builder.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
@@ -97,7 +93,11 @@ async fn throughput(events: u64, work: &std::path::Path) {
                 .filter(|c| c.status == "COMPLETED" && !c.is_final)
                 .collect();
             let n = done.len().max(1) as f64;
-            let mean_ms = done.iter().map(|c| c.duration.as_secs_f64() * 1000.0).sum::<f64>() / n;
+            let mean_ms = done
+                .iter()
+                .map(|c| c.duration.as_secs_f64() * 1000.0)
+                .sum::<f64>()
+                / n;
             let mean_size = done.iter().map(|c| mib(c.state_bytes)).sum::<f64>() / n;
             let base = *off.get_or_insert(m.seconds);
             let (duration, size) = if done.is_empty() {
@@ -117,13 +117,18 @@ async fn throughput(events: u64, work: &std::path::Path) {
 }
 
 async fn incremental(events: u64, work: &std::path::Path) {
-    println!("\n## Bytes uploaded per checkpoint, RocksDB, full against incremental ({events} events)\n");
-    println!("State: the highest bid per (auction, bidder) since the start (an updating aggregate whose");
+    println!(
+        "\n## Bytes uploaded per checkpoint, RocksDB, full against incremental ({events} events)\n"
+    );
+    println!(
+        "State: the highest bid per (auction, bidder) since the start (an updating aggregate whose"
+    );
     println!("state only grows), checkpointed every second; each checkpoint's state is mostly unchanged.\n");
     println!("| mode | checkpoints | mean state size | mean uploaded | uploaded / state |");
     println!("|---|---|---|---|---|");
     let sink = "CREATE TABLE sink (auction BIGINT, bidder BIGINT, top BIGINT) WITH ('connector' = 'blackhole')";
-    let query = "INSERT INTO sink SELECT auction, bidder, MAX(price) FROM bid GROUP BY auction, bidder";
+    let query =
+        "INSERT INTO sink SELECT auction, bidder, MAX(price) FROM bid GROUP BY auction, bidder";
     for incremental in [false, true] {
         let settings = vec![
             ("state.backend.type", "rocksdb".to_string()),
@@ -137,7 +142,10 @@ async fn incremental(events: u64, work: &std::path::Path) {
                 "execution.checkpointing.dir",
                 work.join("checkpoints").display().to_string(),
             ),
-            ("execution.checkpointing.incremental", incremental.to_string()),
+            (
+                "execution.checkpointing.incremental",
+                incremental.to_string(),
+            ),
             ("execution.checkpointing.num-retained", "3".into()),
             ("execution.checkpointing.resume", "false".into()),
         ];
@@ -168,7 +176,9 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
     println!("\n## Restoring {megabytes} MB of RocksDB state from a checkpoint\n");
     let mut config = BackendConfig::new(BackendKind::RocksDb);
     config.local_dir = Some(work.join("restore-rocksdb"));
-    let mut backend = config.create("bench-restore").unwrap_or_else(|e| panic!("{e}"));
+    let mut backend = config
+        .create("bench-restore")
+        .unwrap_or_else(|e| panic!("{e}"));
     let state = backend
         .register(&StateDescriptor::new("values", StateKind::Raw))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -187,12 +197,16 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
             batch.push((key, Some(v)));
             i += 1;
         }
-        backend.write(state, batch).unwrap_or_else(|e| panic!("{e}"));
+        backend
+            .write(state, batch)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let snapshot_dir = work.join("restore-snapshot");
     let _ = std::fs::remove_dir_all(&snapshot_dir);
     std::fs::create_dir_all(&snapshot_dir).unwrap_or_else(|e| panic!("{e}"));
-    let info = backend.snapshot(&snapshot_dir).unwrap_or_else(|e| panic!("{e}"));
+    let info = backend
+        .snapshot(&snapshot_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
     let build = started.elapsed();
     let storage = CheckpointStorage::open(
         work.join("restore-checkpoints").to_str().unwrap_or("."),

@@ -442,7 +442,12 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let stdout = text(&first.stdout);
     assert!(stdout.contains("| COMPLETED |"), "{stdout}");
-    let job_dir = std::fs::read_dir(&chk).unwrap().next().unwrap().unwrap().path();
+    let job_dir = std::fs::read_dir(&chk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
         .unwrap()
         .filter_map(|e| {
@@ -489,8 +494,11 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
     let newest = *ids.last().unwrap();
     let meta = job_dir.join(format!("chk-{newest}/_metadata"));
     let text_meta = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text_meta.replacen("\"is_final\":true", "\"is_final\":false", 1))
-        .unwrap();
+    std::fs::write(
+        &meta,
+        text_meta.replacen("\"is_final\":true", "\"is_final\":false", 1),
+    )
+    .unwrap();
     let third = weir(&["run", job.to_str().unwrap()], None);
     let stderr = text(&third.stderr);
     assert!(third.status.success(), "{stderr}");
@@ -498,5 +506,22 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
         stderr.contains(&format!("skipping checkpoint {newest}"))
             && stderr.contains("checksum mismatch"),
         "{stderr}"
+    );
+}
+
+/// Credentials for checkpoint storage are never printed by `SET`.
+#[test]
+fn storage_credentials_are_not_printed() {
+    let out = weir(
+        &[],
+        Some("SET 's3.access-key' = 'AKIAEXAMPLEKEY';\nSET 's3.secret-key' = 'hunter2-secret';\nSET;\n"),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("s3.secret-key"), "{stdout}");
+    assert!(stdout.contains("******"), "{stdout}");
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("AKIAEXAMPLE"),
+        "{stdout}"
     );
 }

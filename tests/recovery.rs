@@ -329,7 +329,10 @@ async fn s3_checkpoints_with_incremental_rocksdb_state_restore_exactly() {
     )
     .await;
     assert_eq!(got.restarts, 1);
-    assert_eq!(got.rows, expected.rows, "exactly-once output restoring from S3");
+    assert_eq!(
+        got.rows, expected.rows,
+        "exactly-once output restoring from S3"
+    );
     let completed: Vec<_> = got
         .checkpoints
         .iter()
@@ -337,7 +340,9 @@ async fn s3_checkpoints_with_incremental_rocksdb_state_restore_exactly() {
         .collect();
     assert!(completed.len() >= 3, "{completed:?}");
     assert!(
-        completed.iter().all(|c| c.path.as_deref().is_some_and(|p| p.starts_with("s3://"))),
+        completed
+            .iter()
+            .all(|c| c.path.as_deref().is_some_and(|p| p.starts_with("s3://"))),
         "{completed:?}"
     );
     assert!(

@@ -87,6 +87,7 @@ impl RocksDbBackend {
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("weir-rocksdb"));
         let dir = base.join(leaf);
+        remove_stale_instances(&base, &sanitize(name));
         tracing::debug!(path = %dir.display(), "opening RocksDB state backend");
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| StateError::io(&dir, e))?;
@@ -421,5 +422,35 @@ impl Drop for RocksDbBackend {
         // Close the instance before removing its files.
         self.db = None;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes working directories of this instance name left by processes that
+/// no longer run (killed, so their `Drop` never ran). Linux only: elsewhere
+/// there is no cheap way to tell, and nothing is removed.
+fn remove_stale_instances(base: &Path, name: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    let prefix = format!("{name}-");
+    for entry in entries.flatten() {
+        let leaf = entry.file_name().to_string_lossy().to_string();
+        let Some(rest) = leaf.strip_prefix(&prefix) else {
+            continue;
+        };
+        // `<pid>-<n>`, and nothing else: another name may share the prefix.
+        let mut parts = rest.split('-');
+        let (Some(pid), Some(n), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || n.parse::<u64>().is_err() {
+            continue;
+        }
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }

@@ -20,3 +20,16 @@ SET 'state.backend.type' = 'rocksdb';
 SET 'state.backend.rocksdb.localdir' = '/proc/weir-state';
 SELECT id, COUNT(*) FROM e GROUP BY id;
 RESET 'state.backend.rocksdb.localdir';
+-- Checkpoint settings: a bad mode names the accepted values; an unusable
+-- location fails the INSERT before any job starts; unaligned needs EXACTLY_ONCE.
+SET 'execution.checkpointing.mode' = 'SOMETIMES';
+SET 'execution.checkpointing.interval' = '1 s';
+SET 'execution.checkpointing.dir' = 'ftp://host/checkpoints';
+CREATE TABLE ck_src (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3');
+CREATE TABLE ck_dst (x BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO ck_dst SELECT x FROM ck_src;
+SET 'execution.checkpointing.dir' = 'memory://errors';
+SET 'execution.checkpointing.mode' = 'AT_LEAST_ONCE';
+SET 'execution.checkpointing.unaligned.enabled' = 'true';
+INSERT INTO ck_dst SELECT x FROM ck_src;
+RESET;

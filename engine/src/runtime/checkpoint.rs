@@ -90,6 +90,8 @@ pub(crate) struct TaskCheckpointing {
     pub incremental: bool,
     /// The latest completed checkpoint.
     pub completed: watch::Receiver<u64>,
+    /// Set when the attempt fails: tasks waiting for a checkpoint give up.
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn now_ms() -> i64 {

@@ -106,6 +106,8 @@ pub struct InputGate {
     current: Option<Current>,
     /// Restored in-flight messages, delivered before anything else.
     replay: VecDeque<(usize, Message)>,
+    /// An upstream task stopped without an end marker.
+    broken: bool,
 }
 
 impl InputGate {
@@ -130,6 +132,7 @@ impl InputGate {
             end_reported: false,
             current: None,
             replay: VecDeque::new(),
+            broken: false,
         }
     }
 
@@ -142,6 +145,12 @@ impl InputGate {
                     .extend(messages.into_iter().map(|m| (channel, m)));
             }
         }
+    }
+
+    /// Whether an upstream task stopped without an end marker: the input
+    /// is incomplete, and the subtask must not act as if it had ended.
+    pub fn is_broken(&self) -> bool {
+        self.broken
     }
 
     fn combined_watermark(&self) -> i64 {
@@ -272,9 +281,13 @@ impl InputGate {
         }
     }
 
-    /// The next event; `None` once the end has been reported.
+    /// The next event; `None` once the end has been reported, or when an
+    /// upstream task stopped without an end marker (see [`InputGate::is_broken`]).
     pub async fn next(&mut self) -> Option<GateEvent> {
         loop {
+            if self.broken {
+                return None;
+            }
             if let Some((index, message)) = self.replay.pop_front() {
                 if let Some(e) = self.handle(index, message) {
                     return Some(e);
@@ -342,7 +355,12 @@ impl InputGate {
             while let Ok(a) = ch.inlet.control.try_recv() {
                 ch.announced.push_back(a);
             }
-            let message = message.unwrap_or(Message::End);
+            let Some(message) = message else {
+                // The upstream task stopped without an end marker: it failed
+                // or was cancelled. This input is not complete.
+                self.broken = true;
+                return None;
+            };
             ch.received += 1;
             if let Some(recording) = ch.recording.as_mut() {
                 let before_barrier = ch
@@ -498,5 +516,47 @@ mod tests {
             .collect();
         assert_eq!(recorded, vec![(1, vec![10, 11])]);
         assert!(processed.contains(&10) && processed.contains(&11));
+    }
+
+    #[tokio::test]
+    async fn aligned_timeout_switches_to_unaligned() {
+        let (mut a, ia) = channel(8);
+        let (mut b, ib) = channel(8);
+        let mut gate = InputGate::new(
+            vec![ia, ib],
+            BarrierMode::Unaligned {
+                aligned_timeout: Some(Duration::from_millis(50)),
+            },
+        );
+        a.announce(1, false).unwrap();
+        a.send(batch(2)).await.unwrap();
+        b.send(batch(10)).await.unwrap();
+        // Aligned first: `a` is held back, `b` goes on.
+        assert_eq!(value(&gate.next().await.unwrap()), Some(10));
+        let started = Instant::now();
+        match gate.next().await.unwrap() {
+            GateEvent::Barrier {
+                id: 1,
+                unaligned: true,
+                alignment,
+                complete: false,
+                ..
+            } => assert!(alignment >= Duration::from_millis(50), "{alignment:?}"),
+            _ => panic!("expected the switch to unaligned"),
+        }
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        // After the switch, what `b` delivers before its barrier is recorded.
+        b.send(batch(11)).await.unwrap();
+        b.announce(1, false).unwrap();
+        let recorded = loop {
+            match gate.next().await.unwrap() {
+                GateEvent::InflightDone { id: 1, recorded } => break recorded,
+                GateEvent::Batch(_) => {}
+                _ => panic!("unexpected event"),
+            }
+        };
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].0, 1);
+        assert_eq!(recorded[0].1.len(), 1);
     }
 }

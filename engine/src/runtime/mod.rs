@@ -193,9 +193,9 @@ pub fn stable_job_id(name: &str) -> String {
 /// Starts `graph` on the current tokio runtime.
 ///
 /// With `execution.checkpointing.interval` set, the job takes checkpoints,
-/// resumes from the latest one of a job of the same name in the same
-/// checkpoint directory (or from `execution.savepoint.path`), and restarts
-/// after a failure per `restart-strategy.*`.
+/// resumes from the latest one of a job with the same `pipeline.name` in the
+/// same checkpoint directory (or from `execution.savepoint.path`), and
+/// restarts after a failure per `restart-strategy.*`.
 pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHandle> {
     let checkpointing = config.checkpoint_settings()?;
     let state = Arc::new(config.state_settings()?);
@@ -207,7 +207,9 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         ),
         None => None,
     };
-    let id = if checkpointing.is_some() {
+    // A job named with `pipeline.name` keeps its id across runs, so that it
+    // finds its checkpoints; an unnamed one is a new job each time.
+    let id = if checkpointing.is_some() && config.get("pipeline.name").is_some() {
         stable_job_id(name)
     } else {
         new_job_id()
@@ -515,6 +517,7 @@ impl Driver {
         let (to_coordinator, events) = mpsc::unbounded_channel();
         let (completed_tx, completed_rx) = watch::channel(0u64);
         let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<EngineError>();
+        let attempt_failed = Arc::new(AtomicBool::new(false));
         let task_cp = match (&self.checkpointing, &self.storage) {
             (Some(c), Some(storage)) => Some(checkpoint::TaskCheckpointing {
                 to_coordinator,
@@ -522,6 +525,7 @@ impl Driver {
                 scratch: scratch.clone(),
                 incremental: c.incremental,
                 completed: completed_rx,
+                failed: attempt_failed.clone(),
             }),
             _ => None,
         };
@@ -665,7 +669,7 @@ impl Driver {
         } else {
             drop(fail_tx);
         }
-        let result = supervise(tasks, &self.shared, &mut fail_rx).await;
+        let result = supervise(tasks, &self.shared, &mut fail_rx, &attempt_failed).await;
         let _ = stop_tx.send(true);
         let _ = std::fs::remove_dir_all(&scratch);
         result
@@ -677,6 +681,7 @@ async fn supervise(
     mut tasks: JoinSet<Result<()>>,
     shared: &Shared,
     fail: &mut mpsc::UnboundedReceiver<EngineError>,
+    failed: &AtomicBool,
 ) -> Result<()> {
     let mut failure: Option<EngineError> = None;
     let mut fail_open = true;
@@ -694,6 +699,7 @@ async fn supervise(
                         tracing::error!(error = %e, "task failed, stopping the attempt");
                         failure = Some(e);
                     }
+                    failed.store(true, Ordering::SeqCst);
                     tasks.abort_all();
                 }
                 Some(Err(join)) if join.is_panic() => {
@@ -704,6 +710,7 @@ async fn supervise(
                             .unwrap_or_else(|| "unknown panic".into());
                         failure = Some(EngineError::Internal(format!("a task panicked: {text}")));
                     }
+                    failed.store(true, Ordering::SeqCst);
                     tasks.abort_all();
                 }
                 Some(Err(_)) => {}
@@ -713,12 +720,14 @@ async fn supervise(
                     if failure.is_none() {
                         failure = Some(e);
                     }
+                    failed.store(true, Ordering::SeqCst);
                     tasks.abort_all();
                 }
                 None => fail_open = false,
             },
             _ = shared.cancel.notified() => {
                 shared.cancelled.store(true, Ordering::SeqCst);
+                failed.store(true, Ordering::SeqCst);
                 tasks.abort_all();
             }
         }
@@ -838,7 +847,9 @@ fn run_source(
                                 }
                             }
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                                if shared.cancelled.load(Ordering::Relaxed) {
+                                if shared.cancelled.load(Ordering::Relaxed)
+                                    || tc.failed.load(Ordering::Relaxed)
+                                {
                                     return Err(EngineError::Cancelled);
                                 }
                             }
@@ -1014,11 +1025,13 @@ async fn run_chain(
             GateEvent::End => {
                 fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
                 router.broadcast(Message::End).await?;
-                break;
+                return Ok(());
             }
         }
     }
-    Ok(())
+    // An upstream task stopped without an end marker (its own error is
+    // what the job reports).
+    Err(EngineError::Cancelled)
 }
 
 /// What a sink task reacts to: its input, or a completed checkpoint.
@@ -1119,11 +1132,17 @@ fn run_sink(
                         if *c.borrow() >= last {
                             return writer.commit(last);
                         }
-                        if shared.cancelled.load(Ordering::Relaxed) {
+                        if shared.cancelled.load(Ordering::Relaxed)
+                            || tc
+                                .as_ref()
+                                .is_some_and(|t| t.failed.load(Ordering::Relaxed))
+                        {
                             return Err(EngineError::Cancelled);
                         }
-                        if handle.block_on(c.changed()).is_err() {
-                            return Err(EngineError::Cancelled);
+                        let wait = std::time::Duration::from_millis(50);
+                        match handle.block_on(tokio::time::timeout(wait, c.changed())) {
+                            Ok(Err(_)) => return Err(EngineError::Cancelled),
+                            Ok(Ok(())) | Err(_) => {}
                         }
                     }
                 }

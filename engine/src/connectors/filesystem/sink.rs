@@ -273,7 +273,13 @@ impl SinkWriter for PartFileWriter {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.close()
+        self.close()?;
+        // Two-phase without a final checkpoint (no input at all): nothing
+        // else will commit these.
+        for name in std::mem::take(&mut self.closed) {
+            self.publish(&name)?;
+        }
+        Ok(())
     }
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<serde_json::Value> {

@@ -278,6 +278,26 @@ impl GroupTable {
         Ok((keys, states, rows))
     }
 
+    /// Adds groups given as key columns and intermediate states (what
+    /// [`GroupTable::emit_states`] returned); `widths` are the number of
+    /// state columns of each aggregate.
+    pub fn merge_states(
+        &mut self,
+        keys: &[ArrayRef],
+        states: &[ArrayRef],
+        rows: usize,
+        widths: &[usize],
+    ) -> Result<()> {
+        self.values.intern(keys, rows, &mut self.group_ids)?;
+        let total = self.values.len();
+        let mut offset = 0;
+        for (acc, width) in self.accumulators.iter_mut().zip(widths) {
+            acc.merge_batch(&states[offset..offset + width], &self.group_ids, total)?;
+            offset += width;
+        }
+        Ok(())
+    }
+
     /// Emits every group as key columns followed by aggregate results, and
     /// leaves the table empty.
     pub fn emit(&mut self) -> Result<Vec<ArrayRef>> {

@@ -5,10 +5,16 @@
 //!
 //! Each open window aggregates incoming batches into an in-memory
 //! [`GroupTable`] of partial results. When the cached groups of all windows
-//! exceed `table.exec.state.cache-size`, or before a snapshot, the partials
-//! are merged into the state backend (see [`AggregateStore`]). A window that
-//! never left memory fires straight from its table; one that did is merged
-//! with its stored groups and read back, then deleted from the backend.
+//! exceed `table.exec.state.cache-size`, the partials are moved into the
+//! state backend (see [`AggregateStore`]). A window that never left memory
+//! fires straight from its table; one that did is merged with its stored
+//! groups and read back, then deleted from the backend.
+//!
+//! A snapshot writes a *copy* of each in-memory table into the backend
+//! (under a reserved sequence number, replaced by the next snapshot) and
+//! keeps the table, so checkpoints do not push windows onto the slower
+//! read-back path. A restored window's stored partials, copies included,
+//! are merged when it fires.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +60,7 @@ impl OperatorFactory for WindowAggregateSpec {
                     OpenWindow {
                         table: None,
                         flushed: true,
+                        copied: 0,
                     },
                 );
             }
@@ -85,9 +92,16 @@ impl OperatorFactory for WindowAggregateSpec {
 struct OpenWindow {
     /// Partial aggregates since the window was last flushed.
     table: Option<GroupTable>,
-    /// Whether some of its groups are in the backend.
+    /// Whether some of its partials are in the backend (evicted, or restored).
     flushed: bool,
+    /// Groups of the snapshot copy of `table` in the backend (0: none).
+    copied: usize,
 }
+
+/// The sequence number of a window's snapshot copy: the in-memory table
+/// written for a snapshot, replaced by the next snapshot, and deleted when
+/// the window fires from memory or its table is flushed.
+const SNAPSHOT_COPY: u64 = u64::MAX;
 
 /// Runs a [`WindowAggregateSpec`].
 pub struct WindowAggregateOperator {
@@ -113,6 +127,7 @@ impl WindowAggregateOperator {
         let window = self.windows.entry(end).or_insert(OpenWindow {
             table: None,
             flushed: false,
+            copied: 0,
         });
         let table = match &mut window.table {
             Some(t) => t,
@@ -147,26 +162,79 @@ impl WindowAggregateOperator {
             return Ok(());
         }
         *sequence += 1;
-        let seq = sequence.to_be_bytes();
-        let groups = store.key_groups(&keys, n)?;
-        let key_rows = store.encode_keys(&keys, n)?;
-        let state_rows = store.encode_states(&states, n)?;
-        let mut changes: Vec<weir_state::Change> = (0..n)
-            .map(|i| {
-                let key = key_rows.row(i);
-                let mut a = Vec::with_capacity(18 + key.len());
-                a.extend_from_slice(&groups[i].to_be_bytes());
-                a.extend_from_slice(&window_bytes(end));
-                a.extend_from_slice(key);
-                a.extend_from_slice(&seq);
-                (a, Some(state_rows.row(i).to_vec()))
-            })
-            .collect();
+        // The table holds every group of its snapshot copy (it only grows
+        // until flushed): the copy goes, the table takes its place.
+        let replaces_copy = std::mem::take(&mut window.copied);
+        Self::write_partials(store, end, &keys, &states, n, *sequence, replaces_copy > 0)?;
+        store.count_stored(n as i64 - replaces_copy as i64);
+        window.flushed = true;
+        Ok(())
+    }
+
+    /// Writes partials of window `end` under sequence `seq`; with
+    /// `delete_copy`, deletes the same groups' snapshot copies.
+    fn write_partials(
+        store: &mut AggregateStore,
+        end: i64,
+        keys: &[ArrayRef],
+        states: &[ArrayRef],
+        n: usize,
+        seq: u64,
+        delete_copy: bool,
+    ) -> Result<()> {
+        let groups = store.key_groups(keys, n)?;
+        let key_rows = store.encode_keys(keys, n)?;
+        let state_rows = store.encode_states(states, n)?;
+        let address = |i: usize, seq: u64| {
+            let key = key_rows.row(i);
+            let mut a = Vec::with_capacity(18 + key.len());
+            a.extend_from_slice(&groups[i].to_be_bytes());
+            a.extend_from_slice(&window_bytes(end));
+            a.extend_from_slice(key);
+            a.extend_from_slice(&seq.to_be_bytes());
+            a
+        };
+        let mut changes: Vec<weir_state::Change> =
+            Vec::with_capacity(if delete_copy { 2 * n } else { n });
+        for i in 0..n {
+            changes.push((address(i, seq), Some(state_rows.row(i).to_vec())));
+            if delete_copy && seq != SNAPSHOT_COPY {
+                changes.push((address(i, SNAPSHOT_COPY), None));
+            }
+        }
         // In address order, RocksDB applies the batch faster.
         changes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        store.write(changes)?;
-        store.count_stored(n as i64);
-        window.flushed = true;
+        store.write(changes)
+    }
+
+    /// For a snapshot: writes a copy of the window's in-memory partials into
+    /// the backend and keeps them in memory, so that the window can still
+    /// fire from memory. Windows with partials in the backend already are
+    /// flushed as usual.
+    fn copy_for_snapshot(
+        store: &mut AggregateStore,
+        spec: &WindowAggregateSpec,
+        end: i64,
+        window: &mut OpenWindow,
+        sequence: &mut u64,
+    ) -> Result<()> {
+        if window.flushed {
+            return Self::flush_window(store, end, window, sequence);
+        }
+        let Some(table) = window.table.as_mut() else {
+            return Ok(());
+        };
+        let (keys, states, n) = table.emit_states()?;
+        let mut rebuilt = GroupTable::new(&spec.aggregate)?;
+        rebuilt.merge_states(&keys, &states, n, store.state_widths())?;
+        *table = rebuilt;
+        if n == 0 {
+            return Ok(());
+        }
+        // Replaces the previous copy: its groups are among these.
+        Self::write_partials(store, end, &keys, &states, n, SNAPSHOT_COPY, false)?;
+        store.count_stored(n as i64 - window.copied as i64);
+        window.copied = n;
         Ok(())
     }
 
@@ -290,6 +358,11 @@ impl Operator for WindowAggregateOperator {
                 Self::flush_window(&mut self.store, end, &mut window, &mut self.sequence)?;
                 self.read_window(end)?
             } else {
+                if window.copied > 0 {
+                    // Only its snapshot copy is in the backend.
+                    self.store.delete_groups(&window_bytes(end))?;
+                    self.store.count_stored(-(window.copied as i64));
+                }
                 match window.table.as_mut() {
                     Some(table) => {
                         let columns = table.emit()?;
@@ -313,7 +386,15 @@ impl Operator for WindowAggregateOperator {
         &mut self,
         dir: &std::path::Path,
     ) -> Result<Option<weir_state::SnapshotInfo>> {
-        self.flush_all()?;
+        for (end, window) in self.windows.iter_mut() {
+            Self::copy_for_snapshot(
+                &mut self.store,
+                &self.spec,
+                *end,
+                window,
+                &mut self.sequence,
+            )?;
+        }
         Ok(Some(self.store.backend().snapshot(dir)?))
     }
 }

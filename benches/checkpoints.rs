@@ -10,7 +10,8 @@
 //!    state: download from the checkpoint storage, then open the instance.
 //!
 //! `cargo bench --bench checkpoints` (release); `-- --quick` for a smoke
-//! run; `-- --events N`, `-- --restore-mb N` to change the sizes.
+//! run; `-- --events N`, `-- --repeat N`, `-- --restore-mb N` to change the
+//! sizes.
 
 use std::time::Instant;
 
@@ -62,14 +63,21 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-async fn throughput(events: u64, work: &std::path::Path) {
-    println!("\n## Windowed aggregation with checkpoints ({events} events, parallelism 1)\n");
-    println!("| backend | checkpoint interval | seconds | events/s | vs. off | checkpoints | mean duration | mean size |");
+async fn throughput(events: u64, repeat: usize, work: &std::path::Path) {
+    println!(
+        "\n## Windowed aggregation with checkpoints ({events} events, parallelism 1, median of {repeat} runs, interleaved)\n"
+    );
+    println!("| backend | checkpoint interval | seconds (median) | events/s | vs. off | checkpoints | mean duration | mean size |");
     println!("|---|---|---|---|---|---|---|---|");
     let sink = "CREATE TABLE sink (auction BIGINT, window_start TIMESTAMP(3), window_end TIMESTAMP(3), bids BIGINT, top BIGINT) WITH ('connector' = 'blackhole')";
-    for backend in ["hashmap", "rocksdb"] {
-        let mut off = None;
-        for interval in ["off", "10 s", "1 s"] {
+    let configs: Vec<(&str, &str)> = ["hashmap", "rocksdb"]
+        .into_iter()
+        .flat_map(|b| ["off", "10 s", "1 s"].map(move |i| (b, i)))
+        .collect();
+    let mut results: Vec<Vec<Measured>> = configs.iter().map(|_| Vec::new()).collect();
+    // Rounds over all configurations, so that a noisy minute hits them alike.
+    for _ in 0..repeat {
+        for (k, (backend, interval)) in configs.iter().enumerate() {
             let mut settings = vec![
                 ("state.backend.type", backend.to_string()),
                 (
@@ -78,7 +86,7 @@ async fn throughput(events: u64, work: &std::path::Path) {
                 ),
                 ("pipeline.name", format!("bench-{backend}-{interval}")),
             ];
-            if interval != "off" {
+            if *interval != "off" {
                 settings.push(("execution.checkpointing.interval", interval.to_string()));
                 settings.push((
                     "execution.checkpointing.dir",
@@ -86,33 +94,40 @@ async fn throughput(events: u64, work: &std::path::Path) {
                 ));
                 settings.push(("execution.checkpointing.resume", "false".into()));
             }
-            let m = run_query(events, &settings, TUMBLE, sink).await;
-            let done: Vec<_> = m
-                .checkpoints
-                .iter()
-                .filter(|c| c.status == "COMPLETED" && !c.is_final)
-                .collect();
-            let n = done.len().max(1) as f64;
-            let mean_ms = done
-                .iter()
-                .map(|c| c.duration.as_secs_f64() * 1000.0)
-                .sum::<f64>()
-                / n;
-            let mean_size = done.iter().map(|c| mib(c.state_bytes)).sum::<f64>() / n;
-            let base = *off.get_or_insert(m.seconds);
-            let (duration, size) = if done.is_empty() {
-                ("-".to_string(), "-".to_string())
-            } else {
-                (format!("{mean_ms:.0} ms"), format!("{mean_size:.1} MiB"))
-            };
-            println!(
-                "| {backend} | {interval} | {:.2} | {:.0} | {:.1}% | {} | {duration} | {size} |",
-                m.seconds,
-                events as f64 / m.seconds,
-                (base / m.seconds) * 100.0,
-                done.len(),
-            );
+            results[k].push(run_query(events, &settings, TUMBLE, sink).await);
         }
+    }
+    let mut off = 0.0;
+    for ((backend, interval), mut runs) in configs.into_iter().zip(results) {
+        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let median = &runs[runs.len() / 2];
+        if interval == "off" {
+            off = median.seconds;
+        }
+        let done: Vec<_> = runs
+            .iter()
+            .flat_map(|m| m.checkpoints.iter())
+            .filter(|c| c.status == "COMPLETED" && !c.is_final)
+            .collect();
+        let n = done.len().max(1) as f64;
+        let mean_ms = done
+            .iter()
+            .map(|c| c.duration.as_secs_f64() * 1000.0)
+            .sum::<f64>()
+            / n;
+        let mean_size = done.iter().map(|c| mib(c.state_bytes)).sum::<f64>() / n;
+        let (duration, size) = if done.is_empty() {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (format!("{mean_ms:.0} ms"), format!("{mean_size:.1} MiB"))
+        };
+        println!(
+            "| {backend} | {interval} | {:.2} | {:.0} | {:.1}% | {:.1} per run | {duration} | {size} |",
+            median.seconds,
+            events as f64 / median.seconds,
+            (off / median.seconds) * 100.0,
+            done.len() as f64 / runs.len() as f64,
+        );
     }
 }
 
@@ -268,7 +283,10 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let events: u64 = arg("--events")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 100_000 } else { 10_000_000 });
+        .unwrap_or(if quick { 100_000 } else { 20_000_000 });
+    let repeat: usize = arg("--repeat")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 1 } else { 3 });
     let restore_mb: u64 = arg("--restore-mb")
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick { 16 } else { 1024 });
@@ -279,7 +297,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     runtime.block_on(async {
-        throughput(events, work.path()).await;
+        throughput(events, repeat, work.path()).await;
         incremental(events, work.path()).await;
         restore(restore_mb, work.path()).await;
     });

@@ -172,7 +172,9 @@ fn run_with_kills(job: &Path, out: &Path, seed: u64) -> Outcome {
     panic!("the job did not finish in 40 rounds:\n{stderr_all}");
 }
 
-fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize) {
+/// `cache`: `table.exec.state.cache-size`, small to make windows move in
+/// and out of the backend between snapshots.
+fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize, cache: Option<usize>) {
     let work = tempfile::tempdir().unwrap();
     let rows = env_u64("WEIR_CRASH_ROWS", 600_000);
     let input = work.path().join("input");
@@ -205,6 +207,10 @@ fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize) {
         ("execution.buffer-capacity", "4".into()),
         ("execution.batch-size", "2048".into()),
     ];
+    let mut settings = settings;
+    if let Some(cache) = cache {
+        settings.push(("table.exec.state.cache-size", cache.to_string()));
+    }
     std::fs::write(&job, job_sql(&input, &out, &settings)).unwrap();
     let seed = env_u64("WEIR_CRASH_SEED", 0x5eed) ^ (parallelism as u64) << 8;
     let outcome = run_with_kills(&job, &out, seed);
@@ -245,40 +251,43 @@ fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize) {
 
 #[test]
 fn hashmap_aligned_p1_survives_kills() {
-    crash_and_compare("hashmap", false, 1);
+    crash_and_compare("hashmap", false, 1, None);
 }
 
 #[test]
 fn hashmap_unaligned_p2_survives_kills() {
-    crash_and_compare("hashmap", true, 2);
+    crash_and_compare("hashmap", true, 2, None);
 }
 
 #[test]
 fn rocksdb_aligned_p2_survives_kills() {
-    crash_and_compare("rocksdb", false, 2);
+    crash_and_compare("rocksdb", false, 2, None);
 }
 
+/// With a 100-group cache (300 keys a window): windows are evicted into
+/// RocksDB between snapshots, and snapshot copies are replaced by evictions.
 #[test]
 fn rocksdb_unaligned_p1_survives_kills() {
-    crash_and_compare("rocksdb", true, 1);
+    crash_and_compare("rocksdb", true, 1, Some(100));
 }
 
 #[test]
 fn hashmap_aligned_p2_survives_kills() {
-    crash_and_compare("hashmap", false, 2);
+    crash_and_compare("hashmap", false, 2, None);
 }
 
 #[test]
 fn hashmap_unaligned_p1_survives_kills() {
-    crash_and_compare("hashmap", true, 1);
+    crash_and_compare("hashmap", true, 1, None);
 }
 
+/// With a 100-group cache, as above.
 #[test]
 fn rocksdb_aligned_p1_survives_kills() {
-    crash_and_compare("rocksdb", false, 1);
+    crash_and_compare("rocksdb", false, 1, Some(100));
 }
 
 #[test]
 fn rocksdb_unaligned_p2_survives_kills() {
-    crash_and_compare("rocksdb", true, 2);
+    crash_and_compare("rocksdb", true, 2, None);
 }

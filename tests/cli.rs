@@ -408,6 +408,19 @@ fn show_jobs_reports_state_size() {
     }
 }
 
+/// The checkpoint ids in a job's checkpoint folder, ascending.
+fn checkpoint_ids(job_dir: &std::path::Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(job_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_prefix("chk-")?.parse().ok()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// A checkpointed job: `SHOW CHECKPOINTS` lists them; a damaged latest
 /// checkpoint (a truncated state file, then broken metadata) is skipped with
 /// a warning in favour of the previous one when the job is run again.
@@ -448,14 +461,7 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
         .unwrap()
         .unwrap()
         .path();
-    let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().to_string_lossy().to_string();
-            name.strip_prefix("chk-")?.parse().ok()
-        })
-        .collect();
-    ids.sort();
+    let ids = checkpoint_ids(&job_dir);
     assert_eq!(ids.len(), 3, "num-retained keeps three: {ids:?}");
     let (latest, previous) = (ids[2], ids[1]);
 
@@ -483,15 +489,7 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
     );
 
     // Broken metadata in the newest checkpoint now.
-    let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().to_string_lossy().to_string();
-            name.strip_prefix("chk-")?.parse().ok()
-        })
-        .collect();
-    ids.sort();
-    let newest = *ids.last().unwrap();
+    let newest = *checkpoint_ids(&job_dir).last().unwrap();
     let meta = job_dir.join(format!("chk-{newest}/_metadata"));
     let text_meta = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod metadata;
+pub mod retention;
 pub mod storage;
 pub mod upload;
 

@@ -8,7 +8,7 @@
 //! the metadata (the checkpoint is now complete), tells the sinks to commit,
 //! and deletes checkpoints beyond the number retained.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -558,17 +558,17 @@ impl Coordinator {
     /// Deletes the oldest checkpoints beyond `num-retained`, and the shared
     /// files no retained checkpoint lists any more.
     async fn prune(&mut self) {
-        while self.retained.len() > self.settings.num_retained {
-            let (old, files) = self.retained.remove(0);
-            if let Err(e) = self.job.delete_checkpoint(old).await {
+        let plan = weir_checkpoint::retention::plan(&self.retained, self.settings.num_retained);
+        for old in &plan.checkpoints {
+            if let Err(e) = self.job.delete_checkpoint(*old).await {
                 tracing::warn!(checkpoint = old, error = %e, "could not delete an old checkpoint");
             }
-            let still: HashSet<&String> = self.retained.iter().flat_map(|(_, f)| f).collect();
-            let unused: Vec<String> = files.into_iter().filter(|f| !still.contains(f)).collect();
-            if let Err(e) = self.job.delete_all(&unused).await {
-                tracing::warn!(error = %e, "could not delete unused shared files");
-            }
         }
+        if let Err(e) = self.job.delete_all(&plan.shared).await {
+            tracing::warn!(error = %e, "could not delete unused shared files");
+        }
+        self.retained
+            .retain(|(id, _)| !plan.checkpoints.contains(id));
     }
 }
 

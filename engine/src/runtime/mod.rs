@@ -1140,9 +1140,10 @@ fn run_sink(
                             return Err(EngineError::Cancelled);
                         }
                         let wait = std::time::Duration::from_millis(50);
-                        match handle.block_on(tokio::time::timeout(wait, c.changed())) {
-                            Ok(Err(_)) => return Err(EngineError::Cancelled),
-                            Ok(Ok(())) | Err(_) => {}
+                        if let Ok(Err(_)) = handle.block_on(tokio::time::timeout(wait, c.changed()))
+                        {
+                            // The coordinator is gone: the attempt is over.
+                            return Err(EngineError::Cancelled);
                         }
                     }
                 }

@@ -523,3 +523,91 @@ fn storage_credentials_are_not_printed() {
         "{stdout}"
     );
 }
+
+/// `weir run --fresh` deletes a named job's checkpoints and starts over;
+/// `weir run -s <checkpoint>` restores the one named.
+#[test]
+fn fresh_starts_over_and_s_restores_a_named_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'pipeline.name' = 'fresh-test';\n\
+             SET 'execution.checkpointing.interval' = '100 ms';\n\
+             SET 'execution.checkpointing.dir' = '{}';\n\
+             SET 'execution.checkpointing.num-retained' = '2';\n\
+             CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '600', 'rows-per-second' = '1000', 'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '600');\n\
+             CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO o SELECT x FROM g;\n",
+            chk.display()
+        ),
+    )
+    .unwrap();
+    let first = weir(&["run", job.to_str().unwrap()], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let job_dir = std::fs::read_dir(&chk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let before = checkpoint_ids(&job_dir);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // Run again: resumes from the final checkpoint; numbering goes on.
+    let again = weir(&["run", job.to_str().unwrap()], None);
+    let stderr = text(&again.stderr);
+    assert!(
+        stderr.contains(&format!("from checkpoint {} ", before[1])),
+        "{stderr}"
+    );
+    let resumed = checkpoint_ids(&job_dir);
+    assert!(
+        resumed[0] > before[0],
+        "{before:?} then {resumed:?}: {stderr}"
+    );
+
+    // --fresh: no resume, numbering restarts from 1.
+    let fresh = weir(&["run", job.to_str().unwrap(), "--fresh"], None);
+    let stderr = text(&fresh.stderr);
+    assert!(fresh.status.success(), "{stderr}");
+    assert!(!stderr.contains("Resuming"), "{stderr}");
+    let after = checkpoint_ids(&job_dir);
+    assert!(
+        after.iter().all(|id| *id < before[0] + 3),
+        "{before:?} then {after:?}"
+    );
+
+    // -s: restores exactly the checkpoint given.
+    let path = job_dir.join(format!("chk-{}", after[0]));
+    let restored = weir(
+        &["run", job.to_str().unwrap(), "-s", path.to_str().unwrap()],
+        None,
+    );
+    let stderr = text(&restored.stderr);
+    assert!(restored.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Restoring job 'fresh-test' from {}",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    let missing = weir(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "-s",
+            &format!("{}/chk-999", job_dir.display()),
+        ],
+        None,
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("chk-999"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

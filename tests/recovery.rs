@@ -352,3 +352,48 @@ async fn s3_checkpoints_with_incremental_rocksdb_state_restore_exactly() {
         "no checkpoint reused uploaded files: {completed:?}"
     );
 }
+
+/// On cancellation checkpoints are kept by default, and deleted with
+/// `DELETE_ON_CANCELLATION`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_keeps_or_deletes_checkpoints() {
+    for (retention, kept) in [
+        ("RETAIN_ON_CANCELLATION", true),
+        ("DELETE_ON_CANCELLATION", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let chk = dir.path().join("chk");
+        let mut ctx = StreamContext::builder()
+            .set("pipeline.name", "cancel-test")
+            .and_then(|b| b.set("execution.checkpointing.interval", "50 ms"))
+            .and_then(|b| b.set("execution.checkpointing.dir", chk.to_str().unwrap()))
+            .and_then(|b| {
+                b.set(
+                    "execution.checkpointing.externalized-checkpoint-retention",
+                    retention,
+                )
+            })
+            .unwrap()
+            .build();
+        ctx.sql(
+            "CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');\
+             CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')",
+        )
+        .await
+        .unwrap();
+        let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !job.checkpoints().iter().any(|c| c.status == "COMPLETED") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint completed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        job.cancel();
+        assert!(job.wait().await.is_err());
+        let job_dir = chk.join(job.id());
+        let has_metadata = walk(&job_dir).iter().any(|p| p.ends_with("_metadata"));
+        assert_eq!(has_metadata, kept, "{retention}");
+    }
+}

@@ -101,15 +101,21 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// A snapshot taken synchronously and waiting to be uploaded.
+/// What one subtask captured synchronously for a checkpoint, to be uploaded.
 pub(crate) struct LocalSnapshot {
     pub node: usize,
     pub subtask: usize,
-    pub dir: PathBuf,
-    pub info: Option<weir_state::SnapshotInfo>,
-    pub shared: Arc<tokio::sync::Mutex<SharedFiles>>,
+    /// An operator's state snapshot, in a local scratch folder.
+    pub state: Option<StateFiles>,
     /// A sink's pre-committed output.
     pub sink_state: Option<serde_json::Value>,
+}
+
+/// A state backend's snapshot folder and the operator's uploaded files.
+pub(crate) struct StateFiles {
+    pub dir: PathBuf,
+    pub info: weir_state::SnapshotInfo,
+    pub shared: Arc<tokio::sync::Mutex<SharedFiles>>,
 }
 
 /// The upload of a chain's snapshots, then (for unaligned checkpoints) of
@@ -156,26 +162,24 @@ impl TaskCheckpointing {
                     sink_state: s.sink_state.clone(),
                     ..Default::default()
                 };
-                if let Some(info) = &s.info {
-                    let mut shared = s.shared.lock().await;
+                if let Some(state) = &s.state {
+                    let mut shared = state.shared.lock().await;
                     let name = format!("op{}-{}", s.node, s.subtask);
                     let (files, up) = weir_checkpoint::upload_snapshot(
                         &job,
                         id,
                         &name,
-                        &s.dir,
-                        &info.files,
+                        &state.dir,
+                        &state.info.files,
                         incremental.then_some(&mut *shared),
                     )
                     .await
                     .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
                     uploaded += up;
-                    total += info.bytes;
-                    task.backend = Some(info.backend.name().to_string());
+                    total += state.info.bytes;
+                    task.backend = Some(state.info.backend.name().to_string());
                     task.files = files;
-                }
-                if s.info.is_some() {
-                    let _ = tokio::fs::remove_dir_all(&s.dir).await;
+                    let _ = tokio::fs::remove_dir_all(&state.dir).await;
                 }
                 tasks.push(task);
             }

@@ -559,4 +559,27 @@ mod tests {
         assert_eq!(recorded[0].0, 1);
         assert_eq!(recorded[0].1.len(), 1);
     }
+
+    #[tokio::test]
+    async fn at_least_once_holds_nothing_back() {
+        let (mut a, ia) = channel(8);
+        let (mut b, ib) = channel(8);
+        let mut gate = InputGate::new(vec![ia, ib], BarrierMode::AtLeastOnce);
+        a.announce(1, false).unwrap();
+        a.send(batch(2)).await.unwrap();
+        // `a` passed its barrier, `b` has not: `a`'s later rows still flow.
+        assert_eq!(value(&gate.next().await.unwrap()), Some(2));
+        b.send(batch(10)).await.unwrap();
+        b.announce(1, false).unwrap();
+        assert_eq!(value(&gate.next().await.unwrap()), Some(10));
+        assert!(matches!(
+            gate.next().await.unwrap(),
+            GateEvent::Barrier {
+                id: 1,
+                unaligned: false,
+                complete: true,
+                ..
+            }
+        ));
+    }
 }

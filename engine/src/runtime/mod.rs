@@ -638,6 +638,7 @@ impl Driver {
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut coordinator_task = None;
         if let (Some(c), Some(tc)) = (&self.checkpointing, &task_cp) {
             let job = tc.job.clone();
             let mut retained = Vec::new();
@@ -665,12 +666,18 @@ impl Driver {
                 stats: self.stats.clone(),
                 fail: fail_tx,
             };
-            tokio::spawn(coordinator.run(stop_rx));
+            coordinator_task = Some(tokio::spawn(coordinator.run(stop_rx)));
         } else {
             drop(fail_tx);
         }
         let result = supervise(tasks, &self.shared, &mut fail_rx, &attempt_failed).await;
         let _ = stop_tx.send(true);
+        // The coordinator finishes what it is doing (writing metadata,
+        // deleting checkpoints beyond the retained number) before the job
+        // reports its end.
+        if let Some(task) = coordinator_task {
+            let _ = task.await;
+        }
         let _ = std::fs::remove_dir_all(&scratch);
         result
     }
@@ -997,13 +1004,21 @@ async fn run_chain(
                 let mut snapshots = Vec::with_capacity(ops.len());
                 for ((op, ctx), shared) in ops.iter_mut().zip(&cp.shared) {
                     let dir = cp.tc.local_dir(id, ctx.node, ctx.subtask)?;
-                    let info = op.snapshot_state(&dir)?;
+                    let state = match op.snapshot_state(&dir)? {
+                        Some(info) => Some(checkpoint::StateFiles {
+                            dir,
+                            info,
+                            shared: shared.clone(),
+                        }),
+                        None => {
+                            let _ = std::fs::remove_dir(&dir);
+                            None
+                        }
+                    };
                     snapshots.push(checkpoint::LocalSnapshot {
                         node: ctx.node,
                         subtask: ctx.subtask,
-                        dir,
-                        info,
-                        shared: shared.clone(),
+                        state,
                         sink_state: None,
                     });
                 }
@@ -1057,9 +1072,6 @@ fn run_sink(
         writer.recover(restored.as_ref())?;
     }
     let mut completed = tc.as_ref().map(|t| t.completed.clone());
-    let no_shared = Arc::new(tokio::sync::Mutex::new(
-        weir_checkpoint::SharedFiles::default(),
-    ));
     let mut pending: HashMap<u64, checkpoint::PendingUpload> = HashMap::new();
     let mut last_barrier = None;
     loop {
@@ -1100,9 +1112,7 @@ fn run_sink(
                     let snapshot = checkpoint::LocalSnapshot {
                         node: ctx.node,
                         subtask: ctx.subtask,
-                        dir: std::path::PathBuf::new(),
-                        info: None,
-                        shared: no_shared.clone(),
+                        state: None,
                         sink_state: Some(state),
                     };
                     let _guard = handle.enter();

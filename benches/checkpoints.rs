@@ -233,7 +233,7 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
     let upload_started = Instant::now();
     let (files, uploaded) = weir::checkpoint::upload_snapshot(
         &job,
-        1,
+        "chk-1",
         "op1-0",
         &snapshot_dir,
         &info.files,

@@ -18,14 +18,20 @@
 #![warn(missing_docs)]
 
 pub mod metadata;
+pub mod restore;
 pub mod retention;
 pub mod storage;
 pub mod upload;
 
 pub use metadata::{
-    CheckpointMetadata, FileRef, InflightChannel, InflightItem, TaskSnapshot, FORMAT_VERSION,
+    CheckpointMetadata, FileRef, InflightChannel, InflightItem, NodeRole, OperatorInfo,
+    SnapshotType, TaskSnapshot, CANONICAL_BACKEND, FORMAT_VERSION,
 };
-pub use storage::{parse_checkpoint_url, CheckpointStorage, JobCheckpoints, StorageOptions};
+pub use restore::{plan_restore, NodeRestore, RestorePlan};
+pub use storage::{
+    dispose_savepoint, open_snapshot, parse_checkpoint_url, parse_snapshot_url,
+    savepoint_folder_name, CheckpointStorage, JobCheckpoints, SnapshotPath, StorageOptions,
+};
 pub use upload::SharedFiles;
 pub use upload::{download_snapshot, upload_snapshot};
 

@@ -49,6 +49,67 @@ pub struct CheckpointMetadata {
     pub uploaded_bytes: u64,
     /// One entry per subtask that has something to restore.
     pub tasks: Vec<TaskSnapshot>,
+    /// A checkpoint (owned by the job, may share files) or a savepoint
+    /// (owned by the user, self-contained, canonical state files).
+    #[serde(default, rename = "type")]
+    pub snapshot_type: SnapshotType,
+    /// `pipeline.max-parallelism` of the job: the number of key groups.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: usize,
+    /// The job's nodes with their stable ids and state shapes; state is
+    /// matched to the operators of a restored job by these ids.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<OperatorInfo>,
+}
+
+fn default_max_parallelism() -> usize {
+    128
+}
+
+/// Whether a snapshot is a checkpoint or a savepoint.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotType {
+    /// Taken periodically; the job's own, deleted per retention.
+    #[default]
+    Checkpoint,
+    /// Taken when asked; the user's, kept until disposed.
+    Savepoint,
+}
+
+/// The backend name of a task whose files are in the canonical form.
+pub const CANONICAL_BACKEND: &str = "canonical";
+
+/// What a node of the job graph is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Reads a connector; its state is its position.
+    Source,
+    /// Transforms rows; aggregates keep keyed state.
+    Operator,
+    /// Writes a connector; its state is output not yet committed.
+    Sink,
+}
+
+/// One node of a job as the metadata records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OperatorInfo {
+    /// The node's index in the job graph that wrote the snapshot.
+    pub node: usize,
+    /// Its stable id: derived from what it does and what it reads, not from
+    /// its position in the graph, so that a changed query keeps it.
+    pub uid: String,
+    /// What `EXPLAIN` shows for it.
+    pub description: String,
+    /// Source, operator or sink.
+    pub role: NodeRole,
+    /// Number of subtasks.
+    pub parallelism: usize,
+    /// The shape of its state, part by part (`("keys", "auction: Int64")`);
+    /// `None` for nodes without keyed state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Vec<(String, String)>>,
 }
 
 /// What one subtask stored.
@@ -181,10 +242,17 @@ impl CheckpointMetadata {
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) fn sample_metadata() -> super::CheckpointMetadata {
+        super::tests::sample()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample() -> CheckpointMetadata {
+    pub(super) fn sample() -> CheckpointMetadata {
         CheckpointMetadata {
             checkpoint_id: 7,
             job_id: "j".into(),
@@ -215,6 +283,16 @@ mod tests {
                 }],
                 ..Default::default()
             }],
+            snapshot_type: SnapshotType::Savepoint,
+            max_parallelism: 128,
+            operators: vec![OperatorInfo {
+                node: 1,
+                uid: "WindowAggregate(source[bid])".into(),
+                description: "WindowAggregate(...)".into(),
+                role: NodeRole::Operator,
+                parallelism: 1,
+                state: Some(vec![("keys".into(), "auction: Int64".into())]),
+            }],
         }
     }
 
@@ -227,6 +305,17 @@ mod tests {
             m.shared_objects().collect::<Vec<_>>(),
             ["shared/op1-0/x-1.sst"]
         );
+    }
+
+    #[test]
+    fn metadata_of_the_first_format_still_reads() {
+        // Written before savepoints: no type, operators or max parallelism.
+        let json = r#"{"checkpoint_id":3,"job_id":"j","job_name":"n","graph":"g","trigger_time_ms":1,"duration_ms":2,"unaligned":false,"alignment_ms":0,"is_final":false,"state_bytes":0,"uploaded_bytes":0,"tasks":[]}"#;
+        let text = format!("WEIR-CHECKPOINT 1\n{json}\nxxh64 {:016x}\n", checksum(json));
+        let m = CheckpointMetadata::decode(text.as_bytes(), "x").unwrap();
+        assert_eq!(m.snapshot_type, SnapshotType::Checkpoint);
+        assert_eq!(m.max_parallelism, 128);
+        assert!(m.operators.is_empty());
     }
 
     #[test]

@@ -163,6 +163,25 @@ impl CheckpointStorage {
         })
     }
 
+    /// Opens a location that must exist already (for reading a snapshot): a
+    /// missing local directory is an error, not created.
+    pub fn open_existing(location: &str, options: &StorageOptions) -> Result<Self> {
+        let trimmed = location.trim();
+        let local = match trimmed.split_once("://") {
+            None => Some(trimmed),
+            Some(("file", rest)) => Some(rest),
+            _ => None,
+        };
+        if let Some(dir) = local.filter(|d| !d.is_empty()) {
+            if !std::path::Path::new(dir).is_dir() {
+                return Err(CheckpointError::Config(format!(
+                    "'{location}' does not exist"
+                )));
+            }
+        }
+        Self::open(location, options)
+    }
+
     /// The location as given (URLs carry no credentials; those are options).
     pub fn url(&self) -> &str {
         &self.url
@@ -370,6 +389,18 @@ impl JobCheckpoints {
         CheckpointMetadata::decode(&bytes, &self.checkpoint_url(id))
     }
 
+    /// Reads and checks the metadata at the top of this folder (a savepoint).
+    pub async fn read_savepoint_metadata(&self) -> Result<CheckpointMetadata> {
+        let bytes = self.get("_metadata").await?;
+        CheckpointMetadata::decode(&bytes, &self.url)
+    }
+
+    /// Writes a savepoint's metadata at the top of this folder: the step
+    /// that completes it.
+    pub async fn write_savepoint_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
+        self.put("_metadata", Bytes::from(metadata.encode()?)).await
+    }
+
     /// Writes checkpoint metadata: the step that completes a checkpoint.
     pub async fn write_metadata(&self, metadata: &CheckpointMetadata) -> Result<()> {
         let relative = format!("{}/_metadata", checkpoint_folder(metadata.checkpoint_id));
@@ -423,6 +454,106 @@ impl JobCheckpoints {
     }
 }
 
+/// Where a stored snapshot is: a checkpoint `<dir>/<job-id>/chk-<n>`, or a
+/// savepoint folder `<dir>/<name>` with its `_metadata` at the top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPath {
+    /// The location of the folder's parent.
+    pub dir: String,
+    /// The job's folder (checkpoints) or the savepoint's folder.
+    pub folder: String,
+    /// The checkpoint's number; `None` for a savepoint.
+    pub checkpoint: Option<u64>,
+}
+
+/// Reads a snapshot path as users give it (`-s`, `execution.savepoint.path`):
+/// `…/chk-<n>` is a checkpoint, any other folder a savepoint; a trailing
+/// `/_metadata` is allowed.
+pub fn parse_snapshot_url(url: &str) -> Result<SnapshotPath> {
+    if let Ok((dir, folder, id)) = parse_checkpoint_url(url) {
+        return Ok(SnapshotPath {
+            dir,
+            folder,
+            checkpoint: Some(id),
+        });
+    }
+    let trimmed = url
+        .trim()
+        .trim_end_matches('/')
+        .trim_end_matches("/_metadata");
+    let (dir, folder) = trimmed
+        .rsplit_once('/')
+        .filter(|(_, f)| !f.is_empty() && !f.contains("://"))
+        .ok_or_else(|| {
+            CheckpointError::Config(format!(
+                "'{url}' is not a savepoint or checkpoint path: expected <dir>/savepoint-… or <dir>/<job-id>/chk-<n>"
+            ))
+        })?;
+    let dir = if dir.is_empty() || dir.ends_with(':') {
+        format!("{dir}/")
+    } else {
+        dir.to_string()
+    };
+    Ok(SnapshotPath {
+        dir,
+        folder: folder.to_string(),
+        checkpoint: None,
+    })
+}
+
+/// Opens a stored snapshot (checkpoint or savepoint) and checks it: its
+/// metadata must be intact and every file it lists present at its size.
+pub async fn open_snapshot(
+    url: &str,
+    options: &StorageOptions,
+) -> Result<(JobCheckpoints, CheckpointMetadata)> {
+    let path = parse_snapshot_url(url)?;
+    let storage = CheckpointStorage::open_existing(&path.dir, options)?;
+    let job = storage.job(&path.folder);
+    let metadata = match path.checkpoint {
+        Some(id) => job.read_metadata(id).await?,
+        None => job.read_savepoint_metadata().await?,
+    };
+    job.verify(&metadata).await?;
+    Ok((job, metadata))
+}
+
+/// Deletes the savepoint at `url` — its folder and nothing else. A path
+/// that is not a savepoint (no savepoint metadata, or a checkpoint) is
+/// refused and left alone.
+pub async fn dispose_savepoint(url: &str, options: &StorageOptions) -> Result<()> {
+    let path = parse_snapshot_url(url)?;
+    if path.checkpoint.is_some() {
+        return Err(CheckpointError::Config(format!(
+            "'{url}' is a checkpoint, not a savepoint: checkpoints are deleted by their job's retention"
+        )));
+    }
+    let storage = CheckpointStorage::open_existing(&path.dir, options)?;
+    let job = storage.job(&path.folder);
+    let metadata = job.read_savepoint_metadata().await?;
+    if metadata.snapshot_type != crate::metadata::SnapshotType::Savepoint {
+        return Err(CheckpointError::Config(format!(
+            "'{url}' is not a savepoint"
+        )));
+    }
+    job.delete_job().await
+}
+
+/// A new savepoint folder's name for job `job_id`, like Flink's
+/// `savepoint-<6 hex digits of the job id>-<12 random hex digits>`.
+pub fn savepoint_folder_name(job_id: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let short: String = job_id.chars().take(6).collect();
+    format!("savepoint-{short}-{:012x}", h.finish() & 0xffff_ffff_ffff)
+}
+
 /// Splits a checkpoint URL (`<dir>/<job-id>/chk-<n>`, optionally with
 /// `/_metadata`) into the location, the job id and the checkpoint id.
 pub fn parse_checkpoint_url(url: &str) -> Result<(String, String, u64)> {
@@ -451,6 +582,69 @@ pub fn parse_checkpoint_url(url: &str) -> Result<(String, String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_urls_are_told_apart() {
+        assert_eq!(
+            parse_snapshot_url("file:///tmp/sp/savepoint-ab12cd-0123456789ab/_metadata").unwrap(),
+            SnapshotPath {
+                dir: "file:///tmp/sp".into(),
+                folder: "savepoint-ab12cd-0123456789ab".into(),
+                checkpoint: None
+            }
+        );
+        assert_eq!(
+            parse_snapshot_url("/tmp/c/abc/chk-3").unwrap().checkpoint,
+            Some(3)
+        );
+        assert_eq!(parse_snapshot_url("/sp").unwrap().dir, "/");
+        assert!(parse_snapshot_url("savepoint").is_err());
+        let name = savepoint_folder_name("0123456789abcdef");
+        assert!(
+            name.starts_with("savepoint-012345-") && name.len() == 29,
+            "{name}"
+        );
+    }
+
+    #[tokio::test]
+    async fn dispose_deletes_a_savepoint_and_nothing_else() {
+        let storage =
+            CheckpointStorage::open("memory://dispose-test/sp", &Default::default()).unwrap();
+        let sp = storage.job("savepoint-aaaaaa-000000000001");
+        let other = storage.job("savepoint-aaaaaa-000000000002");
+        let mut m = crate::metadata::tests_support::sample_metadata();
+        m.snapshot_type = crate::metadata::SnapshotType::Savepoint;
+        for job in [&sp, &other] {
+            job.write_savepoint_metadata(&m).await.unwrap();
+            job.put("op1-0/state.snap", Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let ckpt = storage.job("job");
+        m.snapshot_type = crate::metadata::SnapshotType::Checkpoint;
+        ckpt.write_savepoint_metadata(&m).await.unwrap();
+        let opts = StorageOptions::default();
+        let err = dispose_savepoint("memory://dispose-test/sp/job", &opts)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not a savepoint"), "{err}");
+        dispose_savepoint(
+            "memory://dispose-test/sp/savepoint-aaaaaa-000000000001",
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert!(sp.list("").await.unwrap().is_empty());
+        assert_eq!(other.list("").await.unwrap().len(), 2);
+        assert_eq!(ckpt.list("").await.unwrap().len(), 1);
+        let err = dispose_savepoint(
+            "memory://dispose-test/sp/savepoint-aaaaaa-000000000001",
+            &opts,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("_metadata"), "{err}");
+    }
 
     #[test]
     fn checkpoint_urls_are_split() {
@@ -500,6 +694,9 @@ mod tests {
                     }],
                     ..Default::default()
                 }],
+                snapshot_type: Default::default(),
+                max_parallelism: 128,
+                operators: vec![],
             };
             job.write_metadata(&meta).await.unwrap();
         }

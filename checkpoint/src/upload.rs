@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::metadata::FileRef;
-use crate::storage::{checkpoint_folder, JobCheckpoints};
+use crate::storage::JobCheckpoints;
 use crate::Result;
 
 /// The immutable files one subtask has already uploaded to `shared/`, by
@@ -45,13 +45,14 @@ pub fn is_immutable(local: &str) -> bool {
     local.ends_with(".sst")
 }
 
-/// Uploads the files of a snapshot directory for checkpoint `id` of subtask
-/// `task` (a name such as `op3-1`). With `shared`, immutable files go to
+/// Uploads the files of a snapshot directory of subtask `task` (a name such
+/// as `op3-1`) into `folder` (a checkpoint's `chk-<n>`, or `""` for a
+/// savepoint, whose folder is the store's). With `shared`, immutable files go to
 /// `shared/<task>/` once and are reused afterwards. Returns the file list
 /// for the metadata and the bytes uploaded now.
 pub async fn upload_snapshot(
     job: &JobCheckpoints,
-    id: u64,
+    folder: &str,
     task: &str,
     dir: &Path,
     files: &[String],
@@ -79,7 +80,11 @@ pub async fn upload_snapshot(
             shared.uploaded.insert(local.clone(), file.clone());
             refs.push(file);
         } else {
-            let object = format!("{}/{task}/{local}", checkpoint_folder(id));
+            let object = if folder.is_empty() {
+                format!("{task}/{local}")
+            } else {
+                format!("{folder}/{task}/{local}")
+            };
             let size = job.upload(&path, &object).await?;
             uploaded += size;
             refs.push(FileRef {
@@ -121,9 +126,16 @@ mod tests {
         std::fs::write(dir.path().join("db/MANIFEST-1"), vec![1u8; 10]).unwrap();
         let mut shared = SharedFiles::new("t1");
         let files = vec!["db/000001.sst".to_string(), "db/MANIFEST-1".to_string()];
-        let (refs1, up1) = upload_snapshot(&job, 1, "op1-0", dir.path(), &files, Some(&mut shared))
-            .await
-            .unwrap();
+        let (refs1, up1) = upload_snapshot(
+            &job,
+            "chk-1",
+            "op1-0",
+            dir.path(),
+            &files,
+            Some(&mut shared),
+        )
+        .await
+        .unwrap();
         assert_eq!(up1, 1010);
         std::fs::write(dir.path().join("db/000002.sst"), vec![8u8; 100]).unwrap();
         let files2 = vec![
@@ -131,10 +143,16 @@ mod tests {
             "db/000002.sst".to_string(),
             "db/MANIFEST-1".to_string(),
         ];
-        let (refs2, up2) =
-            upload_snapshot(&job, 2, "op1-0", dir.path(), &files2, Some(&mut shared))
-                .await
-                .unwrap();
+        let (refs2, up2) = upload_snapshot(
+            &job,
+            "chk-2",
+            "op1-0",
+            dir.path(),
+            &files2,
+            Some(&mut shared),
+        )
+        .await
+        .unwrap();
         assert_eq!(up2, 110, "only the new SST and the manifest");
         assert_eq!(refs2[0], refs1[0]);
         let out = tempfile::tempdir().unwrap();

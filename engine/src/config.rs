@@ -213,7 +213,37 @@ const KEYS: &[Key] = &[
         name: "execution.savepoint.path",
         kind: Kind::Text,
         default: None,
-        doc: "restore the next job from this checkpoint (<dir>/<job-id>/chk-<n>)",
+        doc: "restore the next job from this savepoint (<dir>/savepoint-…) or checkpoint (<dir>/<job-id>/chk-<n>)",
+    },
+    Key {
+        name: "execution.savepoint.ignore-unclaimed-state",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "drop (with a warning) state of the restored snapshot that no operator of the new job claims, instead of refusing to start",
+    },
+    Key {
+        name: "execution.checkpointing.savepoint-dir",
+        kind: Kind::Text,
+        default: None,
+        doc: "where savepoints go when no directory is given; setting it lets a job take savepoints without periodic checkpoints",
+    },
+    Key {
+        name: "rest.address",
+        kind: Kind::Text,
+        default: Some("127.0.0.1"),
+        doc: "address the REST API of `weir run` binds to",
+    },
+    Key {
+        name: "rest.port",
+        kind: Kind::NonNegativeInt,
+        default: Some("8081"),
+        doc: "port of the REST API of `weir run` (0: a free port, printed at start)",
+    },
+    Key {
+        name: "rest.enabled",
+        kind: Kind::Bool,
+        default: Some("true"),
+        doc: "whether `weir run` serves the REST API",
     },
     Key {
         name: "restart-strategy.type",
@@ -292,6 +322,10 @@ const ALIASES: &[(&str, &str)] = &[
     ),
     ("restart-strategy", "restart-strategy.type"),
     ("execution.savepoint-path", "execution.savepoint.path"),
+    (
+        "state.savepoints.dir",
+        "execution.checkpointing.savepoint-dir",
+    ),
 ];
 
 /// How an operator with several inputs treats checkpoint barriers.
@@ -336,6 +370,10 @@ pub struct CheckpointSettings {
     pub resume: bool,
     /// Endpoints and credentials of remote stores.
     pub storage: weir_checkpoint::StorageOptions,
+    /// Whether checkpoints are taken every `interval` (else only savepoints).
+    pub periodic: bool,
+    /// `execution.checkpointing.savepoint-dir`.
+    pub savepoint_dir: Option<String>,
 }
 
 /// What stateful operators need to create their state.
@@ -530,13 +568,18 @@ impl Config {
 
     /// The checkpointing settings; `None` when checkpointing is off.
     pub fn checkpoint_settings(&self) -> Result<Option<CheckpointSettings>> {
-        let Some(interval) = self
-            .duration("execution.checkpointing.interval")
-            .filter(|d| !d.is_zero())
-        else {
-            return Ok(None);
-        };
         let text = |k: &str| self.get(k).filter(|v| !v.trim().is_empty());
+        let savepoint_dir = text("execution.checkpointing.savepoint-dir");
+        let interval = self
+            .duration("execution.checkpointing.interval")
+            .filter(|d| !d.is_zero());
+        // A savepoint directory alone enables savepoints: the coordinator
+        // runs, but takes no periodic checkpoints.
+        let (interval, periodic) = match (interval, &savepoint_dir) {
+            (Some(i), _) => (i, true),
+            (None, Some(_)) => (Duration::from_secs(3600), false),
+            (None, None) => return Ok(None),
+        };
         let unaligned = self.bool("execution.checkpointing.unaligned.enabled");
         let at_least_once = self
             .get("execution.checkpointing.mode")
@@ -555,13 +598,7 @@ impl Config {
             },
             (false, false) => BarrierMode::Aligned,
         };
-        let storage = weir_checkpoint::StorageOptions {
-            s3_endpoint: text("s3.endpoint"),
-            s3_access_key: text("s3.access-key"),
-            s3_secret_key: text("s3.secret-key"),
-            s3_region: text("s3.region"),
-            s3_path_style: self.bool("s3.path.style.access"),
-        };
+        let storage = self.storage_options();
         Ok(Some(CheckpointSettings {
             interval,
             mode,
@@ -587,7 +624,21 @@ impl Config {
                 .get("execution.checkpointing.resume")
                 .is_none_or(|v| v.eq_ignore_ascii_case("true")),
             storage,
+            periodic,
+            savepoint_dir,
         }))
+    }
+
+    /// Endpoints and credentials of remote checkpoint and savepoint stores.
+    pub fn storage_options(&self) -> weir_checkpoint::StorageOptions {
+        let text = |k: &str| self.get(k).filter(|v| !v.trim().is_empty());
+        weir_checkpoint::StorageOptions {
+            s3_endpoint: text("s3.endpoint"),
+            s3_access_key: text("s3.access-key"),
+            s3_secret_key: text("s3.secret-key"),
+            s3_region: text("s3.region"),
+            s3_path_style: self.bool("s3.path.style.access"),
+        }
     }
 
     /// The restart strategy: attempts and the delay before each.

@@ -116,6 +116,69 @@ impl JobGraph {
         })
     }
 
+    /// Each node with its stable id and state shape, as snapshots record
+    /// them (see `weir_checkpoint::restore`).
+    ///
+    /// A node's id comes from what it does and what it reads, not from its
+    /// place in the graph: a source is `source[<table>]`; an operator with
+    /// keyed state is `<Kind>(<its inputs' lineage>)`, where the lineage of a
+    /// stateless operator is that of its inputs; a sink is
+    /// `sink[<connector>]`. So adding a filter or projection after an
+    /// aggregate, or another sink, leaves the aggregate's id alone. Equal
+    /// ids get `#1`, `#2`… in graph order.
+    pub fn operator_infos(&self) -> Vec<weir_checkpoint::OperatorInfo> {
+        use weir_checkpoint::NodeRole;
+        let mut lineage: Vec<String> = Vec::with_capacity(self.nodes.len());
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut out = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let inputs = || {
+                node.inputs
+                    .iter()
+                    .map(|(i, _)| lineage[*i].clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let (role, base, state) = match &node.kind {
+                NodeKind::Source(s) => (NodeRole::Source, format!("source[{}]", s.table), None),
+                NodeKind::Operator(o) => match o.state_signature() {
+                    Some(sig) => {
+                        let describe = o.describe();
+                        let kind = describe.split('(').next().unwrap_or("Operator");
+                        (
+                            NodeRole::Operator,
+                            format!("{kind}({})", inputs()),
+                            Some(sig),
+                        )
+                    }
+                    None => (NodeRole::Operator, format!("Calc({})", inputs()), None),
+                },
+                NodeKind::Sink(s) => (NodeRole::Sink, format!("sink[{}]", s.describe()), None),
+            };
+            let n = seen.entry(base.clone()).or_default();
+            let uid = if *n == 0 {
+                base.clone()
+            } else {
+                format!("{base}#{n}")
+            };
+            *n += 1;
+            lineage.push(if state.is_some() || role == NodeRole::Source {
+                uid.clone()
+            } else {
+                inputs()
+            });
+            out.push(weir_checkpoint::OperatorInfo {
+                node: node.id,
+                uid,
+                description: node.describe(),
+                role,
+                parallelism: node.parallelism,
+                state,
+            });
+        }
+        out
+    }
+
     /// The graph as `EXPLAIN` prints it: sinks at the top, each node with its
     /// parallelism, and each edge with its exchange.
     pub fn explain(&self) -> String {

@@ -24,5 +24,5 @@ pub mod runtime;
 pub use config::{Config, StateSettings};
 pub use error::{EngineError, Result};
 pub use graph::{Exchange, JobGraph, NodeKind};
-pub use message::{ChangeKind, Message, OP_COLUMN};
-pub use runtime::{start_job, CheckpointStats, JobHandle, JobStatus};
+pub use message::{BarrierKind, ChangeKind, Message, OP_COLUMN};
+pub use runtime::{check_restore, plan_restore, start_job, CheckpointStats, JobHandle, JobStatus};

@@ -18,6 +18,39 @@ pub enum Message {
     End,
 }
 
+/// What a checkpoint barrier is for. Every kind but [`BarrierKind::Checkpoint`]
+/// is aligned whatever `execution.checkpointing.mode` says: nothing may be
+/// in flight in a final checkpoint or a savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarrierKind {
+    /// A periodic checkpoint.
+    Checkpoint,
+    /// The last checkpoint of a bounded job, after every source ended.
+    Final,
+    /// A savepoint; the job goes on.
+    Savepoint,
+    /// A savepoint after which the sources stop, without draining: open
+    /// windows stay in the savepoint instead of firing.
+    StopSavepoint,
+}
+
+impl BarrierKind {
+    /// Whether the barrier must be aligned.
+    pub fn forces_alignment(self) -> bool {
+        !matches!(self, BarrierKind::Checkpoint)
+    }
+
+    /// Whether the sources end after this barrier.
+    pub fn ends_input(self) -> bool {
+        matches!(self, BarrierKind::Final | BarrierKind::StopSavepoint)
+    }
+
+    /// Whether operators store their state in the canonical savepoint form.
+    pub fn is_savepoint(self) -> bool {
+        matches!(self, BarrierKind::Savepoint | BarrierKind::StopSavepoint)
+    }
+}
+
 /// Name of the trailing column that carries the change kind on updating streams.
 pub const OP_COLUMN: &str = "_weir_op";
 

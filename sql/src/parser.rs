@@ -62,6 +62,30 @@ pub enum FlinkStatement {
     Reset(Option<String>),
     /// `EXPLAIN <statement>`.
     Explain(Box<FlinkStatement>),
+    /// `EXPLAIN RESTORE FROM '<path>' <statement>`: what a restore of the
+    /// snapshot into the statement's job would do, operator by operator.
+    ExplainRestore {
+        /// The savepoint or checkpoint.
+        path: String,
+        /// The `INSERT` to restore into.
+        statement: Box<FlinkStatement>,
+    },
+    /// `STOP JOB '<id>' [WITH SAVEPOINT]`.
+    StopJob {
+        /// The job's id.
+        id: String,
+        /// Take a savepoint before stopping (else the job is cancelled).
+        savepoint: bool,
+    },
+    /// `TRIGGER SAVEPOINT '<id>' [TO '<dir>']`: a savepoint of a running job.
+    TriggerSavepoint {
+        /// The job's id.
+        id: String,
+        /// The directory (default: `execution.checkpointing.savepoint-dir`).
+        target: Option<String>,
+    },
+    /// `DISPOSE SAVEPOINT '<path>'`: deletes a savepoint.
+    DisposeSavepoint(String),
     /// `INSERT INTO …` (tokens, parsed after window rewriting).
     Insert(Vec<TokenWithSpan>),
     /// A query (tokens, parsed after window rewriting).
@@ -301,6 +325,13 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                 p.next_token();
                 p.expect_keyword(Keyword::FOR)?;
             }
+            let restore = if word_upper(&p.peek_token().token).as_deref() == Some("RESTORE") {
+                p.next_token();
+                p.expect_keyword(Keyword::FROM)?;
+                Some(p.parse_literal_string()?)
+            } else {
+                None
+            };
             let rest = remaining_tokens(&tokens, &p);
             if matches!(
                 keyword(
@@ -314,7 +345,66 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             ) {
                 return Err(SqlError::Parse("EXPLAIN cannot be nested".into()));
             }
-            Ok(FlinkStatement::Explain(Box::new(parse_statement(rest)?)))
+            let inner = parse_statement(rest)?;
+            match restore {
+                Some(path) => {
+                    if !matches!(inner, FlinkStatement::Insert(_)) {
+                        return Err(SqlError::Parse(
+                            "EXPLAIN RESTORE FROM '<path>' needs an INSERT INTO statement".into(),
+                        ));
+                    }
+                    Ok(FlinkStatement::ExplainRestore {
+                        path,
+                        statement: Box::new(inner),
+                    })
+                }
+                None => Ok(FlinkStatement::Explain(Box::new(inner))),
+            }
+        }
+        _ if word_upper(&first).as_deref() == Some("STOP") => {
+            p.next_token();
+            expect_word(&mut p, "JOB")?;
+            let id = p.parse_literal_string()?;
+            let mut savepoint = false;
+            while p.parse_keyword(Keyword::WITH) {
+                let what = p.next_token();
+                match word_upper(&what.token).as_deref() {
+                    Some("SAVEPOINT") => savepoint = true,
+                    Some("DRAIN") => {
+                        return Err(error_at(
+                            &what,
+                            "STOP JOB … WITH DRAIN is not supported yet: stop WITH SAVEPOINT keeps open windows in the savepoint, and they fire after a restore",
+                        ))
+                    }
+                    _ => {
+                        return Err(error_at(
+                            &what,
+                            format!("expected SAVEPOINT after WITH, found {}", what.token),
+                        ))
+                    }
+                }
+            }
+            expect_end(&mut p)?;
+            Ok(FlinkStatement::StopJob { id, savepoint })
+        }
+        _ if word_upper(&first).as_deref() == Some("TRIGGER") => {
+            p.next_token();
+            expect_word(&mut p, "SAVEPOINT")?;
+            let id = p.parse_literal_string()?;
+            let target = if p.parse_keyword(Keyword::TO) {
+                Some(p.parse_literal_string()?)
+            } else {
+                None
+            };
+            expect_end(&mut p)?;
+            Ok(FlinkStatement::TriggerSavepoint { id, target })
+        }
+        _ if word_upper(&first).as_deref() == Some("DISPOSE") => {
+            p.next_token();
+            expect_word(&mut p, "SAVEPOINT")?;
+            let path = p.parse_literal_string()?;
+            expect_end(&mut p)?;
+            Ok(FlinkStatement::DisposeSavepoint(path))
         }
         Some(Keyword::INSERT) => Ok(FlinkStatement::Insert(tokens)),
         Some(Keyword::SELECT) | Some(Keyword::WITH) | Some(Keyword::VALUES) => {
@@ -329,7 +419,7 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             Err(error_at(
                 &t,
                 format!(
-                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW TABLES/VIEWS/JOBS, DESCRIBE, SET, RESET, EXPLAIN, INSERT INTO and SELECT",
+                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW TABLES/VIEWS/JOBS/CHECKPOINTS, DESCRIBE, SET, RESET, EXPLAIN [RESTORE FROM '<path>'], INSERT INTO, SELECT, STOP JOB, TRIGGER SAVEPOINT and DISPOSE SAVEPOINT",
                     t.token
                 ),
             ))
@@ -339,6 +429,14 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
 
 fn remaining_tokens(tokens: &[TokenWithSpan], p: &Parser) -> Vec<TokenWithSpan> {
     tokens[p.index().min(tokens.len())..].to_vec()
+}
+
+fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
+    let t = p.next_token();
+    if word_upper(&t.token).as_deref() != Some(word) {
+        return Err(error_at(&t, format!("expected {word}, found {}", t.token)));
+    }
+    Ok(())
 }
 
 fn expect_end(p: &mut Parser) -> Result<()> {

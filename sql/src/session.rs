@@ -18,7 +18,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 use tokio::sync::mpsc;
 use weir_engine::connectors::collect::CollectSink;
 use weir_engine::connectors::{is_secret, validate_options};
-use weir_engine::{start_job, Config, JobHandle};
+use weir_engine::{check_restore, start_job, Config, JobHandle};
 
 use crate::catalog::async_trait_shim::Provider;
 use crate::catalog::{flink_type_name, ColumnDef, StreamTable, TableDef};
@@ -311,12 +311,43 @@ impl Session {
                 ))
             }
             FlinkStatement::Explain(inner) => self.explain(*inner).await,
+            FlinkStatement::ExplainRestore { path, statement } => {
+                self.explain_restore(&path, *statement).await
+            }
+            FlinkStatement::StopJob { id, savepoint } => {
+                let job = self.job(&id)?;
+                if !savepoint {
+                    job.cancel();
+                    let _ = job.wait().await;
+                    return Ok(StatementResult::Done(format!("Job {id} stopped.")));
+                }
+                let path = job.stop_with_savepoint(None).await?;
+                Ok(StatementResult::Table {
+                    header: vec!["savepoint path".into()],
+                    rows: vec![vec![path]],
+                })
+            }
+            FlinkStatement::TriggerSavepoint { id, target } => {
+                let job = self.job(&id)?;
+                let path = job.savepoint(target.as_deref()).await?;
+                Ok(StatementResult::Table {
+                    header: vec!["savepoint path".into()],
+                    rows: vec![vec![path]],
+                })
+            }
+            FlinkStatement::DisposeSavepoint(path) => {
+                weir_checkpoint::dispose_savepoint(&path, &self.config.storage_options())
+                    .await
+                    .map_err(|e| SqlError::Plan(e.to_string()))?;
+                Ok(StatementResult::Done(format!("Savepoint {path} disposed.")))
+            }
             FlinkStatement::Insert(tokens) => {
                 let plan = self.logical_plan(tokens).await?;
                 let name = self.job_name(&plan);
                 let mut translator = self.translator();
                 translator.insert(&plan)?;
                 let graph = translator.graph;
+                check_restore(&graph, &self.config).await?;
                 let job = start_job(&graph, &self.config, &name)?;
                 self.jobs.push(job.clone());
                 Ok(StatementResult::Job(job))
@@ -329,6 +360,7 @@ impl Session {
                 let stream = translator.plan(&plan)?;
                 translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
                 let graph = translator.graph;
+                check_restore(&graph, &self.config).await?;
                 let job = start_job(&graph, &self.config, &name)?;
                 self.jobs.push(job.clone());
                 Ok(StatementResult::Query(QueryResult {
@@ -626,6 +658,55 @@ impl Session {
         }
         Err(SqlError::Plan(format!(
             "table or view '{name}' does not exist"
+        )))
+    }
+
+    /// A job of this session by id.
+    fn job(&self, id: &str) -> Result<JobHandle> {
+        self.jobs
+            .iter()
+            .find(|j| j.id() == id)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "no job '{id}' in this session (SHOW JOBS lists them)"
+                ))
+            })
+    }
+
+    /// `EXPLAIN RESTORE FROM '<path>' INSERT …`: plans the statement, then
+    /// shows what restoring the snapshot into its job would do.
+    async fn explain_restore(
+        &mut self,
+        path: &str,
+        inner: FlinkStatement,
+    ) -> Result<StatementResult> {
+        let FlinkStatement::Insert(tokens) = inner else {
+            return Err(SqlError::Unsupported(
+                "EXPLAIN RESTORE of a statement other than INSERT".into(),
+            ));
+        };
+        let plan = self.logical_plan(tokens).await?;
+        let mut translator = self.translator();
+        translator.insert(&plan)?;
+        let graph = translator.graph;
+        let restore = weir_engine::plan_restore(&graph, &self.config, path).await?;
+        let verdict = match restore.check(
+            self.config
+                .bool("execution.savepoint.ignore-unclaimed-state"),
+        ) {
+            Ok(warnings) if warnings.is_empty() => {
+                "The statement can be restored from this snapshot.".to_string()
+            }
+            Ok(warnings) => format!(
+                "The statement can be restored from this snapshot; {}.",
+                warnings.join("; ")
+            ),
+            Err(e) => format!("The restore would fail: {e}"),
+        };
+        Ok(StatementResult::Text(format!(
+            "== Restore from {path} ==\n{}\n{verdict}",
+            restore.explain()
         )))
     }
 

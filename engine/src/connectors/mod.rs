@@ -22,6 +22,7 @@ pub mod datagen;
 pub mod filesystem;
 pub mod nexmark;
 pub mod print;
+pub mod strided;
 
 /// The connectors that can be named in `'connector'`.
 pub const SOURCE_CONNECTORS: &[&str] = &["datagen", "filesystem", "nexmark"];
@@ -83,9 +84,11 @@ pub trait SinkWriter: Send {
     }
 
     /// Before the first write of a checkpointed job: commit what the
-    /// restored checkpoint pre-committed (`state`, or nothing on a fresh
-    /// start) and discard what an earlier attempt left uncommitted.
-    fn recover(&mut self, _state: Option<&serde_json::Value>) -> Result<()> {
+    /// restored checkpoint pre-committed (`states`: what this subtask
+    /// pre-committed, or what several subtasks did when the job was
+    /// rescaled; empty on a fresh start) and discard what an earlier attempt
+    /// left uncommitted.
+    fn recover(&mut self, _states: &[serde_json::Value]) -> Result<()> {
         Ok(())
     }
 }
@@ -98,6 +101,21 @@ pub trait SourceFactory: Send + Sync {
     fn is_bounded(&self) -> bool;
     /// One line for `EXPLAIN` (no secrets).
     fn describe(&self) -> String;
+    /// The position of `subtask` out of `parallelism`, when a snapshot
+    /// taken at another parallelism is restored: `old[i]` is what subtask
+    /// `i` of the earlier run recorded. The subtasks' new positions together
+    /// must read exactly what none of the old ones had read.
+    fn redistribute(
+        &self,
+        _old: &[Option<serde_json::Value>],
+        _parallelism: usize,
+        _subtask: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        Err(EngineError::Config(format!(
+            "the source {} cannot be restored at another parallelism; restore it at the parallelism it was saved with",
+            self.describe()
+        )))
+    }
 }
 
 /// A source as placed in the job graph: the connector plus the table's

@@ -97,6 +97,48 @@ impl AggregateSpec {
         Ok((args, filter))
     }
 
+    /// The shape of the state this aggregation stores: the key columns, the
+    /// columns keys are partitioned by (they decide each key's key group),
+    /// and each aggregate with its intermediate state's types.
+    pub fn state_signature(&self, partition_keys: &[usize]) -> Vec<(String, String)> {
+        let fields = self.group_schema.fields();
+        let keys: Vec<String> = fields
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        let partitioned: Vec<String> = partition_keys
+            .iter()
+            .filter_map(|i| fields.get(*i).map(|f| f.name().clone()))
+            .collect();
+        let aggregates: Vec<String> = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                let state = a
+                    .function
+                    .state_fields()
+                    .map(|fs| {
+                        fs.iter()
+                            .map(|f| f.data_type().to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .unwrap_or_default();
+                let filter = a
+                    .filter
+                    .as_ref()
+                    .map(|f| format!(" FILTER (WHERE {f})"))
+                    .unwrap_or_default();
+                format!("{}{filter} -> ({state})", a.function.name())
+            })
+            .collect();
+        vec![
+            ("keys".to_string(), keys.join(", ")),
+            ("partitioned by".to_string(), partitioned.join(", ")),
+            ("aggregates".to_string(), aggregates.join(", ")),
+        ]
+    }
+
     /// Short text for `EXPLAIN`.
     pub fn describe(&self) -> String {
         let keys: Vec<String> = self

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::logical_expr::GroupsAccumulator;
-use weir_state::{StateBackend, StateDescriptor, StateId, StateKind, StateTtlConfig};
+use weir_state::{SnapshotInfo, StateBackend, StateDescriptor, StateId, StateKind, StateTtlConfig};
 
 use super::aggregate_state::{groups_accumulator, AggregateSpec};
 use super::row_codec::{split_columns, EncodedRows, RowCodec};
@@ -90,6 +90,16 @@ impl AggregateStore {
             stored: 0,
             published: (0, 0),
             metrics: ctx.metrics.clone(),
+        })
+    }
+
+    /// Writes the backend's snapshot into `dir`: native, or canonical for
+    /// savepoints.
+    pub fn snapshot(&mut self, dir: &std::path::Path, canonical: bool) -> Result<SnapshotInfo> {
+        Ok(if canonical {
+            weir_state::write_canonical(self.backend.as_mut(), dir)?
+        } else {
+            self.backend.snapshot(dir)?
         })
     }
 

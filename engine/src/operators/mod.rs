@@ -39,8 +39,10 @@ pub struct TaskContext {
     pub node: usize,
     /// Where and how operators keep state.
     pub state: Arc<StateSettings>,
-    /// A snapshot directory to restore the operator's state from.
-    pub restore: Option<std::path::PathBuf>,
+    /// Snapshot folders to restore the operator's state from: one native
+    /// snapshot of the same backend and key groups, or several (another
+    /// parallelism, another backend, a savepoint's canonical files).
+    pub restore: Option<Vec<(std::path::PathBuf, weir_state::SnapshotFormat)>>,
     /// Whether the job takes checkpoints (sinks then commit on them).
     pub checkpointing: bool,
 }
@@ -51,8 +53,8 @@ impl TaskContext {
     pub fn create_state_backend(&self) -> Result<Box<dyn weir_state::StateBackend>> {
         let name = format!("job-{}-op{}-{}", self.job_id, self.node, self.subtask);
         match &self.restore {
-            Some(dir) => {
-                weir_state::restore_backend(&self.state.backend, &name, dir, self.key_groups())
+            Some(parts) => {
+                weir_state::restore_merged(&self.state.backend, &name, parts, self.key_groups())
             }
             None => self.state.backend.create(&name),
         }
@@ -88,14 +90,17 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// Writes the operator's state into the empty directory `dir` in its
-    /// backend's native snapshot form, after moving anything it caches in
-    /// memory into the backend. Stateless operators return `None`.
+    /// Writes the operator's state into the empty directory `dir`, after
+    /// moving anything it caches in memory into the backend: in its
+    /// backend's native snapshot form for checkpoints, or in the canonical,
+    /// backend-independent form when `canonical` (savepoints). Stateless
+    /// operators return `None`.
     ///
     /// Called between two batches; the state must not change while it runs.
     fn snapshot_state(
         &mut self,
         _dir: &std::path::Path,
+        _canonical: bool,
     ) -> Result<Option<weir_state::SnapshotInfo>> {
         Ok(None)
     }
@@ -112,5 +117,12 @@ pub trait OperatorFactory: Send + Sync {
     /// allowed.
     fn is_stateful(&self) -> bool {
         false
+    }
+    /// The shape of the operator's keyed state, part by part (keys,
+    /// aggregates), as stored in snapshots: a restore into an operator whose
+    /// shape differs is refused, naming the part that changed. `None` for
+    /// operators without keyed state.
+    fn state_signature(&self) -> Option<Vec<(String, String)>> {
+        None
     }
 }

@@ -91,6 +91,10 @@ impl OperatorFactory for UpdatingAggregateSpec {
     fn is_stateful(&self) -> bool {
         true
     }
+
+    fn state_signature(&self) -> Option<Vec<(String, String)>> {
+        Some(self.aggregate.state_signature(&self.partition_keys))
+    }
 }
 
 /// A group held in memory.
@@ -519,9 +523,10 @@ impl Operator for UpdatingAggregateOperator {
     fn snapshot_state(
         &mut self,
         dir: &std::path::Path,
+        canonical: bool,
     ) -> Result<Option<weir_state::SnapshotInfo>> {
         self.flush()?;
-        Ok(Some(self.store.backend().snapshot(dir)?))
+        Ok(Some(self.store.snapshot(dir, canonical)?))
     }
 }
 
@@ -620,7 +625,7 @@ mod tests {
 
             let snapshot = dir.path().join("snapshot");
             std::fs::create_dir_all(&snapshot).unwrap();
-            let info = op.snapshot_state(&snapshot).unwrap().unwrap();
+            let info = op.snapshot_state(&snapshot, false).unwrap().unwrap();
             assert!(info.bytes > 0);
             let mut restored = weir_state::restore_backend(
                 &config,

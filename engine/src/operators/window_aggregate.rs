@@ -86,6 +86,10 @@ impl OperatorFactory for WindowAggregateSpec {
     fn is_stateful(&self) -> bool {
         true
     }
+
+    fn state_signature(&self) -> Option<Vec<(String, String)>> {
+        Some(self.aggregate.state_signature(&self.partition_keys))
+    }
 }
 
 /// One open window in memory.
@@ -385,6 +389,7 @@ impl Operator for WindowAggregateOperator {
     fn snapshot_state(
         &mut self,
         dir: &std::path::Path,
+        canonical: bool,
     ) -> Result<Option<weir_state::SnapshotInfo>> {
         for (end, window) in self.windows.iter_mut() {
             Self::copy_for_snapshot(
@@ -395,7 +400,7 @@ impl Operator for WindowAggregateOperator {
                 &mut self.sequence,
             )?;
         }
-        Ok(Some(self.store.backend().snapshot(dir)?))
+        Ok(Some(self.store.snapshot(dir, canonical)?))
     }
 }
 

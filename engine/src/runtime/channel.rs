@@ -9,7 +9,7 @@
 use tokio::sync::mpsc::{self, Receiver, Sender, UnboundedReceiver, UnboundedSender};
 
 use crate::error::{EngineError, Result};
-use crate::message::Message;
+use crate::message::{BarrierKind, Message};
 
 /// Barrier `id` lies after the first `position` data messages of the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +18,10 @@ pub struct Announcement {
     pub id: u64,
     /// Data messages sent before the barrier.
     pub position: u64,
-    /// The job's final checkpoint, which is always aligned: nothing may be
-    /// in flight when the last output is committed.
-    pub last: bool,
+    /// What the barrier is for; all kinds but periodic checkpoints are
+    /// aligned: nothing may be in flight when the last output is committed
+    /// or a savepoint is taken.
+    pub kind: BarrierKind,
 }
 
 /// The sending end.
@@ -75,12 +76,12 @@ impl Outlet {
     }
 
     /// Announces barrier `id` after everything sent so far; never waits.
-    pub fn announce(&self, id: u64, last: bool) -> Result<()> {
+    pub fn announce(&self, id: u64, kind: BarrierKind) -> Result<()> {
         self.control
             .send(Announcement {
                 id,
                 position: self.sent,
-                last,
+                kind,
             })
             .map_err(|_| closed())
     }

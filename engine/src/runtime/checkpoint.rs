@@ -8,7 +8,7 @@
 //! the metadata (the checkpoint is now complete), tells the sinks to commit,
 //! and deletes checkpoints beyond the number retained.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use weir_checkpoint::{
-    CheckpointMetadata, InflightChannel, InflightItem, JobCheckpoints, SharedFiles, TaskSnapshot,
+    CheckpointMetadata, InflightChannel, InflightItem, JobCheckpoints, OperatorInfo, SharedFiles,
+    SnapshotType, TaskSnapshot,
 };
 
 use crate::config::CheckpointSettings;
 use crate::error::{EngineError, Result};
-use crate::message::Message;
+use crate::message::{BarrierKind, Message};
 
 /// What tasks tell the coordinator.
 pub(crate) enum ToCoordinator {
@@ -46,8 +47,19 @@ pub(crate) enum ToCoordinator {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Trigger {
     pub id: u64,
-    /// The last checkpoint: the source ends after its barrier.
-    pub last: bool,
+    /// Checkpoint, final checkpoint, savepoint, or stop with savepoint
+    /// (then the source ends after the barrier).
+    pub kind: BarrierKind,
+}
+
+/// A user's request for a savepoint, sent to the coordinator.
+pub(crate) struct SavepointRequest {
+    /// The directory the savepoint folder is created in.
+    pub target: String,
+    /// Stop the job after it (without draining).
+    pub stop: bool,
+    /// The savepoint's path, or why it failed.
+    pub reply: oneshot::Sender<Result<String>>,
 }
 
 /// One completed, failed or running checkpoint, as `SHOW CHECKPOINTS` shows it.
@@ -71,6 +83,8 @@ pub struct CheckpointStats {
     pub alignment: Duration,
     /// Where it is stored (completed ones).
     pub path: Option<String>,
+    /// A savepoint (asked for by a user) rather than a periodic checkpoint.
+    pub savepoint: bool,
     /// Why it failed.
     pub failure: Option<String>,
     /// The final checkpoint of a bounded job.
@@ -92,7 +106,12 @@ pub(crate) struct TaskCheckpointing {
     pub completed: watch::Receiver<u64>,
     /// Set when the attempt fails: tasks waiting for a checkpoint give up.
     pub failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Where each savepoint in progress goes, by id.
+    pub savepoints: SavepointTargets,
 }
+
+/// The folders of the savepoints in progress, by id.
+pub(crate) type SavepointTargets = Arc<Mutex<HashMap<u64, JobCheckpoints>>>;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -150,8 +169,21 @@ impl TaskCheckpointing {
         unaligned: bool,
         alignment: Duration,
     ) -> PendingUpload {
-        let job = self.job.clone();
-        let incremental = self.incremental;
+        // A savepoint goes to its own folder, whole and in canonical form.
+        let savepoint = self
+            .savepoints
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&id).cloned());
+        let (job, folder, incremental) = match savepoint {
+            Some(target) => (target, String::new(), false),
+            None => (
+                self.job.clone(),
+                weir_checkpoint::storage::checkpoint_folder(id),
+                self.incremental,
+            ),
+        };
+        let canonical = folder.is_empty();
         let handle = tokio::spawn(async move {
             let mut tasks = Vec::new();
             let (mut uploaded, mut total) = (0, 0);
@@ -167,7 +199,7 @@ impl TaskCheckpointing {
                     let name = format!("op{}-{}", s.node, s.subtask);
                     let (files, up) = weir_checkpoint::upload_snapshot(
                         &job,
-                        id,
+                        &folder,
                         &name,
                         &state.dir,
                         &state.info.files,
@@ -177,7 +209,11 @@ impl TaskCheckpointing {
                     .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
                     uploaded += up;
                     total += state.info.bytes;
-                    task.backend = Some(state.info.backend.name().to_string());
+                    task.backend = Some(if canonical {
+                        weir_checkpoint::CANONICAL_BACKEND.to_string()
+                    } else {
+                        state.info.backend.name().to_string()
+                    });
                     task.files = files;
                     let _ = tokio::fs::remove_dir_all(&state.dir).await;
                 }
@@ -308,16 +344,23 @@ pub(crate) async fn decode_inflight(
         .collect()
 }
 
+/// Where a savepoint in progress goes, and who waits for it.
+struct SavepointTarget {
+    job: JobCheckpoints,
+    reply: Option<oneshot::Sender<Result<String>>>,
+}
+
 struct Running {
     trigger_ms: i64,
     started: Instant,
-    is_final: bool,
+    kind: BarrierKind,
     acks: usize,
     tasks: Vec<TaskSnapshot>,
     uploaded: u64,
     state_bytes: u64,
     unaligned: bool,
     alignment: Duration,
+    savepoint: Option<SavepointTarget>,
 }
 
 /// Drives the checkpoints of one attempt of a job.
@@ -327,10 +370,16 @@ pub(crate) struct Coordinator {
     pub job_id: String,
     pub job_name: String,
     pub graph: String,
+    /// The job's nodes with their stable ids, recorded in every snapshot.
+    pub operators: Vec<OperatorInfo>,
+    pub max_parallelism: usize,
     /// Tasks that acknowledge each checkpoint.
     pub expected_acks: usize,
     pub sources: Vec<std::sync::mpsc::Sender<Trigger>>,
     pub events: mpsc::UnboundedReceiver<ToCoordinator>,
+    /// Savepoints asked for through the job's handle (kept across attempts).
+    pub requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<SavepointRequest>>>,
+    pub savepoints: SavepointTargets,
     pub completed: watch::Sender<u64>,
     pub next_id: u64,
     /// Completed checkpoints kept, oldest first, with their shared files.
@@ -341,27 +390,43 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
-    /// Runs until the final checkpoint completed or the attempt ends.
+    /// Runs until the final checkpoint (or the savepoint of a stop)
+    /// completed, or the attempt ends.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let requests = self.requests.clone();
+        let mut requests = requests.lock().await;
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
         let mut running: BTreeMap<u64, Running> = BTreeMap::new();
         let mut last_completed_at: Option<Instant> = None;
         let mut finished_sources = 0usize;
+        // Set once the sources were told to end (final checkpoint or stop).
+        let mut ending = false;
         let mut final_triggered = false;
         let mut failures = 0usize;
         let mut timeout_check = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = ticker.tick() => {
-                    let paused = last_completed_at
-                        .is_some_and(|t| t.elapsed() < self.settings.min_pause);
-                    if final_triggered || paused || running.len() >= self.settings.max_concurrent {
+                Some(request) = requests.recv() => {
+                    if ending {
+                        let _ = request.reply.send(Err(EngineError::Checkpoint(
+                            "the job is already finishing or stopping".into(),
+                        )));
                         continue;
                     }
-                    self.trigger(&mut running, false);
+                    ending |= request.stop;
+                    self.start_savepoint(&mut running, request);
+                }
+                _ = ticker.tick(), if self.settings.periodic => {
+                    let paused = last_completed_at
+                        .is_some_and(|t| t.elapsed() < self.settings.min_pause);
+                    let periodic = running.values().filter(|r| r.savepoint.is_none()).count();
+                    if ending || paused || periodic >= self.settings.max_concurrent {
+                        continue;
+                    }
+                    self.trigger(&mut running, BarrierKind::Checkpoint, None);
                 }
                 _ = timeout_check.tick() => {
                     let expired: Vec<u64> = running
@@ -375,12 +440,13 @@ impl Coordinator {
                                 "expired after {:?} (execution.checkpointing.timeout)",
                                 self.settings.timeout
                             );
+                            let kind = r.kind;
                             if self.failed(id, r, reason, &mut failures).await {
                                 return;
                             }
-                            if final_triggered {
+                            if kind == BarrierKind::Final {
                                 // The final checkpoint must complete: try again.
-                                self.trigger(&mut running, true);
+                                self.trigger(&mut running, BarrierKind::Final, None);
                             }
                         }
                     }
@@ -392,16 +458,18 @@ impl Coordinator {
                             finished_sources += 1;
                             if finished_sources == self.sources.len() && !final_triggered {
                                 final_triggered = true;
-                                self.trigger(&mut running, true);
+                                ending = true;
+                                self.trigger(&mut running, BarrierKind::Final, None);
                             }
                         }
                         ToCoordinator::Decline { id, reason } => {
                             if let Some(r) = running.remove(&id) {
+                                let kind = r.kind;
                                 if self.failed(id, r, reason, &mut failures).await {
                                     return;
                                 }
-                                if final_triggered {
-                                    self.trigger(&mut running, true);
+                                if kind == BarrierKind::Final {
+                                    self.trigger(&mut running, BarrierKind::Final, None);
                                 }
                             }
                         }
@@ -417,19 +485,23 @@ impl Coordinator {
                                 continue;
                             }
                             let Some(r) = running.remove(&id) else { continue };
-                            let is_final = r.is_final;
+                            let kind = r.kind;
                             match self.complete(id, r).await {
                                 Ok(()) => {
                                     failures = 0;
                                     last_completed_at = Some(Instant::now());
                                     // Older checkpoints still running can no longer matter.
-                                    let older: Vec<u64> = running.range(..id).map(|(k, _)| *k).collect();
+                                    let older: Vec<u64> = running
+                                        .range(..id)
+                                        .filter(|(_, r)| r.savepoint.is_none())
+                                        .map(|(k, _)| *k)
+                                        .collect();
                                     for k in older {
                                         if let Some(o) = running.remove(&k) {
                                             self.record_failure(k, &o, "subsumed by a newer checkpoint".into());
                                         }
                                     }
-                                    if is_final {
+                                    if kind.ends_input() {
                                         return;
                                     }
                                 }
@@ -445,7 +517,44 @@ impl Coordinator {
         }
     }
 
-    fn trigger(&mut self, running: &mut BTreeMap<u64, Running>, last: bool) {
+    /// Creates the savepoint's folder and triggers it.
+    fn start_savepoint(&mut self, running: &mut BTreeMap<u64, Running>, request: SavepointRequest) {
+        let storage =
+            match weir_checkpoint::CheckpointStorage::open(&request.target, &self.settings.storage)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = request.reply.send(Err(EngineError::Config(format!(
+                        "savepoint directory: {e}"
+                    ))));
+                    return;
+                }
+            };
+        let target = storage.job(&weir_checkpoint::savepoint_folder_name(&self.job_id));
+        if let Ok(mut map) = self.savepoints.lock() {
+            map.insert(self.next_id, target.clone());
+        }
+        let kind = if request.stop {
+            BarrierKind::StopSavepoint
+        } else {
+            BarrierKind::Savepoint
+        };
+        self.trigger(
+            running,
+            kind,
+            Some(SavepointTarget {
+                job: target,
+                reply: Some(request.reply),
+            }),
+        );
+    }
+
+    fn trigger(
+        &mut self,
+        running: &mut BTreeMap<u64, Running>,
+        kind: BarrierKind,
+        savepoint: Option<SavepointTarget>,
+    ) {
         let id = self.next_id;
         self.next_id += 1;
         running.insert(
@@ -453,18 +562,19 @@ impl Coordinator {
             Running {
                 trigger_ms: now_ms(),
                 started: Instant::now(),
-                is_final: last,
+                kind,
                 acks: 0,
                 tasks: Vec::new(),
                 uploaded: 0,
                 state_bytes: 0,
                 unaligned: false,
                 alignment: Duration::ZERO,
+                savepoint,
             },
         );
-        tracing::debug!(checkpoint = id, last, "triggering checkpoint");
+        tracing::debug!(checkpoint = id, ?kind, "triggering checkpoint");
         for s in &self.sources {
-            let _ = s.send(Trigger { id, last });
+            let _ = s.send(Trigger { id, kind });
         }
     }
 
@@ -480,8 +590,9 @@ impl Coordinator {
                 unaligned: r.unaligned,
                 alignment: r.alignment,
                 path: None,
+                savepoint: r.savepoint.is_some(),
                 failure: Some(reason),
-                is_final: r.is_final,
+                is_final: r.kind == BarrierKind::Final,
             });
         }
     }
@@ -490,8 +601,30 @@ impl Coordinator {
     /// job must fail because of it.
     async fn failed(&mut self, id: u64, r: Running, reason: String, failures: &mut usize) -> bool {
         tracing::warn!(checkpoint = id, %reason, "checkpoint failed");
-        eprintln!("[WARN] Checkpoint {id} failed: {reason}");
         self.record_failure(id, &r, reason.clone());
+        if let Some(mut savepoint) = r.savepoint {
+            // A failed savepoint leaves nothing behind and does not count
+            // against the checkpoints' tolerance.
+            eprintln!("[WARN] Savepoint {id} failed: {reason}");
+            if let Ok(mut map) = self.savepoints.lock() {
+                map.remove(&id);
+            }
+            let _ = savepoint.job.delete_job().await;
+            if let Some(reply) = savepoint.reply.take() {
+                let _ = reply.send(Err(EngineError::Checkpoint(format!(
+                    "savepoint failed: {reason}"
+                ))));
+            }
+            if r.kind == BarrierKind::StopSavepoint {
+                // The sources have stopped: the job cannot go on.
+                let _ = self.fail.send(EngineError::Checkpoint(format!(
+                    "stop with savepoint failed ({reason}); the job stopped and restarts from its latest checkpoint"
+                )));
+                return true;
+            }
+            return false;
+        }
+        eprintln!("[WARN] Checkpoint {id} failed: {reason}");
         let _ = self.job.delete_checkpoint(id).await;
         *failures += 1;
         if *failures > self.settings.tolerable_failures {
@@ -504,8 +637,8 @@ impl Coordinator {
         false
     }
 
-    async fn complete(&mut self, id: u64, r: Running) -> Result<()> {
-        let mut tasks = r.tasks;
+    async fn complete(&mut self, id: u64, mut r: Running) -> Result<()> {
+        let mut tasks = std::mem::take(&mut r.tasks);
         tasks.sort_by_key(|t| (t.node, t.subtask));
         let metadata = CheckpointMetadata {
             checkpoint_id: id,
@@ -516,18 +649,51 @@ impl Coordinator {
             duration_ms: r.started.elapsed().as_millis() as u64,
             unaligned: r.unaligned,
             alignment_ms: r.alignment.as_millis() as u64,
-            is_final: r.is_final,
+            is_final: r.kind == BarrierKind::Final,
             state_bytes: r.state_bytes,
             uploaded_bytes: r.uploaded,
             tasks,
+            snapshot_type: if r.savepoint.is_some() {
+                SnapshotType::Savepoint
+            } else {
+                SnapshotType::Checkpoint
+            },
+            max_parallelism: self.max_parallelism,
+            operators: self.operators.clone(),
         };
-        self.job
-            .write_metadata(&metadata)
-            .await
-            .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+        let path = match &r.savepoint {
+            Some(savepoint) => {
+                let written = savepoint.job.write_savepoint_metadata(&metadata).await;
+                if let Ok(mut map) = self.savepoints.lock() {
+                    map.remove(&id);
+                }
+                if let Err(e) = written {
+                    // A savepoint that could not be written fails alone.
+                    let mut failed = 0;
+                    let (reason, kind) = (e.to_string(), r.kind);
+                    self.failed(id, r, reason, &mut failed).await;
+                    return if kind == BarrierKind::StopSavepoint {
+                        Err(EngineError::Checkpoint(format!(
+                            "stop with savepoint failed: {e}"
+                        )))
+                    } else {
+                        Ok(())
+                    };
+                }
+                savepoint.job.url().to_string()
+            }
+            None => {
+                self.job
+                    .write_metadata(&metadata)
+                    .await
+                    .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+                self.job.checkpoint_url(id)
+            }
+        };
         let duration = r.started.elapsed();
         tracing::info!(
             checkpoint = id,
+            savepoint = r.savepoint.is_some(),
             ms = duration.as_millis() as u64,
             bytes = r.state_bytes,
             uploaded = r.uploaded,
@@ -544,12 +710,20 @@ impl Coordinator {
                 uploaded_bytes: r.uploaded,
                 unaligned: r.unaligned,
                 alignment: r.alignment,
-                path: Some(self.job.checkpoint_url(id)),
+                path: Some(path.clone()),
+                savepoint: r.savepoint.is_some(),
                 failure: None,
-                is_final: r.is_final,
+                is_final: r.kind == BarrierKind::Final,
             });
         }
+        // Sinks commit what they pre-committed up to here.
         let _ = self.completed.send(id);
+        if let Some(mut savepoint) = r.savepoint {
+            if let Some(reply) = savepoint.reply.take() {
+                let _ = reply.send(Ok(path));
+            }
+            return Ok(());
+        }
         let shared = metadata
             .shared_objects()
             .map(str::to_string)
@@ -576,45 +750,176 @@ impl Coordinator {
     }
 }
 
-/// What an attempt restores from.
+/// What an attempt restores from, and which snapshot node each node of
+/// the job takes its state from (matched by stable id).
 pub(crate) struct Restore {
     pub metadata: CheckpointMetadata,
     pub job: JobCheckpoints,
+    /// For each node of the job: the snapshot's node and its parallelism.
+    pub from: Vec<Option<(usize, usize)>>,
+    /// The snapshot was written by this very graph at this parallelism.
+    pub same_layout: bool,
 }
 
 impl Restore {
-    /// Downloads the state files of `(node, subtask)` into `dir`; `None`
-    /// when the checkpoint has none for it.
+    /// Matches `metadata`'s state to the nodes of a job; fails before any
+    /// data flows when state is incompatible or unclaimed (unless
+    /// `ignore_unclaimed`), and when data that was in flight cannot be put
+    /// back (an unaligned checkpoint into a changed or rescaled job).
+    pub fn plan(
+        metadata: CheckpointMetadata,
+        job: JobCheckpoints,
+        operators: &[OperatorInfo],
+        max_parallelism: usize,
+        ignore_unclaimed: bool,
+    ) -> Result<(Self, Vec<String>)> {
+        let plan = weir_checkpoint::plan_restore(&metadata, operators);
+        let warnings = plan
+            .check(ignore_unclaimed)
+            .map_err(EngineError::Checkpoint)?;
+        if !plan.same_layout {
+            if metadata.max_parallelism != max_parallelism {
+                return Err(EngineError::Checkpoint(format!(
+                    "the snapshot was taken with pipeline.max-parallelism = {}, this job has {max_parallelism}: key groups cannot be split differently",
+                    metadata.max_parallelism
+                )));
+            }
+            if metadata.tasks.iter().any(|t| !t.inflight.is_empty()) {
+                return Err(EngineError::Checkpoint(format!(
+                    "checkpoint {} is unaligned (it holds in-flight data), which restores only into the same job at the same parallelism; take a savepoint to change or rescale the job",
+                    metadata.checkpoint_id
+                )));
+            }
+        }
+        let from = plan
+            .nodes
+            .iter()
+            .map(|(_, fate)| match fate {
+                weir_checkpoint::NodeRestore::Restored { from, parallelism } => {
+                    Some((*from, *parallelism))
+                }
+                _ => None,
+            })
+            .collect();
+        Ok((
+            Self {
+                metadata,
+                job,
+                from,
+                same_layout: plan.same_layout,
+            },
+            warnings,
+        ))
+    }
+
+    fn old(&self, node: usize) -> Option<(usize, usize)> {
+        self.from.get(node).copied().flatten()
+    }
+
+    /// Downloads the state that subtask `subtask` of `parallelism` of
+    /// `node` restores from: the snapshot subtasks whose key groups overlap
+    /// its own, each into a folder under `dir`. `None` when there is none.
     pub async fn download(
         &self,
         node: usize,
         subtask: usize,
+        parallelism: usize,
         dir: &Path,
-    ) -> Result<Option<PathBuf>> {
-        let Some(task) = self.metadata.task(node, subtask) else {
+    ) -> Result<Option<Vec<(PathBuf, weir_state::SnapshotFormat)>>> {
+        let Some((old, old_parallelism)) = self.old(node) else {
             return Ok(None);
         };
-        if task.files.is_empty() {
-            return Ok(None);
-        }
+        let maxp = self.metadata.max_parallelism;
+        let mine = weir_state::KeyGroupRange::for_subtask(maxp, parallelism, subtask);
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| EngineError::io(format!("clearing '{}'", dir.display()), e))?;
         }
-        weir_checkpoint::download_snapshot(&self.job, &task.files, dir)
-            .await
-            .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
-        Ok(Some(dir.to_path_buf()))
+        let mut parts = Vec::new();
+        for s in 0..old_parallelism {
+            let theirs = weir_state::KeyGroupRange::for_subtask(maxp, old_parallelism, s);
+            if theirs.end <= mine.start || mine.end <= theirs.start {
+                continue;
+            }
+            let Some(task) = self.metadata.task(old, s) else {
+                continue;
+            };
+            if task.files.is_empty() {
+                continue;
+            }
+            let format = match task.backend.as_deref() {
+                Some(weir_checkpoint::CANONICAL_BACKEND) => weir_state::SnapshotFormat::Canonical,
+                Some(name) => weir_state::SnapshotFormat::Native(
+                    weir_state::BackendKind::parse(name)
+                        .map_err(|e| EngineError::Checkpoint(e.to_string()))?,
+                ),
+                None => continue,
+            };
+            let part = dir.join(format!("part-{s}"));
+            weir_checkpoint::download_snapshot(&self.job, &task.files, &part)
+                .await
+                .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            parts.push((part, format));
+        }
+        Ok((!parts.is_empty()).then_some(parts))
     }
 
-    /// The in-flight messages stored for `(node, subtask)`.
+    /// The position a source subtask resumes from; redistributed by the
+    /// connector when the parallelism changed.
+    pub fn source_position(
+        &self,
+        node: usize,
+        subtask: usize,
+        parallelism: usize,
+        connector: &dyn crate::connectors::SourceFactory,
+    ) -> Result<Option<serde_json::Value>> {
+        let Some((old, old_parallelism)) = self.old(node) else {
+            return Ok(None);
+        };
+        let position = |s: usize| {
+            self.metadata
+                .task(old, s)
+                .and_then(|t| t.source_position.clone())
+        };
+        if old_parallelism == parallelism {
+            return Ok(position(subtask));
+        }
+        let positions: Vec<_> = (0..old_parallelism).map(position).collect();
+        connector.redistribute(&positions, parallelism, subtask)
+    }
+
+    /// What the sink subtask commits on recovery: its own pre-committed
+    /// output, or, rescaled, that of the old subtasks `s` with
+    /// `s % parallelism == subtask`.
+    pub fn sink_states(
+        &self,
+        node: usize,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Vec<serde_json::Value> {
+        let Some((old, old_parallelism)) = self.old(node) else {
+            return Vec::new();
+        };
+        (0..old_parallelism)
+            .filter(|s| s % parallelism == subtask)
+            .filter_map(|s| self.metadata.task(old, s)?.sink_state.clone())
+            .filter(|v| !v.is_null())
+            .collect()
+    }
+
+    /// The in-flight messages stored for `(node, subtask)` (only a job of
+    /// the same layout restores an unaligned checkpoint).
     pub async fn inflight(
         &self,
         node: usize,
         subtask: usize,
     ) -> Result<Vec<(usize, Vec<Message>)>> {
         let mut out = Vec::new();
-        if let Some(task) = self.metadata.task(node, subtask) {
+        if let Some(task) = self
+            .metadata
+            .task(node, subtask)
+            .filter(|_| self.same_layout)
+        {
             for channel in &task.inflight {
                 out.push((channel.channel, decode_inflight(&self.job, channel).await?));
             }
@@ -622,10 +927,26 @@ impl Restore {
         Ok(out)
     }
 
-    /// Shared files already uploaded by `(node, subtask)`.
-    pub fn shared_files(&self, node: usize, subtask: usize, attempt: &str) -> SharedFiles {
+    /// Shared files already uploaded by `(node, subtask)`, which its next
+    /// incremental checkpoints reuse (only when restoring the job's own
+    /// checkpoint at the same layout).
+    pub fn shared_files(
+        &self,
+        node: usize,
+        subtask: usize,
+        attempt: &str,
+        job_id: &str,
+    ) -> SharedFiles {
         let mut shared = SharedFiles::new(attempt);
-        if let Some(task) = self.metadata.task(node, subtask) {
+        let own = self.same_layout
+            && self.metadata.job_id == job_id
+            && self.metadata.snapshot_type == SnapshotType::Checkpoint
+            && self
+                .metadata
+                .tasks
+                .iter()
+                .all(|t| t.backend.as_deref() != Some(weir_checkpoint::CANONICAL_BACKEND));
+        if let Some(task) = self.metadata.task(node, subtask).filter(|_| own) {
             shared.seed(&task.files);
         }
         shared

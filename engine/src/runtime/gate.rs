@@ -26,7 +26,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 use super::channel::{Announcement, Inlet};
 use crate::config::BarrierMode;
-use crate::message::Message;
+use crate::message::{BarrierKind, Message};
 
 /// What the gate hands to the subtask.
 pub enum GateEvent {
@@ -45,8 +45,8 @@ pub enum GateEvent {
         /// For aligned and at-least-once checkpoints: nothing is in flight.
         /// Unaligned ones get it later, with [`GateEvent::InflightDone`].
         complete: bool,
-        /// The job's final checkpoint (forward it as such).
-        last: bool,
+        /// What the barrier is for (forward it as such).
+        kind: BarrierKind,
     },
     /// Every channel reached barrier `id`: the messages recorded after its
     /// snapshot, per channel index.
@@ -88,8 +88,8 @@ impl Channel {
 /// The checkpoint the gate is working on.
 struct Current {
     id: u64,
-    /// The final checkpoint: aligned whatever the mode.
-    last: bool,
+    /// Final checkpoints and savepoints are aligned whatever the mode.
+    kind: BarrierKind,
     started: Instant,
     /// Snapshot taken (unaligned): channels record until they reach the barrier.
     snapshotted: bool,
@@ -181,16 +181,16 @@ impl InputGate {
                 .min_by_key(|a| a.id)?;
             self.current = Some(Current {
                 id: first.id,
-                last: first.last,
+                kind: first.kind,
                 started: Instant::now(),
                 snapshotted: false,
             });
         }
-        let (id, last, started, snapshotted) = {
+        let (id, kind, started, snapshotted) = {
             let c = self.current.as_ref()?;
-            (c.id, c.last, c.started, c.snapshotted)
+            (c.id, c.kind, c.started, c.snapshotted)
         };
-        let mode = if last {
+        let mode = if kind.forces_alignment() {
             BarrierMode::Aligned
         } else {
             self.mode
@@ -220,7 +220,7 @@ impl InputGate {
                     unaligned: false,
                     alignment,
                     complete: true,
-                    last,
+                    kind,
                 })
             }
             BarrierMode::AtLeastOnce if all_reached => {
@@ -230,7 +230,7 @@ impl InputGate {
                     unaligned: false,
                     alignment: Duration::ZERO,
                     complete: true,
-                    last,
+                    kind,
                 })
             }
             BarrierMode::Aligned => {
@@ -263,7 +263,7 @@ impl InputGate {
                     unaligned: true,
                     alignment,
                     complete: false,
-                    last,
+                    kind,
                 })
             }
         }
@@ -307,7 +307,7 @@ impl InputGate {
             }
             // Wake up for the aligned timeout, if one is running.
             let deadline = match (&self.current, self.mode) {
-                (Some(Current { last: true, .. }), _) => None,
+                (Some(Current { kind, .. }), _) if kind.forces_alignment() => None,
                 (
                     Some(Current {
                         started,
@@ -441,7 +441,7 @@ mod tests {
         let (mut b, ib) = channel(8);
         let mut gate = InputGate::new(vec![ia, ib], BarrierMode::Aligned);
         a.send(batch(1)).await.unwrap();
-        a.announce(1, false).unwrap();
+        a.announce(1, BarrierKind::Checkpoint).unwrap();
         a.send(batch(2)).await.unwrap();
         b.send(batch(10)).await.unwrap();
         let mut seen = Vec::new();
@@ -450,7 +450,7 @@ mod tests {
         }
         seen.sort();
         assert_eq!(seen, [1, 10], "batch 2 is held back");
-        b.announce(1, false).unwrap();
+        b.announce(1, BarrierKind::Checkpoint).unwrap();
         assert!(matches!(
             gate.next().await.unwrap(),
             GateEvent::Barrier {
@@ -475,9 +475,9 @@ mod tests {
         );
         b.send(batch(10)).await.unwrap();
         b.send(batch(11)).await.unwrap();
-        a.announce(1, false).unwrap();
+        a.announce(1, BarrierKind::Checkpoint).unwrap();
         a.send(batch(2)).await.unwrap();
-        b.announce(1, false).unwrap();
+        b.announce(1, BarrierKind::Checkpoint).unwrap();
         b.send(batch(12)).await.unwrap();
         assert!(matches!(
             gate.next().await.unwrap(),
@@ -528,7 +528,7 @@ mod tests {
                 aligned_timeout: Some(Duration::from_millis(50)),
             },
         );
-        a.announce(1, false).unwrap();
+        a.announce(1, BarrierKind::Checkpoint).unwrap();
         a.send(batch(2)).await.unwrap();
         b.send(batch(10)).await.unwrap();
         // Aligned first: `a` is held back, `b` goes on.
@@ -547,7 +547,7 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(40));
         // After the switch, what `b` delivers before its barrier is recorded.
         b.send(batch(11)).await.unwrap();
-        b.announce(1, false).unwrap();
+        b.announce(1, BarrierKind::Checkpoint).unwrap();
         let recorded = loop {
             match gate.next().await.unwrap() {
                 GateEvent::InflightDone { id: 1, recorded } => break recorded,
@@ -565,12 +565,12 @@ mod tests {
         let (mut a, ia) = channel(8);
         let (mut b, ib) = channel(8);
         let mut gate = InputGate::new(vec![ia, ib], BarrierMode::AtLeastOnce);
-        a.announce(1, false).unwrap();
+        a.announce(1, BarrierKind::Checkpoint).unwrap();
         a.send(batch(2)).await.unwrap();
         // `a` passed its barrier, `b` has not: `a`'s later rows still flow.
         assert_eq!(value(&gate.next().await.unwrap()), Some(2));
         b.send(batch(10)).await.unwrap();
-        b.announce(1, false).unwrap();
+        b.announce(1, BarrierKind::Checkpoint).unwrap();
         assert_eq!(value(&gate.next().await.unwrap()), Some(10));
         assert!(matches!(
             gate.next().await.unwrap(),

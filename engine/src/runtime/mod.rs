@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::connectors::{SourcePoll, SourceSpec};
 use crate::error::{EngineError, Result};
 use crate::graph::{Exchange, JobGraph, NodeKind};
-use crate::message::Message;
+use crate::message::{BarrierKind, Message};
 use crate::metrics::{NodeMetrics, NodeMetricsSnapshot};
 use crate::operators::window_assign::as_millis;
 use crate::operators::TaskContext;
@@ -59,6 +59,8 @@ impl JobStatus {
 }
 
 struct Shared {
+    /// Savepoint requests, to the coordinator of the running attempt.
+    savepoints: mpsc::UnboundedSender<checkpoint::SavepointRequest>,
     /// Restarts after failures so far.
     restarts: std::sync::atomic::AtomicUsize,
     cancelled: AtomicBool,
@@ -76,6 +78,10 @@ pub struct JobHandle {
     metrics: Arc<Vec<(String, Arc<NodeMetrics>)>>,
     bounded: bool,
     checkpoints: checkpoint::StatsLog,
+    /// Savepoints are possible (checkpointing or a savepoint directory is set).
+    savepoints_enabled: bool,
+    /// `execution.checkpointing.savepoint-dir`.
+    savepoint_dir: Option<String>,
 }
 
 impl JobHandle {
@@ -150,6 +156,66 @@ impl JobHandle {
             .unwrap_or_default()
     }
 
+    /// Takes a savepoint of the running job into a new folder under
+    /// `target_dir` (or `execution.checkpointing.savepoint-dir`), and returns
+    /// the savepoint's path once it is complete. The job goes on.
+    ///
+    /// A savepoint is aligned, self-contained and in the canonical format:
+    /// restore it with `execution.savepoint.path` into either backend and at
+    /// any parallelism.
+    pub async fn savepoint(&self, target_dir: Option<&str>) -> Result<String> {
+        self.request_savepoint(target_dir, false).await
+    }
+
+    /// Stops the job with a savepoint: the sources stop, a final savepoint
+    /// is taken, the sinks commit, and the job ends (`FINISHED`). Windows
+    /// still open are not fired: they are in the savepoint and fire after
+    /// a restore, so stopping and restoring gives the output of a job that
+    /// never stopped. Returns the savepoint's path.
+    pub async fn stop_with_savepoint(&self, target_dir: Option<&str>) -> Result<String> {
+        let path = self.request_savepoint(target_dir, true).await?;
+        match self.wait().await {
+            Ok(()) => Ok(path),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn request_savepoint(&self, target_dir: Option<&str>, stop: bool) -> Result<String> {
+        if !self.savepoints_enabled {
+            return Err(EngineError::Config(
+                "this job takes no checkpoints: set 'execution.checkpointing.interval' or 'execution.checkpointing.savepoint-dir' before starting it to take savepoints".into(),
+            ));
+        }
+        let target = target_dir
+            .filter(|d| !d.trim().is_empty())
+            .map(str::to_string)
+            .or_else(|| self.savepoint_dir.clone())
+            .ok_or_else(|| {
+                EngineError::Config(
+                    "no savepoint directory: give one, or set 'execution.checkpointing.savepoint-dir' (alias 'state.savepoints.dir')".into(),
+                )
+            })?;
+        if self.status() != JobStatus::Running {
+            return Err(EngineError::Config(format!(
+                "job {} is {}, not running",
+                self.id,
+                self.status().flink_name()
+            )));
+        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.shared
+            .savepoints
+            .send(checkpoint::SavepointRequest {
+                target,
+                stop,
+                reply,
+            })
+            .map_err(|_| EngineError::Config(format!("job {} is not running", self.id)))?;
+        answer.await.map_err(|_| {
+            EngineError::Config(format!("job {} ended before the savepoint", self.id))
+        })?
+    }
+
     /// Counters per node, in graph order, with each node's description.
     pub fn metrics(&self) -> Vec<(String, NodeMetricsSnapshot)> {
         self.metrics
@@ -190,6 +256,51 @@ pub fn stable_job_id(name: &str) -> String {
     out
 }
 
+/// Reads the snapshot (savepoint or checkpoint) at `path` and plans its
+/// restore into `graph`: which operator gets which state, what is new,
+/// incompatible or left unclaimed. This is what `EXPLAIN RESTORE` shows.
+pub async fn plan_restore(
+    graph: &JobGraph,
+    config: &Config,
+    path: &str,
+) -> Result<weir_checkpoint::RestorePlan> {
+    let (_, metadata) = weir_checkpoint::open_snapshot(path, &config.storage_options())
+        .await
+        .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+    Ok(weir_checkpoint::plan_restore(
+        &metadata,
+        &graph.operator_infos(),
+    ))
+}
+
+/// Checks, before a job starts, that `execution.savepoint.path` (when set)
+/// can be restored into `graph`: the snapshot is intact, every operator's
+/// state fits, and no state is left unclaimed (unless
+/// `execution.savepoint.ignore-unclaimed-state`). The job makes the same
+/// check when it starts; this lets a statement fail at once.
+pub async fn check_restore(graph: &JobGraph, config: &Config) -> Result<()> {
+    let Some(path) = config
+        .get("execution.savepoint.path")
+        .filter(|p| !p.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let (job, metadata) = weir_checkpoint::open_snapshot(&path, &config.storage_options())
+        .await
+        .map_err(|e| EngineError::Checkpoint(format!("execution.savepoint.path: {e}")))?;
+    if metadata.operators.is_empty() {
+        return Ok(());
+    }
+    checkpoint::Restore::plan(
+        metadata,
+        job,
+        &graph.operator_infos(),
+        config.max_parallelism(),
+        config.bool("execution.savepoint.ignore-unclaimed-state"),
+    )
+    .map(|_| ())
+}
+
 /// Starts `graph` on the current tokio runtime.
 ///
 /// With `execution.checkpointing.interval` set, the job takes checkpoints,
@@ -219,7 +330,9 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         .iter()
         .map(|n| (n.describe(), Arc::new(NodeMetrics::new())))
         .collect();
+    let (savepoints_tx, savepoints_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        savepoints: savepoints_tx,
         restarts: Default::default(),
         cancelled: AtomicBool::new(false),
         cancel: Notify::new(),
@@ -227,7 +340,10 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
     });
     let stats: checkpoint::StatsLog = Arc::default();
     let (status_tx, status_rx) = watch::channel(JobStatus::Running);
+    let savepoints_enabled = checkpointing.is_some();
+    let savepoint_dir = checkpointing.as_ref().and_then(|c| c.savepoint_dir.clone());
     let driver = Driver {
+        requests: Arc::new(tokio::sync::Mutex::new(savepoints_rx)),
         graph: Arc::new(graph.clone()),
         config: config.clone(),
         name: name.to_string(),
@@ -254,6 +370,8 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         metrics: Arc::new(metrics),
         bounded: graph.is_bounded(),
         checkpoints: stats,
+        savepoints_enabled,
+        savepoint_dir,
     })
 }
 
@@ -269,6 +387,7 @@ struct Driver {
     metrics: Vec<(String, Arc<NodeMetrics>)>,
     shared: Arc<Shared>,
     stats: checkpoint::StatsLog,
+    requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<checkpoint::SavepointRequest>>>,
 }
 
 /// A description of the graph's shape, stored in checkpoints: restoring into
@@ -360,37 +479,27 @@ impl Driver {
         JobStatus::Cancelled
     }
 
-    /// The checkpoint the first attempt starts from: `execution.savepoint.path`,
-    /// else the latest intact one of this job.
+    /// The snapshot the first attempt starts from: `execution.savepoint.path`
+    /// (a savepoint or a checkpoint), else the latest intact checkpoint of
+    /// this job.
     async fn first_restore(&self) -> Result<Option<checkpoint::Restore>> {
-        let Some(c) = &self.checkpointing else {
-            if self.config.get("execution.savepoint.path").is_some() {
-                return Err(EngineError::Config(
-                    "execution.savepoint.path needs execution.checkpointing.interval".into(),
-                ));
-            }
-            return Ok(None);
-        };
         if let Some(path) = self
             .config
             .get("execution.savepoint.path")
             .filter(|p| !p.trim().is_empty())
         {
-            let (dir, job_id, n) = weir_checkpoint::parse_checkpoint_url(&path)
-                .map_err(|e| EngineError::Config(format!("execution.savepoint.path: {e}")))?;
-            let storage = weir_checkpoint::CheckpointStorage::open(&dir, &c.storage)
-                .map_err(|e| EngineError::Config(format!("execution.savepoint.path: {e}")))?;
-            let job = storage.job(&job_id);
-            let metadata = job
-                .read_metadata(n)
-                .await
-                .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
-            job.verify(&metadata)
-                .await
-                .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            let (job, metadata) =
+                weir_checkpoint::open_snapshot(&path, &self.config.storage_options())
+                    .await
+                    .map_err(|e| {
+                        EngineError::Checkpoint(format!("execution.savepoint.path: {e}"))
+                    })?;
             eprintln!("[INFO] Restoring job '{}' from {path}", self.name);
-            return self.checked(checkpoint::Restore { metadata, job });
+            return self.checked(metadata, job);
         }
+        let Some(c) = &self.checkpointing else {
+            return Ok(None);
+        };
         if !c.resume {
             if let Some(storage) = &self.storage {
                 storage
@@ -425,19 +534,51 @@ impl Driver {
                     metadata.checkpoint_id,
                     job.checkpoint_url(metadata.checkpoint_id)
                 );
-                self.checked(checkpoint::Restore { metadata, job })
+                self.checked(metadata, job)
             }
             None => Ok(None),
         }
     }
 
-    fn checked(&self, restore: checkpoint::Restore) -> Result<Option<checkpoint::Restore>> {
-        let ours = graph_fingerprint(&self.graph);
-        if restore.metadata.graph != ours {
-            return Err(EngineError::Checkpoint(format!(
-                "checkpoint {} was taken by a job with other operators or parallelism; start over with --fresh (weir run) or another pipeline.name.\ncheckpoint:\n{}\nthis job:\n{ours}",
-                restore.metadata.checkpoint_id, restore.metadata.graph
-            )));
+    /// Matches the snapshot's state to this job's operators, or refuses it.
+    fn checked(
+        &self,
+        metadata: weir_checkpoint::CheckpointMetadata,
+        job: weir_checkpoint::JobCheckpoints,
+    ) -> Result<Option<checkpoint::Restore>> {
+        if metadata.operators.is_empty() {
+            // Written before operators had stable ids: the graph must match.
+            let ours = graph_fingerprint(&self.graph);
+            if metadata.graph != ours {
+                return Err(EngineError::Checkpoint(format!(
+                    "checkpoint {} was taken by a job with other operators or parallelism; start over with --fresh (weir run) or another pipeline.name.\ncheckpoint:\n{}\nthis job:\n{ours}",
+                    metadata.checkpoint_id, metadata.graph
+                )));
+            }
+            let from = self
+                .graph
+                .nodes
+                .iter()
+                .map(|n| Some((n.id, n.parallelism)))
+                .collect();
+            return Ok(Some(checkpoint::Restore {
+                metadata,
+                job,
+                from,
+                same_layout: true,
+            }));
+        }
+        let (restore, warnings) = checkpoint::Restore::plan(
+            metadata,
+            job,
+            &self.graph.operator_infos(),
+            self.config.max_parallelism(),
+            self.config
+                .bool("execution.savepoint.ignore-unclaimed-state"),
+        )?;
+        for w in warnings {
+            tracing::warn!("{w}");
+            eprintln!("[WARN] {w}");
         }
         Ok(Some(restore))
     }
@@ -518,8 +659,10 @@ impl Driver {
         let (completed_tx, completed_rx) = watch::channel(0u64);
         let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<EngineError>();
         let attempt_failed = Arc::new(AtomicBool::new(false));
+        let savepoint_targets: checkpoint::SavepointTargets = Arc::default();
         let task_cp = match (&self.checkpointing, &self.storage) {
             (Some(c), Some(storage)) => Some(checkpoint::TaskCheckpointing {
+                savepoints: savepoint_targets.clone(),
                 to_coordinator,
                 job: storage.job(&self.id),
                 scratch: scratch.clone(),
@@ -557,12 +700,19 @@ impl Driver {
                 let ctx = context(node.id);
                 let router = Router::new(routes.remove(&(tail, s)).unwrap_or_default());
                 let inlets = inputs.remove(&(node.id, s)).unwrap_or_default();
-                let restored_task = restore.as_ref().and_then(|r| r.metadata.task(node.id, s));
                 match &node.kind {
                     NodeKind::Source(spec) => {
                         let spec = spec.clone();
                         let shared = self.shared.clone();
-                        let position = restored_task.and_then(|t| t.source_position.clone());
+                        let position = match &restore {
+                            Some(r) => r.source_position(
+                                node.id,
+                                s,
+                                node.parallelism,
+                                spec.connector.as_ref(),
+                            )?,
+                            None => None,
+                        };
                         let cp = match &task_cp {
                             Some(tc) => {
                                 let (tx, rx) = std::sync::mpsc::channel();
@@ -587,10 +737,10 @@ impl Driver {
                             let mut ctx = context(*id);
                             if let Some(r) = &restore {
                                 let dir = scratch.join("restore").join(format!("op{id}-{s}"));
-                                ctx.restore = r.download(*id, s, &dir).await?;
+                                ctx.restore = r.download(*id, s, node.parallelism, &dir).await?;
                             }
                             shared_files.push(Arc::new(tokio::sync::Mutex::new(match &restore {
-                                Some(r) => r.shared_files(*id, s, &attempt_tag),
+                                Some(r) => r.shared_files(*id, s, &attempt_tag, &self.id),
                                 None => weir_checkpoint::SharedFiles::new(attempt_tag.clone()),
                             })));
                             factories.push((factory.clone(), ctx));
@@ -625,8 +775,11 @@ impl Driver {
                         if let Some(r) = &restore {
                             gate.replay_first(r.inflight(node.id, s).await?);
                         }
-                        let sink_state = restored_task.and_then(|t| t.sink_state.clone());
-                        let cp = task_cp.clone().map(|tc| (tc, sink_state));
+                        let sink_states = restore
+                            .as_ref()
+                            .map(|r| r.sink_states(node.id, s, node.parallelism))
+                            .unwrap_or_default();
+                        let cp = task_cp.clone().map(|tc| (tc, sink_states));
                         let handle = tokio::runtime::Handle::current();
                         let shared = self.shared.clone();
                         tasks.spawn_blocking(move || {
@@ -657,9 +810,13 @@ impl Driver {
                 job_id: self.id.clone(),
                 job_name: self.name.clone(),
                 graph: graph_fingerprint(graph),
+                operators: graph.operator_infos(),
+                max_parallelism,
                 expected_acks,
                 sources: triggers,
                 events,
+                requests: self.requests.clone(),
+                savepoints: savepoint_targets.clone(),
                 completed: completed_tx,
                 next_id: last + 1,
                 retained: checkpoint::retained_from(&retained),
@@ -767,7 +924,7 @@ fn checkpoint_source(
             spec.table
         ))
     })?;
-    router.announce_barrier(trigger.id, trigger.last)?;
+    router.announce_barrier(trigger.id, trigger.kind)?;
     let _ = tc.to_coordinator.send(checkpoint::ToCoordinator::Ack {
         id: trigger.id,
         tasks: vec![weir_checkpoint::TaskSnapshot {
@@ -804,6 +961,12 @@ fn run_source(
         if let Some((tc, triggers)) = &checkpointing {
             while let Ok(t) = triggers.try_recv() {
                 checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
+                if t.kind == BarrierKind::StopSavepoint {
+                    // Stop without draining: no end-of-time watermark, so
+                    // open windows stay in the savepoint.
+                    router.blocking_broadcast(Message::End)?;
+                    return Ok(());
+                }
             }
         }
         match reader.poll_next()? {
@@ -849,7 +1012,7 @@ fn run_source(
                         match triggers.recv_timeout(std::time::Duration::from_millis(50)) {
                             Ok(t) => {
                                 checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
-                                if t.last {
+                                if t.kind.ends_input() {
                                     break;
                                 }
                             }
@@ -973,6 +1136,8 @@ async fn run_chain(
     mut router: Router,
     mut checkpointing: Option<ChainCheckpointing>,
 ) -> Result<()> {
+    // Set by a stop-with-savepoint barrier: the input ends without draining.
+    let mut stopping = false;
     while let Some(event) = gate.next().await {
         match event {
             GateEvent::Batch(batch) => {
@@ -992,10 +1157,11 @@ async fn run_chain(
                 unaligned,
                 alignment,
                 complete,
-                last,
+                kind,
             } => {
+                stopping |= kind == BarrierKind::StopSavepoint;
                 let Some(cp) = checkpointing.as_mut() else {
-                    router.announce_barrier(id, last)?;
+                    router.announce_barrier(id, kind)?;
                     continue;
                 };
                 // The synchronous part: each operator writes its snapshot
@@ -1004,7 +1170,7 @@ async fn run_chain(
                 let mut snapshots = Vec::with_capacity(ops.len());
                 for ((op, ctx), shared) in ops.iter_mut().zip(&cp.shared) {
                     let dir = cp.tc.local_dir(id, ctx.node, ctx.subtask)?;
-                    let state = match op.snapshot_state(&dir)? {
+                    let state = match op.snapshot_state(&dir, kind.is_savepoint())? {
                         Some(info) => Some(checkpoint::StateFiles {
                             dir,
                             info,
@@ -1022,7 +1188,7 @@ async fn run_chain(
                         sink_state: None,
                     });
                 }
-                router.announce_barrier(id, last)?;
+                router.announce_barrier(id, kind)?;
                 let upload = cp.tc.upload(id, snapshots, unaligned, alignment);
                 if complete {
                     cp.tc.finish(id, upload, Vec::new());
@@ -1038,7 +1204,9 @@ async fn run_chain(
                 }
             }
             GateEvent::End => {
-                fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
+                if !stopping {
+                    fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
+                }
                 router.broadcast(Message::End).await?;
                 return Ok(());
             }
@@ -1060,16 +1228,16 @@ fn run_sink(
     mut writer: Box<dyn crate::connectors::SinkWriter>,
     ctx: TaskContext,
     mut gate: InputGate,
-    checkpointing: Option<(checkpoint::TaskCheckpointing, Option<serde_json::Value>)>,
+    checkpointing: Option<(checkpoint::TaskCheckpointing, Vec<serde_json::Value>)>,
     handle: tokio::runtime::Handle,
     shared: Arc<Shared>,
 ) -> Result<()> {
     let (tc, restored) = match checkpointing {
-        Some((tc, state)) => (Some(tc), state),
-        None => (None, None),
+        Some((tc, states)) => (Some(tc), states),
+        None => (None, Vec::new()),
     };
     if tc.is_some() {
-        writer.recover(restored.as_ref())?;
+        writer.recover(&restored)?;
     }
     let mut completed = tc.as_ref().map(|t| t.completed.clone());
     let mut pending: HashMap<u64, checkpoint::PendingUpload> = HashMap::new();

@@ -189,10 +189,10 @@ impl Router {
 
     /// Announces barrier `id` to every downstream subtask, after what was
     /// sent so far. Never waits, even when the data lanes are full.
-    pub fn announce_barrier(&self, id: u64, last: bool) -> Result<()> {
+    pub fn announce_barrier(&self, id: u64, kind: crate::message::BarrierKind) -> Result<()> {
         for route in &self.routes {
             for t in route.targets() {
-                t.announce(id, last)?;
+                t.announce(id, kind)?;
             }
         }
         Ok(())

@@ -153,7 +153,17 @@ impl SourceFactory for DatagenSource {
             rate: self.rows_per_second / ctx.parallelism as f64,
             started: Instant::now(),
             produced: 0,
+            produced_before: None,
         }))
+    }
+
+    fn redistribute(
+        &self,
+        old: &[Option<serde_json::Value>],
+        parallelism: usize,
+        subtask: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        super::strided::redistribute(old, "next_row", parallelism, subtask)
     }
     fn is_bounded(&self) -> bool {
         self.rows.is_some()
@@ -176,6 +186,8 @@ struct DatagenReader {
     rate: f64,
     started: Instant,
     produced: u64,
+    /// Rows an earlier run at another parallelism generated already.
+    produced_before: Option<super::strided::Produced>,
 }
 
 /// A well-mixed 64-bit hash of (row, field): the random value of that cell.
@@ -203,6 +215,15 @@ impl SourceReader for DatagenReader {
         let want = self.batch_size.min((due - self.produced) as usize);
         let mut rows = Vec::with_capacity(want);
         while rows.len() < want && self.limit.is_none_or(|l| self.next < l) {
+            if let Some(before) = &self.produced_before {
+                if before.contains(self.next) {
+                    self.next += self.step;
+                    continue;
+                }
+                if self.next >= before.end() {
+                    self.produced_before = None;
+                }
+            }
             rows.push(self.next);
             self.next += self.step;
         }
@@ -296,7 +317,11 @@ impl SourceReader for DatagenReader {
     fn position(&self) -> Option<serde_json::Value> {
         // Every value is a function of the row number (timestamps aside,
         // which are relative to the wall clock by definition).
-        Some(serde_json::json!({ "next_row": self.next }))
+        let mut position = serde_json::json!({ "next_row": self.next });
+        if let Some(before) = &self.produced_before {
+            position["produced"] = serde_json::to_value(before).unwrap_or_default();
+        }
+        Some(position)
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
@@ -304,6 +329,7 @@ impl SourceReader for DatagenReader {
             .get("next_row")
             .and_then(|v| v.as_u64())
             .ok_or_else(|| EngineError::Internal(format!("bad datagen position {position}")))?;
+        self.produced_before = super::strided::Produced::from_position(position);
         Ok(())
     }
 }

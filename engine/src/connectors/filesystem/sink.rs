@@ -299,16 +299,13 @@ impl SinkWriter for PartFileWriter {
         Ok(())
     }
 
-    fn recover(&mut self, state: Option<&serde_json::Value>) -> Result<()> {
-        let pending: Vec<String> = state
-            .and_then(|s| s.get("pending"))
-            .and_then(|p| p.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+    fn recover(&mut self, states: &[serde_json::Value]) -> Result<()> {
+        let pending: Vec<String> = states
+            .iter()
+            .filter_map(|s| s.get("pending").and_then(|p| p.as_array()))
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
         for name in &pending {
             self.publish(name)?;
         }

@@ -91,7 +91,59 @@ impl SourceFactory for FileSource {
             current: None,
             batch_size: ctx.batch_size,
             metrics: ctx.metrics.clone(),
+            done: Default::default(),
+            partial: Default::default(),
         }))
+    }
+
+    fn redistribute(
+        &self,
+        old: &[Option<serde_json::Value>],
+        parallelism: usize,
+        subtask: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        // What every old subtask had read, file by file: files each reader
+        // had passed are done, the one it was in is partly read.
+        let all = list_files(&self.options.path)?;
+        let mut done = std::collections::BTreeSet::new();
+        let mut partial = std::collections::BTreeMap::new();
+        for (s, position) in old.iter().enumerate() {
+            let Some(position) = position else { continue };
+            let mine: Vec<&PathBuf> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % old.len() == s)
+                .map(|(_, f)| f)
+                .collect();
+            let (index, at) = reader_progress(position, |name| {
+                mine.iter().position(|f| f.display().to_string() == name)
+            })?;
+            for f in mine.iter().take(index) {
+                done.insert(f.display().to_string());
+            }
+            if let (Some(f), Some(at)) = (mine.get(index), at) {
+                partial.insert(f.display().to_string(), at);
+            }
+            let (d, p) = carried(position);
+            done.extend(d);
+            partial.extend(p);
+        }
+        for name in &done {
+            partial.remove(name);
+        }
+        let mine: std::collections::BTreeSet<String> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % parallelism == subtask)
+            .map(|(_, f)| f.display().to_string())
+            .collect();
+        done.retain(|f| mine.contains(f));
+        partial.retain(|f, _| mine.contains(f));
+        Ok(Some(serde_json::json!({
+            "file_index": 0,
+            "done": done,
+            "partial": partial,
+        })))
     }
     fn is_bounded(&self) -> bool {
         true
@@ -129,6 +181,59 @@ struct FileReader {
     current: Option<OpenFile>,
     batch_size: usize,
     metrics: Arc<NodeMetrics>,
+    /// Files not opened yet that an earlier run at another parallelism read
+    /// to the end (skipped) or in part (resumed where it stopped).
+    done: std::collections::BTreeSet<String>,
+    partial: std::collections::BTreeMap<String, FileProgress>,
+}
+
+/// How far a file was read: bytes and lines (CSV, JSON) or batches (Parquet).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct FileProgress {
+    offset: u64,
+    line: u64,
+    batches: u64,
+}
+
+/// Where a recorded position stands in its reader's file list: the index
+/// of the file it was in (or about to open), and how far into it.
+fn reader_progress(
+    position: &serde_json::Value,
+    find: impl Fn(&str) -> Option<usize>,
+) -> Result<(usize, Option<FileProgress>)> {
+    let number = |k: &str| position.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let mut index = number("file_index") as usize;
+    if let Some(name) = position.get("file").and_then(|v| v.as_str()) {
+        index = find(name).ok_or_else(|| {
+            EngineError::Internal(format!(
+                "the checkpoint's position is in '{name}', which is no longer in the source directory"
+            ))
+        })?;
+    }
+    let at = FileProgress {
+        offset: number("offset"),
+        line: number("line"),
+        batches: number("batches"),
+    };
+    Ok((index, (at.offset > 0 || at.batches > 0).then_some(at)))
+}
+
+/// The files a position carries over from a redistribution (done, partly read).
+fn carried(
+    position: &serde_json::Value,
+) -> (
+    Vec<String>,
+    std::collections::BTreeMap<String, FileProgress>,
+) {
+    let done = position
+        .get("done")
+        .and_then(|d| serde_json::from_value(d.clone()).ok())
+        .unwrap_or_default();
+    let partial = position
+        .get("partial")
+        .and_then(|p| serde_json::from_value(p.clone()).ok())
+        .unwrap_or_default();
+    (done, partial)
 }
 
 impl SourceReader for FileReader {
@@ -138,8 +243,16 @@ impl SourceReader for FileReader {
                 if self.next_file >= self.files.len() {
                     return Ok(SourcePoll::End);
                 }
-                self.current = Some(self.open(self.next_file)?);
+                let name = self.files[self.next_file].display().to_string();
+                let index = self.next_file;
                 self.next_file += 1;
+                if self.done.remove(&name) {
+                    continue;
+                }
+                self.current = Some(match self.partial.remove(&name) {
+                    Some(at) => self.open_at(index, at)?,
+                    None => self.open(index)?,
+                });
             }
             let batch = match self.current.as_mut() {
                 Some(OpenFile::Parquet { reader, batches }) => match reader.next() {
@@ -203,67 +316,61 @@ impl SourceReader for FileReader {
             "offset": offset,
             "line": line,
             "batches": batches,
+            "done": self.done,
+            "partial": self.partial,
         }))
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
-        let number = |k: &str| position.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
-        let mut index = number("file_index") as usize;
-        // The directory may have changed: find the file by name.
-        if let Some(name) = position.get("file").and_then(|v| v.as_str()) {
-            if self
-                .files
-                .get(index)
-                .map(|f| f.display().to_string())
-                .as_deref()
-                != Some(name)
-            {
-                match self.files.iter().position(|f| f.display().to_string() == name) {
-                    Some(i) => index = i,
-                    None => {
-                        return Err(EngineError::Internal(format!(
-                            "the checkpoint's position is in '{name}', which is no longer in the source directory"
-                        )))
-                    }
-                }
-            }
-        }
+        // The directory may have changed: the file is found by its name.
+        let (index, at) = reader_progress(position, |name| {
+            self.files
+                .iter()
+                .position(|f| f.display().to_string() == name)
+        })?;
+        let (done, partial) = carried(position);
+        self.done = done.into_iter().collect();
+        self.partial = partial;
         self.current = None;
         self.next_file = index;
-        let (offset, line, batches) = (number("offset"), number("line"), number("batches"));
-        if index < self.files.len() && (offset > 0 || batches > 0) {
-            let mut open = self.open(index)?;
+        if let (true, Some(at)) = (index < self.files.len(), at) {
+            self.current = Some(self.open_at(index, at)?);
             self.next_file = index + 1;
-            match &mut open {
-                OpenFile::Lines {
-                    reader,
-                    path,
-                    line: l,
-                    offset: o,
-                } => {
-                    use std::io::Seek;
-                    reader
-                        .seek(std::io::SeekFrom::Start(offset))
-                        .map_err(|e| EngineError::io(format!("seeking in '{path}'"), e))?;
-                    *l = line;
-                    *o = offset;
-                }
-                OpenFile::Parquet { reader, batches: b } => {
-                    for _ in 0..batches {
-                        if reader.next().is_none() {
-                            break;
-                        }
-                        *b += 1;
-                    }
-                }
-            }
-            self.current = Some(open);
         }
         Ok(())
     }
 }
 
 impl FileReader {
+    /// Opens file `index` where an earlier reader stopped in it.
+    fn open_at(&self, index: usize, at: FileProgress) -> Result<OpenFile> {
+        let mut open = self.open(index)?;
+        match &mut open {
+            OpenFile::Lines {
+                reader,
+                path,
+                line,
+                offset,
+            } => {
+                use std::io::Seek;
+                reader
+                    .seek(std::io::SeekFrom::Start(at.offset))
+                    .map_err(|e| EngineError::io(format!("seeking in '{path}'"), e))?;
+                *line = at.line;
+                *offset = at.offset;
+            }
+            OpenFile::Parquet { reader, batches } => {
+                for _ in 0..at.batches {
+                    if reader.next().is_none() {
+                        break;
+                    }
+                    *batches += 1;
+                }
+            }
+        }
+        Ok(open)
+    }
+
     fn open(&self, index: usize) -> Result<OpenFile> {
         let path = &self.files[index];
         let name = path.display().to_string();

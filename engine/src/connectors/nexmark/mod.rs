@@ -133,7 +133,17 @@ impl SourceFactory for NexmarkSource {
             projection: self.projection.clone(),
             schema: self.schema.clone(),
             generated: nexmark_schema(),
+            produced_before: None,
         }))
+    }
+
+    fn redistribute(
+        &self,
+        old: &[Option<serde_json::Value>],
+        parallelism: usize,
+        subtask: usize,
+    ) -> Result<Option<serde_json::Value>> {
+        super::strided::redistribute(old, "next_event", parallelism, subtask)
     }
 
     fn is_bounded(&self) -> bool {
@@ -161,6 +171,8 @@ struct NexmarkReader {
     projection: Vec<usize>,
     schema: SchemaRef,
     generated: SchemaRef,
+    /// Events an earlier run at another parallelism generated already.
+    produced_before: Option<super::strided::Produced>,
 }
 
 impl SourceReader for NexmarkReader {
@@ -182,6 +194,15 @@ impl SourceReader for NexmarkReader {
         let mut builder = EventBatchBuilder::new(want);
         let mut count = 0;
         while count < want && self.limit.is_none_or(|l| self.next < l) {
+            if let Some(before) = &self.produced_before {
+                if before.contains(self.next as u64) {
+                    self.next += self.step;
+                    continue;
+                }
+                if self.next as u64 >= before.end() {
+                    self.produced_before = None;
+                }
+            }
             builder.push(&self.config, self.next);
             self.next += self.step;
             count += 1;
@@ -196,7 +217,11 @@ impl SourceReader for NexmarkReader {
         Ok(SourcePoll::Batch(batch))
     }
     fn position(&self) -> Option<serde_json::Value> {
-        Some(serde_json::json!({ "next_event": self.next }))
+        let mut position = serde_json::json!({ "next_event": self.next });
+        if let Some(before) = &self.produced_before {
+            position["produced"] = serde_json::to_value(before).unwrap_or_default();
+        }
+        Some(position)
     }
 
     fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
@@ -206,6 +231,7 @@ impl SourceReader for NexmarkReader {
             .ok_or_else(|| {
                 crate::error::EngineError::Internal(format!("bad nexmark position {position}"))
             })?;
+        self.produced_before = super::strided::Produced::from_position(position);
         Ok(())
     }
 }

@@ -25,4 +25,6 @@ pub use config::{Config, StateSettings};
 pub use error::{EngineError, Result};
 pub use graph::{Exchange, JobGraph, NodeKind};
 pub use message::{BarrierKind, ChangeKind, Message, OP_COLUMN};
-pub use runtime::{check_restore, plan_restore, start_job, CheckpointStats, JobHandle, JobStatus};
+pub use runtime::{
+    check_restore, new_job_id, plan_restore, start_job, CheckpointStats, JobHandle, JobStatus,
+};

@@ -1,7 +1,9 @@
 //! The `weir` command: an interactive SQL shell (rustyline), `weir run
 //! job.sql`, and scripts piped into the shell.
 
+mod client;
 mod display;
+pub mod rest;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -19,7 +21,17 @@ Usage:
                                           run a file of statements; with checkpointing on,
                                           a job resumes from its latest checkpoint unless
                                           -s names one or --fresh starts it over
+  weir list [--rest-url <url>]            jobs of a running `weir run` (its REST API)
+  weir savepoint <job-id> [target-dir] [--rest-url <url>]
+                                          take a savepoint of a running job
+  weir savepoint --dispose <path> [--conf weir.yaml]
+                                          delete a savepoint
+  weir stop [--savepoint-dir <dir>] <job-id> [--rest-url <url>]
+                                          stop a job with a savepoint; prints its path last
   weir --help | --version
+
+--rest-url defaults to http://127.0.0.1:8081: `weir run` serves its REST API on
+rest.address:rest.port (rest.port = 0 picks a free port and prints it).
 
 In the shell, end statements with ';'. QUIT; or Ctrl-D leaves, Ctrl-C cancels a running query.";
 
@@ -92,6 +104,12 @@ async fn async_main(args: Vec<String>) -> ExitCode {
         println!("weir {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Some(command) = args
+        .first()
+        .filter(|c| matches!(c.as_str(), "list" | "savepoint" | "stop"))
+    {
+        return client::run(command, &args[1..]).await;
+    }
     let args = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {
@@ -137,7 +155,14 @@ async fn async_main(args: Vec<String>) -> ExitCode {
                 return ExitCode::from(2);
             };
             match std::fs::read_to_string(&file) {
-                Ok(sql) => run_script(&mut session, &sql, true).await,
+                Ok(sql) => {
+                    let rest = rest::RestState::default();
+                    let code = run_script(&mut session, &sql, true, Some(&rest)).await;
+                    // A client that stopped the job still asks for the
+                    // savepoint's path: answer it before exiting.
+                    rest.linger(std::time::Duration::from_secs(10)).await;
+                    code
+                }
                 Err(e) => {
                     eprintln!("[ERROR] cannot read '{file}': {e}");
                     ExitCode::FAILURE
@@ -150,7 +175,7 @@ async fn async_main(args: Vec<String>) -> ExitCode {
                 eprintln!("[ERROR] cannot read standard input: {e}");
                 return ExitCode::FAILURE;
             }
-            run_script(&mut session, &sql, false).await
+            run_script(&mut session, &sql, false, None).await
         }
         _ => shell(&mut session).await,
     }
@@ -163,7 +188,13 @@ fn error_text(e: &SqlError) -> String {
 /// Runs a script, then waits for the jobs it started. `weir run` stops at the
 /// first error; piped statements behave like the shell (the error is printed
 /// and the next statement runs) and the exit code says whether any failed.
-async fn run_script(session: &mut Session, sql: &str, stop_on_error: bool) -> ExitCode {
+async fn run_script(
+    session: &mut Session,
+    sql: &str,
+    stop_on_error: bool,
+    rest: Option<&rest::RestState>,
+) -> ExitCode {
+    let mut rest_started = false;
     let mut failed = false;
     let statements = match Session::split(sql) {
         Ok(s) => s,
@@ -179,6 +210,21 @@ async fn run_script(session: &mut Session, sql: &str, stop_on_error: bool) -> Ex
         }
         match execute_and_print(session, tokens, false).await {
             Ok(Some(job)) => {
+                if let Some(rest) = rest {
+                    if !rest_started {
+                        rest_started = true;
+                        match rest::start(session.config(), rest.clone()).await {
+                            Ok(Some(addr)) => {
+                                eprintln!("[INFO] REST API listening on http://{addr}")
+                            }
+                            Ok(None) => {}
+                            Err(e) => eprintln!(
+                                "[WARN] REST API not started: {e} (rest.address, rest.port; rest.port = 0 picks a free port)"
+                            ),
+                        }
+                    }
+                    rest.add_job(job.clone());
+                }
                 if session.config().bool("table.dml-sync") {
                     if let Err(code) = wait_job(&job).await {
                         cancel_all(&jobs);

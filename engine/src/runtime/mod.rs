@@ -82,6 +82,8 @@ pub struct JobHandle {
     savepoints_enabled: bool,
     /// `execution.checkpointing.savepoint-dir`.
     savepoint_dir: Option<String>,
+    /// When the job was started (ms since the epoch).
+    started_ms: i64,
 }
 
 impl JobHandle {
@@ -93,6 +95,11 @@ impl JobHandle {
     /// `pipeline.name`, or the statement that started the job.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// When the job was started (ms since the epoch).
+    pub fn start_time_ms(&self) -> i64 {
+        self.started_ms
     }
 
     /// Whether every source of the job is bounded.
@@ -372,6 +379,10 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         checkpoints: stats,
         savepoints_enabled,
         savepoint_dir,
+        started_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
     })
 }
 

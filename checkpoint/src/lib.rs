@@ -57,6 +57,9 @@ pub enum CheckpointError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// There is no savepoint or checkpoint where the user pointed.
+    #[error("{0}")]
+    NotFound(String),
     /// A stored checkpoint is unreadable: truncated, altered or of another format.
     #[error("checkpoint {location} is corrupt: {reason}")]
     Corrupt {

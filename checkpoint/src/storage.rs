@@ -174,7 +174,7 @@ impl CheckpointStorage {
         };
         if let Some(dir) = local.filter(|d| !d.is_empty()) {
             if !std::path::Path::new(dir).is_dir() {
-                return Err(CheckpointError::Config(format!(
+                return Err(CheckpointError::NotFound(format!(
                     "'{location}' does not exist"
                 )));
             }
@@ -391,7 +391,16 @@ impl JobCheckpoints {
 
     /// Reads and checks the metadata at the top of this folder (a savepoint).
     pub async fn read_savepoint_metadata(&self) -> Result<CheckpointMetadata> {
-        let bytes = self.get("_metadata").await?;
+        let bytes = match self.store.get(&self.path("_metadata")).await {
+            Ok(found) => found.bytes().await.map_err(|e| self.err("_metadata", e))?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(CheckpointError::NotFound(format!(
+                    "'{}' is not a savepoint: it has no _metadata",
+                    self.url
+                )))
+            }
+            Err(e) => return Err(self.err("_metadata", e)),
+        };
         CheckpointMetadata::decode(&bytes, &self.url)
     }
 
@@ -508,7 +517,12 @@ pub async fn open_snapshot(
     options: &StorageOptions,
 ) -> Result<(JobCheckpoints, CheckpointMetadata)> {
     let path = parse_snapshot_url(url)?;
-    let storage = CheckpointStorage::open_existing(&path.dir, options)?;
+    let storage = CheckpointStorage::open_existing(&path.dir, options).map_err(|e| match e {
+        CheckpointError::NotFound(why) => {
+            CheckpointError::NotFound(format!("no savepoint or checkpoint at '{url}': {why}"))
+        }
+        other => other,
+    })?;
     let job = storage.job(&path.folder);
     let metadata = match path.checkpoint {
         Some(id) => job.read_metadata(id).await?,
@@ -643,7 +657,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(err.to_string().contains("_metadata"), "{err}");
+        assert!(err.to_string().contains("has no _metadata"), "{err}");
     }
 
     #[test]

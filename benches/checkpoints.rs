@@ -7,7 +7,11 @@
 //! 2. Bytes uploaded per checkpoint, full against incremental, for RocksDB
 //!    state that is large and changes a little between checkpoints.
 //! 3. Time to restore a subtask from a checkpoint of about 1 GB of RocksDB
-//!    state: download from the checkpoint storage, then open the instance.
+//!    state: download from the checkpoint storage, then open the instance;
+//!    and from a savepoint of the same state (canonical form), into either
+//!    backend.
+//! 4. A savepoint against the checkpoint just before it, of the same
+//!    running job's state, on both backends: time and size.
 //!
 //! `cargo bench --bench checkpoints` (release); `-- --quick` for a smoke
 //! run; `-- --events N`, `-- --repeat N`, `-- --restore-mb N` to change the
@@ -37,6 +41,18 @@ struct Measured {
 }
 
 async fn run_query(events: u64, settings: &[(&str, String)], query: &str, sink: &str) -> Measured {
+    run_with_savepoint(events, settings, query, sink, None).await
+}
+
+/// Runs the query; with `savepoint_after`, takes a savepoint once the
+/// sources produced that many events.
+async fn run_with_savepoint(
+    events: u64,
+    settings: &[(&str, String)],
+    query: &str,
+    sink: &str,
+    savepoint_after: Option<u64>,
+) -> Measured {
     let mut builder = StreamContext::builder();
     for (k, v) in settings {
         builder = builder.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
@@ -52,6 +68,21 @@ async fn run_query(events: u64, settings: &[(&str, String)], query: &str, sink: 
     ctx.sql(sink).await.unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
     let job = ctx.insert(query).await.unwrap_or_else(|e| panic!("{e}"));
+    if let Some(n) = savepoint_after {
+        loop {
+            let produced: u64 = job
+                .metrics()
+                .iter()
+                .filter(|(name, _)| name.starts_with("TableSourceScan"))
+                .map(|(_, m)| m.records_out)
+                .sum();
+            if produced >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        job.savepoint(None).await.unwrap_or_else(|e| panic!("{e}"));
+    }
     job.wait().await.unwrap_or_else(|e| panic!("{e}"));
     Measured {
         seconds: start.elapsed().as_secs_f64(),
@@ -185,6 +216,62 @@ async fn incremental(events: u64, work: &std::path::Path) {
     }
 }
 
+/// A savepoint and the checkpoint before it, of the same job's state.
+async fn savepoint_against_checkpoint(events: u64, work: &std::path::Path) {
+    println!("\n## A savepoint against the checkpoint before it ({events} events)\n");
+    println!("State: the highest bid per (auction, bidder), as in the incremental table; checkpoints every");
+    println!("second (full, not incremental), one savepoint taken at two thirds of the input.\n");
+    println!(
+        "| backend | checkpoint: state | checkpoint: time | savepoint: state | savepoint: time |"
+    );
+    println!("|---|---|---|---|---|");
+    let sink = "CREATE TABLE sink (auction BIGINT, bidder BIGINT, top BIGINT) WITH ('connector' = 'blackhole')";
+    let query =
+        "INSERT INTO sink SELECT auction, bidder, MAX(price) FROM bid GROUP BY auction, bidder";
+    for backend in ["hashmap", "rocksdb"] {
+        let settings = vec![
+            ("state.backend.type", backend.to_string()),
+            (
+                "state.backend.rocksdb.localdir",
+                work.join("rocksdb").display().to_string(),
+            ),
+            ("pipeline.name", format!("bench-savepoint-{backend}")),
+            ("execution.checkpointing.interval", "1 s".into()),
+            (
+                "execution.checkpointing.dir",
+                work.join("checkpoints").display().to_string(),
+            ),
+            (
+                "execution.checkpointing.savepoint-dir",
+                work.join("savepoints").display().to_string(),
+            ),
+            ("execution.checkpointing.resume", "false".into()),
+        ];
+        let m = run_with_savepoint(events, &settings, query, sink, Some(events * 2 / 3)).await;
+        let Some(sp) = m.checkpoints.iter().find(|c| c.savepoint) else {
+            println!("| {backend} | no savepoint completed | | | |");
+            continue;
+        };
+        let before = m
+            .checkpoints
+            .iter()
+            .rfind(|c| !c.savepoint && c.status == "COMPLETED" && c.id < sp.id);
+        let (size, time) = before
+            .map(|c| {
+                (
+                    format!("{:.1} MiB", mib(c.state_bytes)),
+                    format!("{} ms", c.duration.as_millis()),
+                )
+            })
+            .unwrap_or_else(|| ("none before it".into(), String::new()));
+        println!(
+            "| {backend} | {size} | {time} | {:.1} MiB | {} ms |",
+            mib(sp.state_bytes),
+            sp.duration.as_millis()
+        );
+    }
+}
+
 /// Builds RocksDB state of about `megabytes`, checkpoints it into file
 /// storage, and times the restore: download, then open.
 async fn restore(megabytes: u64, work: &std::path::Path) {
@@ -252,9 +339,10 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
         .unwrap_or_else(|e| panic!("{e}"));
     let download = t.elapsed();
     let t = Instant::now();
+    let restore_config = config.clone();
     let restored = tokio::task::spawn_blocking(move || {
         weir::state::restore_backend(
-            &config,
+            &restore_config,
             "bench-restored",
             &restore_dir,
             weir::state::KeyGroupRange::new(0, 128),
@@ -265,6 +353,8 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
     .unwrap_or_else(|e| panic!("{e}"));
     let open = t.elapsed();
     let stats = restored.stats().unwrap_or_else(|e| panic!("{e}"));
+    drop(restored);
+    println!("From a checkpoint (RocksDB's native SST files):\n");
     println!("| entries | snapshot size | build | upload | download | open | restore total |");
     println!("|---|---|---|---|---|---|---|");
     println!(
@@ -277,6 +367,73 @@ async fn restore(megabytes: u64, work: &std::path::Path) {
         (download + open).as_secs_f64(),
     );
     assert!(stats.entries > 0);
+
+    // The same state as a savepoint: canonical, then restored into each
+    // backend (what a restore after `STOP JOB … WITH SAVEPOINT` does).
+    let mut source = weir::state::restore_backend(
+        &config,
+        "bench-savepoint-source",
+        &snapshot_dir,
+        weir::state::KeyGroupRange::new(0, 128),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let canonical_dir = work.join("savepoint-local");
+    let _ = std::fs::remove_dir_all(&canonical_dir);
+    std::fs::create_dir_all(&canonical_dir).unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let sp_info = weir::state::write_canonical(source.as_mut(), &canonical_dir)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let write = t.elapsed();
+    drop(source);
+    let savepoint = storage.job("savepoint-bench");
+    let t = Instant::now();
+    let (sp_files, _) = weir::checkpoint::upload_snapshot(
+        &savepoint,
+        "",
+        "op1-0",
+        &canonical_dir,
+        &sp_info.files,
+        None,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let sp_upload = t.elapsed();
+    println!("\nFrom a savepoint of the same state (canonical form; written {:.0} MiB in {:.1} s, uploaded in {:.1} s):\n",
+        mib(sp_info.bytes), write.as_secs_f64(), sp_upload.as_secs_f64());
+    println!("| into | download | import | restore total |");
+    println!("|---|---|---|---|");
+    for kind in [BackendKind::RocksDb, BackendKind::HashMap] {
+        let dir = work.join("savepoint-download");
+        let _ = std::fs::remove_dir_all(&dir);
+        let t = Instant::now();
+        weir::checkpoint::download_snapshot(&savepoint, &sp_files, &dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let download = t.elapsed();
+        let mut into = BackendConfig::new(kind);
+        into.local_dir = Some(work.join("restore-rocksdb"));
+        let t = Instant::now();
+        let restored = tokio::task::spawn_blocking(move || {
+            weir::state::restore_merged(
+                &into,
+                "bench-from-savepoint",
+                &[(dir, weir::state::SnapshotFormat::Canonical)],
+                weir::state::KeyGroupRange::new(0, 128),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let import = t.elapsed();
+        assert!(restored.stats().map(|s| s.entries > 0).unwrap_or(false));
+        println!(
+            "| {} | {:.2} s | {:.2} s | {:.2} s |",
+            kind.name(),
+            download.as_secs_f64(),
+            import.as_secs_f64(),
+            (download + import).as_secs_f64()
+        );
+    }
 }
 
 fn main() {
@@ -299,6 +456,7 @@ fn main() {
     runtime.block_on(async {
         throughput(events, repeat, work.path()).await;
         incremental(events, work.path()).await;
+        savepoint_against_checkpoint(events, work.path()).await;
         restore(restore_mb, work.path()).await;
     });
 }

@@ -31,13 +31,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Windowed counts over rate-limited Nexmark bids (3 s of input) into CSV.
+/// Windowed counts over rate-limited Nexmark bids (5 s of input) into CSV.
 fn job_sql(out: &Path, savepoints: &Path) -> String {
     let ddl = std::fs::read_to_string(manifest_dir().join("benches/nexmark/ddl.sql"))
         .unwrap()
         .replace(
             "'events.num' = '10000000'",
-            "'events.num' = '90000', 'first-event.rate' = '30000', 'next-event.rate' = '30000'",
+            "'events.num' = '150000', 'first-event.rate' = '30000', 'next-event.rate' = '30000'",
         );
     format!(
         "SET 'parallelism.default' = '2';\n\
@@ -203,7 +203,7 @@ fn a_running_job_is_listed_savepointed_stopped_and_restored_through_the_rest_api
     let out = weir(&["run", "-s", &stopped, script.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains(&format!("Restoring job")),
+        text(&out.stderr).contains("Restoring job"),
         "{}",
         text(&out.stderr)
     );

@@ -386,3 +386,68 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
         .into_iter()
         .find(|p| p.file_name().is_some_and(|n| n == name))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_checkpoint_restores_at_another_parallelism_and_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = reference(dir.path()).await;
+    let chk = dir.path().join("checkpoints");
+    // One output folder for both runs, as when a job is started again.
+    let out = dir.path().join("out");
+    let checkpointing = |p: usize, backend: &str| {
+        vec![
+            ("parallelism.default", p.to_string()),
+            ("state.backend.type", backend.to_string()),
+            ("pipeline.name", "rescaled-checkpoint".to_string()),
+            ("execution.checkpointing.interval", "150 ms".to_string()),
+            ("execution.checkpointing.dir", chk.display().to_string()),
+        ]
+    };
+    let mut ctx = context(&out, &checkpointing(1, "rocksdb")).await;
+    let job = ctx.insert(QUERY).await.unwrap();
+    wait_for_input(&job, EVENTS / 2).await;
+    // Wait for a checkpoint past the first window, then cancel: the
+    // checkpoints are retained.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !job
+        .checkpoints()
+        .iter()
+        .any(|c| c.status == "COMPLETED" && c.id >= 3)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint completed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    job.cancel();
+    let _ = job.wait().await;
+    let latest = job
+        .checkpoints()
+        .iter()
+        .filter(|c| c.status == "COMPLETED")
+        .filter_map(|c| c.path.clone())
+        .next_back()
+        .unwrap();
+
+    let mut restored = checkpointing(2, "hashmap");
+    restored.push(("execution.savepoint.path", latest.clone()));
+    let mut ctx = context(&out, &restored).await;
+    let explained = ctx
+        .sql(&format!("EXPLAIN RESTORE FROM '{latest}' {QUERY}"))
+        .await
+        .unwrap();
+    let weir::StatementResult::Text(text) = &explained[0] else {
+        panic!("EXPLAIN RESTORE shows text")
+    };
+    assert!(
+        text.contains("redistributed from parallelism 1 to 2"),
+        "{text}"
+    );
+    ctx.insert(QUERY).await.unwrap().wait().await.unwrap();
+    assert_same(
+        &committed(&out),
+        &expected,
+        "checkpoint at p1 on rocksdb restored at p2 on hashmap",
+    );
+}

@@ -11,7 +11,6 @@ use crate::backend::{
     BackendKind, Change, Scan, SnapshotInfo, StateBackend, StateDescriptor, StateId, StateStats,
 };
 use crate::error::{Result, StateError};
-use crate::key::KeyGroupRange;
 use crate::ttl::Clock;
 
 /// The file a `hashmap` snapshot consists of.
@@ -157,20 +156,8 @@ impl StateBackend for HashMapBackend {
     }
 
     fn snapshot(&mut self, dir: &Path) -> Result<SnapshotInfo> {
-        let path = dir.join(SNAPSHOT_FILE);
-        let file = std::fs::File::create(&path).map_err(|e| StateError::io(&path, e))?;
-        let mut out = std::io::BufWriter::new(file);
-        self.export(&mut out, KeyGroupRange::new(0, u16::MAX))?;
-        let file = out
-            .into_inner()
-            .map_err(|e| StateError::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| StateError::io(&path, e))?;
-        let bytes = file.metadata().map_err(|e| StateError::io(&path, e))?.len();
-        Ok(SnapshotInfo {
-            backend: BackendKind::HashMap,
-            files: vec![SNAPSHOT_FILE.to_string()],
-            bytes,
-        })
+        // The in-memory backend's native snapshot is the canonical file.
+        crate::write_canonical(self, dir)
     }
 }
 

@@ -231,19 +231,19 @@ const KEYS: &[Key] = &[
         name: "rest.address",
         kind: Kind::Text,
         default: Some("127.0.0.1"),
-        doc: "address the REST API of `weir run` binds to",
+        doc: "address the REST API of `weir run` and the shell binds to",
     },
     Key {
         name: "rest.port",
         kind: Kind::NonNegativeInt,
         default: Some("8081"),
-        doc: "port of the REST API of `weir run` (0: a free port, printed at start)",
+        doc: "port of the REST API of `weir run` and the shell (0: a free port, printed at start)",
     },
     Key {
         name: "rest.enabled",
         kind: Kind::Bool,
         default: Some("true"),
-        doc: "whether `weir run` serves the REST API",
+        doc: "whether `weir run` and the shell serve the REST API",
     },
     Key {
         name: "restart-strategy.type",

@@ -195,6 +195,7 @@ async fn run_script(
     rest: Option<&rest::RestState>,
 ) -> ExitCode {
     let mut rest_started = false;
+
     let mut failed = false;
     let statements = match Session::split(sql) {
         Ok(s) => s,
@@ -211,19 +212,7 @@ async fn run_script(
         match execute_and_print(session, tokens, false).await {
             Ok(Some(job)) => {
                 if let Some(rest) = rest {
-                    if !rest_started {
-                        rest_started = true;
-                        match rest::start(session.config(), rest.clone()).await {
-                            Ok(Some(addr)) => {
-                                eprintln!("[INFO] REST API listening on http://{addr}")
-                            }
-                            Ok(None) => {}
-                            Err(e) => eprintln!(
-                                "[WARN] REST API not started: {e} (rest.address, rest.port; rest.port = 0 picks a free port)"
-                            ),
-                        }
-                    }
-                    rest.add_job(job.clone());
+                    serve(rest, &mut rest_started, session.config(), &job).await;
                 }
                 if session.config().bool("table.dml-sync") {
                     if let Err(code) = wait_job(&job).await {
@@ -257,6 +246,22 @@ async fn run_script(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Makes a started job visible through the REST API, starting the server
+/// with the first job (so that `SET 'rest.port'` before it applies).
+async fn serve(rest: &rest::RestState, started: &mut bool, config: &Config, job: &JobHandle) {
+    if !*started {
+        *started = true;
+        match rest::start(config, rest.clone()).await {
+            Ok(Some(addr)) => eprintln!("[INFO] REST API listening on http://{addr}"),
+            Ok(None) => {}
+            Err(e) => eprintln!(
+                "[WARN] REST API not started: {e} (rest.address, rest.port; rest.port = 0 picks a free port)"
+            ),
+        }
+    }
+    rest.add_job(job.clone());
 }
 
 fn cancel_all(jobs: &[JobHandle]) {
@@ -385,6 +390,8 @@ async fn shell(session: &mut Session) -> ExitCode {
         let _ = editor.load_history(h);
     }
     println!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
+    let rest = rest::RestState::default();
+    let mut rest_started = false;
     let mut buffer = String::new();
     loop {
         let prompt = if buffer.is_empty() {
@@ -428,9 +435,15 @@ async fn shell(session: &mut Session) -> ExitCode {
                         println!("{HELP}\n");
                         continue;
                     }
-                    if let Err(e) = execute_and_print(session, tokens, true).await {
-                        println!("{}\n", error_text(&e));
-                        break;
+                    match execute_and_print(session, tokens, true).await {
+                        Ok(Some(job)) => {
+                            serve(&rest, &mut rest_started, session.config(), &job).await
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            println!("{}\n", error_text(&e));
+                            break;
+                        }
                     }
                 }
             }

@@ -86,7 +86,7 @@ impl RestState {
 /// Starts the server per `rest.*` and returns the address it listens on;
 /// `None` when switched off (`rest.enabled = false`).
 pub async fn start(config: &Config, state: RestState) -> std::io::Result<Option<SocketAddr>> {
-    if config.get("rest.enabled").is_some_and(|v| v == "false") {
+    if !config.bool("rest.enabled") {
         return Ok(None);
     }
     let address = config

@@ -347,8 +347,30 @@ async fn a_savepoint_while_checkpointing_does_not_disturb_it_and_disposal_remove
     assert!(err.contains("_metadata"), "{err}");
     assert_eq!(files_under(&chk), checkpoints_before);
 
-    // A damaged savepoint is a clear error, before the job starts.
+    // A damaged savepoint is a clear error. A flipped byte keeps the file's
+    // size: the job fails when the import verifies the checksum, and
+    // commits nothing.
     let snap = find_file(Path::new(&second), "state.snap").expect("a state file");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&snap, &bytes).unwrap();
+    let mut damaged = settings(1, "hashmap", &sp);
+    damaged.push(("execution.savepoint.path", second.clone()));
+    let flipped_out = dir.path().join("flipped");
+    let mut ctx = context(&flipped_out, &damaged).await;
+    let err = ctx
+        .insert(QUERY)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .err()
+        .expect("a corrupt savepoint fails the job")
+        .to_string();
+    assert!(err.contains("corrupt") || err.contains("checksum"), "{err}");
+    assert!(committed(&flipped_out).is_empty());
+    // A truncated file is refused before the job starts.
     let len = std::fs::metadata(&snap).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)

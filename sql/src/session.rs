@@ -255,6 +255,12 @@ impl Session {
                         rows.push(vec![
                             job.id().to_string(),
                             c.id.to_string(),
+                            if c.savepoint {
+                                "savepoint"
+                            } else {
+                                "checkpoint"
+                            }
+                            .to_string(),
                             c.status.to_string(),
                             format_time_ms(c.trigger_time_ms),
                             format!("{} ms", c.duration.as_millis()),
@@ -270,6 +276,7 @@ impl Session {
                     header: [
                         "job id",
                         "checkpoint",
+                        "type",
                         "status",
                         "trigger time",
                         "duration",

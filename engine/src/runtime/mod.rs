@@ -181,10 +181,7 @@ impl JobHandle {
     /// never stopped. Returns the savepoint's path.
     pub async fn stop_with_savepoint(&self, target_dir: Option<&str>) -> Result<String> {
         let path = self.request_savepoint(target_dir, true).await?;
-        match self.wait().await {
-            Ok(()) => Ok(path),
-            Err(e) => Err(e),
-        }
+        self.wait().await.map(|()| path)
     }
 
     async fn request_savepoint(&self, target_dir: Option<&str>, stop: bool) -> Result<String> {

@@ -473,3 +473,63 @@ async fn a_retained_checkpoint_restores_at_another_parallelism_and_backend() {
         "checkpoint at p1 on rocksdb restored at p2 on hashmap",
     );
 }
+
+/// Savepoints on an S3-protocol server (`.ci/run` starts moto's server and
+/// names it in `WEIR_TEST_S3_ENDPOINT`): stop into `s3://`, restore from it
+/// at another parallelism, dispose it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_on_s3_restore_exactly_and_dispose() {
+    let Ok(endpoint) = std::env::var("WEIR_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "skipped: no S3-protocol server (set WEIR_TEST_S3_ENDPOINT and WEIR_TEST_S3_BUCKET; .ci/run starts one)"
+        );
+        return;
+    };
+    let bucket = std::env::var("WEIR_TEST_S3_BUCKET").unwrap_or_else(|_| "weir-test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let expected = reference(dir.path()).await;
+    let target = format!(
+        "s3://{bucket}/savepoints-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let s3 = |p: usize, backend: &str| {
+        vec![
+            ("parallelism.default", p.to_string()),
+            ("state.backend.type", backend.to_string()),
+            ("execution.checkpointing.savepoint-dir", target.clone()),
+            ("s3.endpoint", endpoint.clone()),
+            ("s3.access-key", "weir-test-key".to_string()),
+            ("s3.secret-key", "weir-test-secret".to_string()),
+            ("s3.region", "us-east-1".to_string()),
+        ]
+    };
+    let (path, before) = stop_part_way(dir.path(), "s3", &s3(2, "rocksdb")).await;
+    assert!(path.starts_with(&format!("{target}/savepoint-")), "{path}");
+    let after = restore(dir.path(), "s3", &s3(1, "hashmap"), &path, QUERY).await;
+    assert_same(&union(before, after), &expected, "savepoint on S3");
+
+    let options = weir::checkpoint::StorageOptions {
+        s3_endpoint: Some(endpoint.clone()),
+        s3_access_key: Some("weir-test-key".into()),
+        s3_secret_key: Some("weir-test-secret".into()),
+        s3_region: Some("us-east-1".into()),
+        s3_path_style: true,
+    };
+    let (_, metadata) = weir::checkpoint::open_snapshot(&path, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata.snapshot_type,
+        weir::checkpoint::SnapshotType::Savepoint
+    );
+    weir::checkpoint::dispose_savepoint(&path, &options)
+        .await
+        .unwrap();
+    let err = weir::checkpoint::open_snapshot(&path, &options)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no _metadata"), "{err}");
+}

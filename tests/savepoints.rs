@@ -365,8 +365,7 @@ async fn a_savepoint_while_checkpointing_does_not_disturb_it_and_disposal_remove
         .unwrap()
         .wait()
         .await
-        .err()
-        .expect("a corrupt savepoint fails the job")
+        .expect_err("a corrupt savepoint fails the job")
         .to_string();
     assert!(err.contains("corrupt") || err.contains("checksum"), "{err}");
     assert!(committed(&flipped_out).is_empty());

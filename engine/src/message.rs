@@ -32,6 +32,10 @@ pub enum BarrierKind {
     /// A savepoint after which the sources stop, without draining: open
     /// windows stay in the savepoint instead of firing.
     StopSavepoint,
+    /// A savepoint after which the sources stop, drained: the sources send
+    /// the end-of-time watermark before the barrier, so every window fires
+    /// and the savepoint holds no open window (Flink's `stop --drain`).
+    DrainSavepoint,
 }
 
 impl BarrierKind {
@@ -42,12 +46,18 @@ impl BarrierKind {
 
     /// Whether the sources end after this barrier.
     pub fn ends_input(self) -> bool {
-        matches!(self, BarrierKind::Final | BarrierKind::StopSavepoint)
+        matches!(
+            self,
+            BarrierKind::Final | BarrierKind::StopSavepoint | BarrierKind::DrainSavepoint
+        )
     }
 
     /// Whether operators store their state in the canonical savepoint form.
     pub fn is_savepoint(self) -> bool {
-        matches!(self, BarrierKind::Savepoint | BarrierKind::StopSavepoint)
+        matches!(
+            self,
+            BarrierKind::Savepoint | BarrierKind::StopSavepoint | BarrierKind::DrainSavepoint
+        )
     }
 }
 

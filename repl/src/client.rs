@@ -126,6 +126,7 @@ pub async fn run(command: &str, args: &[String]) -> ExitCode {
     let mut dispose = None;
     let mut savepoint_dir = None;
     let mut conf = None;
+    let mut drain = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -135,6 +136,15 @@ pub async fn run(command: &str, args: &[String]) -> ExitCode {
         };
         let parsed = match a.as_str() {
             "--rest-url" | "-m" | "--jobmanager" => value(a).map(|v| rest_url = v),
+            "--drain" => {
+                drain = true;
+                Ok(())
+            }
+            // Flink's CLI: `-d` drains with `stop` and disposes with `savepoint`.
+            "-d" if command == "stop" => {
+                drain = true;
+                Ok(())
+            }
             "--dispose" | "-d" => value(a).map(|v| dispose = Some(v)),
             "--savepoint-dir" | "--savepointPath" | "-p" => {
                 value(a).map(|v| savepoint_dir = Some(v))
@@ -172,7 +182,7 @@ pub async fn run(command: &str, args: &[String]) -> ExitCode {
         }
         ("stop", [job]) => {
             println!("Suspending job \"{job}\" with a savepoint.");
-            api.savepoint(job, "stop", json!({ "targetDirectory": savepoint_dir, "drain": false }))
+            api.savepoint(job, "stop", json!({ "targetDirectory": savepoint_dir, "drain": drain }))
                 .await
                 .map(|path| {
                     println!("Savepoint completed.");
@@ -180,7 +190,7 @@ pub async fn run(command: &str, args: &[String]) -> ExitCode {
                 })
         }
         _ => Err(ClientError(format!(
-            "usage: weir list | weir savepoint <job-id> [target-dir] | weir savepoint --dispose <path> | weir stop [--savepoint-dir <dir>] <job-id>  (each with --rest-url <url>, default {DEFAULT_REST_URL})"
+            "usage: weir list | weir savepoint <job-id> [target-dir] | weir savepoint --dispose <path> | weir stop [--savepoint-dir <dir>] [--drain] <job-id>  (each with --rest-url <url>, default {DEFAULT_REST_URL})"
         ))),
     };
     match outcome {

@@ -26,8 +26,9 @@ Usage:
                                           take a savepoint of a running job
   weir savepoint --dispose <path> [--conf weir.yaml]
                                           delete a savepoint
-  weir stop [--savepoint-dir <dir>] <job-id> [--rest-url <url>]
-                                          stop a job with a savepoint; prints its path last
+  weir stop [--savepoint-dir <dir>] [--drain] <job-id> [--rest-url <url>]
+                                          stop a job with a savepoint (--drain: fire every
+                                          window first); prints the savepoint's path last
   weir --help | --version
 
 --rest-url defaults to http://127.0.0.1:8081: `weir run` serves its REST API on

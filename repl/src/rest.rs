@@ -176,21 +176,16 @@ async fn handle(state: &RestState, req: Request<hyper::body::Incoming>) -> Respo
                         .get("cancel-job")
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                    trigger(state, job, target, cancel)
+                    trigger(state, job, target, cancel.then_some(false))
                 }
                 (&Method::POST, ["stop"]) => {
                     let body = parse_body(&body);
-                    if body.get("drain").and_then(Value::as_bool) == Some(true) {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "stop with drain is not supported yet: stop keeps open windows in the savepoint",
-                        );
-                    }
+                    let drain = body.get("drain").and_then(Value::as_bool).unwrap_or(false);
                     let target = body
                         .get("targetDirectory")
                         .and_then(Value::as_str)
                         .map(str::to_string);
-                    trigger(state, job, target, true)
+                    trigger(state, job, target, Some(drain))
                 }
                 (&Method::GET, ["savepoints", request]) => savepoint_status(state, request),
                 _ => error(
@@ -297,13 +292,13 @@ fn checkpoints(job: &JobHandle) -> Value {
     })
 }
 
-/// Starts a savepoint (and a stop, with `stop`) in the background and
-/// answers the request id to poll.
+/// Starts a savepoint in the background — and a stop, with `stop`
+/// (`Some(drain)`) — and answers the request id to poll.
 fn trigger(
     state: &RestState,
     job: JobHandle,
     target: Option<String>,
-    stop: bool,
+    stop: Option<bool>,
 ) -> Response<Full<Bytes>> {
     if job.status() != JobStatus::Running {
         return error(
@@ -328,10 +323,9 @@ fn trigger(
     let triggers = state.triggers.clone();
     let id = request.clone();
     tokio::spawn(async move {
-        let outcome = if stop {
-            job.stop_with_savepoint(target.as_deref()).await
-        } else {
-            job.savepoint(target.as_deref()).await
+        let outcome = match stop {
+            Some(drain) => job.stop_with_savepoint(target.as_deref(), drain).await,
+            None => job.savepoint(target.as_deref()).await,
         };
         let operation = match outcome {
             Ok(path) => Operation::Completed(path),

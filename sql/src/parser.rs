@@ -70,12 +70,14 @@ pub enum FlinkStatement {
         /// The `INSERT` to restore into.
         statement: Box<FlinkStatement>,
     },
-    /// `STOP JOB '<id>' [WITH SAVEPOINT]`.
+    /// `STOP JOB '<id>' [WITH SAVEPOINT] [WITH DRAIN]`.
     StopJob {
         /// The job's id.
         id: String,
         /// Take a savepoint before stopping (else the job is cancelled).
         savepoint: bool,
+        /// Fire every window first (implies a savepoint).
+        drain: bool,
     },
     /// `TRIGGER SAVEPOINT '<id>' [TO '<dir>']`: a savepoint of a running job.
     TriggerSavepoint {
@@ -365,27 +367,29 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             p.next_token();
             expect_word(&mut p, "JOB")?;
             let id = p.parse_literal_string()?;
-            let mut savepoint = false;
+            let (mut savepoint, mut drain) = (false, false);
             while p.parse_keyword(Keyword::WITH) {
                 let what = p.next_token();
                 match word_upper(&what.token).as_deref() {
                     Some("SAVEPOINT") => savepoint = true,
-                    Some("DRAIN") => {
-                        return Err(error_at(
-                            &what,
-                            "STOP JOB … WITH DRAIN is not supported yet: stop WITH SAVEPOINT keeps open windows in the savepoint, and they fire after a restore",
-                        ))
-                    }
+                    Some("DRAIN") => drain = true,
                     _ => {
                         return Err(error_at(
                             &what,
-                            format!("expected SAVEPOINT after WITH, found {}", what.token),
+                            format!(
+                                "expected SAVEPOINT or DRAIN after WITH, found {}",
+                                what.token
+                            ),
                         ))
                     }
                 }
             }
             expect_end(&mut p)?;
-            Ok(FlinkStatement::StopJob { id, savepoint })
+            Ok(FlinkStatement::StopJob {
+                id,
+                savepoint,
+                drain,
+            })
         }
         _ if word_upper(&first).as_deref() == Some("TRIGGER") => {
             p.next_token();

@@ -321,14 +321,18 @@ impl Session {
             FlinkStatement::ExplainRestore { path, statement } => {
                 self.explain_restore(&path, *statement).await
             }
-            FlinkStatement::StopJob { id, savepoint } => {
+            FlinkStatement::StopJob {
+                id,
+                savepoint,
+                drain,
+            } => {
                 let job = self.job(&id)?;
-                if !savepoint {
+                if !savepoint && !drain {
                     job.cancel();
                     let _ = job.wait().await;
                     return Ok(StatementResult::Done(format!("Job {id} stopped.")));
                 }
-                let path = job.stop_with_savepoint(None).await?;
+                let path = job.stop_with_savepoint(None, drain).await?;
                 Ok(StatementResult::Table {
                     header: vec!["savepoint path".into()],
                     rows: vec![vec![path]],

@@ -33,10 +33,10 @@ SET 'execution.checkpointing.mode' = 'AT_LEAST_ONCE';
 SET 'execution.checkpointing.unaligned.enabled' = 'true';
 INSERT INTO ck_dst SELECT x FROM ck_src;
 RESET;
--- Savepoint statements: unknown jobs, unsupported drain, missing savepoints,
+-- Savepoint statements: unknown jobs, a bad STOP clause, missing savepoints,
 -- EXPLAIN RESTORE of a query, a checkpoint folder that is not a savepoint.
 STOP JOB 'feedbeef' WITH SAVEPOINT;
-STOP JOB 'feedbeef' WITH DRAIN;
+STOP JOB 'feedbeef' WITH SAVEPOINT WITH CARE;
 TRIGGER SAVEPOINT 'feedbeef';
 DISPOSE SAVEPOINT '/tmp/weir-no-such-dir/savepoint-000000-000000000000';
 DISPOSE SAVEPOINT 'tests/sql';

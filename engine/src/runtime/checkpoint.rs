@@ -58,6 +58,8 @@ pub(crate) struct SavepointRequest {
     pub target: String,
     /// Stop the job after it (without draining).
     pub stop: bool,
+    /// With `stop`: send the end-of-time watermark first, firing every window.
+    pub drain: bool,
     /// The savepoint's path, or why it failed.
     pub reply: oneshot::Sender<Result<String>>,
 }
@@ -534,7 +536,9 @@ impl Coordinator {
         if let Ok(mut map) = self.savepoints.lock() {
             map.insert(self.next_id, target.clone());
         }
-        let kind = if request.stop {
+        let kind = if request.stop && request.drain {
+            BarrierKind::DrainSavepoint
+        } else if request.stop {
             BarrierKind::StopSavepoint
         } else {
             BarrierKind::Savepoint
@@ -615,7 +619,7 @@ impl Coordinator {
                     "savepoint failed: {reason}"
                 ))));
             }
-            if r.kind == BarrierKind::StopSavepoint {
+            if r.kind.ends_input() {
                 // The sources have stopped: the job cannot go on.
                 let _ = self.fail.send(EngineError::Checkpoint(format!(
                     "stop with savepoint failed ({reason}); the job stopped and restarts from its latest checkpoint"
@@ -672,7 +676,7 @@ impl Coordinator {
                     let mut failed = 0;
                     let (reason, kind) = (e.to_string(), r.kind);
                     self.failed(id, r, reason, &mut failed).await;
-                    return if kind == BarrierKind::StopSavepoint {
+                    return if kind.ends_input() {
                         Err(EngineError::Checkpoint(format!(
                             "stop with savepoint failed: {e}"
                         )))

@@ -171,20 +171,32 @@ impl JobHandle {
     /// restore it with `execution.savepoint.path` into either backend and at
     /// any parallelism.
     pub async fn savepoint(&self, target_dir: Option<&str>) -> Result<String> {
-        self.request_savepoint(target_dir, false).await
+        self.request_savepoint(target_dir, None).await
     }
 
     /// Stops the job with a savepoint: the sources stop, a final savepoint
     /// is taken, the sinks commit, and the job ends (`FINISHED`). Windows
     /// still open are not fired: they are in the savepoint and fire after
     /// a restore, so stopping and restoring gives the output of a job that
-    /// never stopped. Returns the savepoint's path.
-    pub async fn stop_with_savepoint(&self, target_dir: Option<&str>) -> Result<String> {
-        let path = self.request_savepoint(target_dir, true).await?;
+    /// never stopped. With `drain`, the sources first send the end-of-time
+    /// watermark, so every window fires before the savepoint (Flink's
+    /// `stop --drain`, for a job that is not to be resumed). Returns the
+    /// savepoint's path.
+    pub async fn stop_with_savepoint(
+        &self,
+        target_dir: Option<&str>,
+        drain: bool,
+    ) -> Result<String> {
+        let path = self.request_savepoint(target_dir, Some(drain)).await?;
         self.wait().await.map(|()| path)
     }
 
-    async fn request_savepoint(&self, target_dir: Option<&str>, stop: bool) -> Result<String> {
+    /// `stop`: `None` to go on, `Some(drain)` to stop.
+    async fn request_savepoint(
+        &self,
+        target_dir: Option<&str>,
+        stop: Option<bool>,
+    ) -> Result<String> {
         if !self.savepoints_enabled {
             return Err(EngineError::Config(
                 "this job takes no checkpoints: set 'execution.checkpointing.interval' or 'execution.checkpointing.savepoint-dir' before starting it to take savepoints".into(),
@@ -211,7 +223,8 @@ impl JobHandle {
             .savepoints
             .send(checkpoint::SavepointRequest {
                 target,
-                stop,
+                stop: stop.is_some(),
+                drain: stop == Some(true),
                 reply,
             })
             .map_err(|_| EngineError::Config(format!("job {} is not running", self.id)))?;
@@ -968,10 +981,15 @@ fn run_source(
         }
         if let Some((tc, triggers)) = &checkpointing {
             while let Ok(t) = triggers.try_recv() {
+                if t.kind == BarrierKind::DrainSavepoint {
+                    // Drain: every window fires before the barrier.
+                    ctx.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
+                    router.blocking_broadcast(Message::Watermark(i64::MAX))?;
+                }
                 checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
-                if t.kind == BarrierKind::StopSavepoint {
-                    // Stop without draining: no end-of-time watermark, so
-                    // open windows stay in the savepoint.
+                if t.kind.ends_input() {
+                    // Without draining no end-of-time watermark was sent,
+                    // so open windows stay in the savepoint.
                     router.blocking_broadcast(Message::End)?;
                     return Ok(());
                 }

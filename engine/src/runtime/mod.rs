@@ -4,10 +4,18 @@
 //! Operator subtasks are tokio tasks; source and sink subtasks do blocking
 //! I/O and run on tokio's blocking threads. Channels are bounded
 //! (`execution.buffer-capacity` batches): a full channel is backpressure.
+//!
+//! - `channel`, `gate`, `router`: how messages and barriers move.
+//! - `checkpoint`: the coordinator (checkpoints and savepoints) and the
+//!   subtasks' side of snapshots.
+//! - `restore`: which snapshot state goes to which subtask of a restored job.
+//! - `handle`: [`JobHandle`], what the starter of a job holds.
 
 mod channel;
 pub(crate) mod checkpoint;
 mod gate;
+mod handle;
+mod restore;
 pub(crate) mod router;
 
 use std::collections::HashMap;
@@ -22,6 +30,9 @@ use tokio::task::JoinSet;
 pub use channel::{channel, Announcement, Inlet, Outlet};
 pub use checkpoint::CheckpointStats;
 pub use gate::{GateEvent, InputGate};
+use handle::Shared;
+pub use handle::{new_job_id, stable_job_id, JobHandle, JobStatus};
+pub use restore::{check_restore, plan_restore};
 pub use router::{subtask_for_key_group, Route, Router};
 
 use crate::config::Config;
@@ -29,294 +40,9 @@ use crate::connectors::{SourcePoll, SourceSpec};
 use crate::error::{EngineError, Result};
 use crate::graph::{Exchange, JobGraph, NodeKind};
 use crate::message::{BarrierKind, Message};
-use crate::metrics::{NodeMetrics, NodeMetricsSnapshot};
+use crate::metrics::NodeMetrics;
 use crate::operators::window_assign::as_millis;
 use crate::operators::TaskContext;
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobStatus {
-    /// Still processing.
-    Running,
-    /// Every source ended and every sink finished.
-    Finished,
-    /// A task failed; the message says why.
-    Failed(String),
-    /// Stopped by the user.
-    Cancelled,
-}
-
-impl JobStatus {
-    /// Flink's name for the state (`RUNNING`, `FINISHED`, `FAILED`, `CANCELED`).
-    pub fn flink_name(&self) -> &'static str {
-        match self {
-            JobStatus::Running => "RUNNING",
-            JobStatus::Finished => "FINISHED",
-            JobStatus::Failed(_) => "FAILED",
-            JobStatus::Cancelled => "CANCELED",
-        }
-    }
-}
-
-struct Shared {
-    /// Savepoint requests, to the coordinator of the running attempt.
-    savepoints: mpsc::UnboundedSender<checkpoint::SavepointRequest>,
-    /// Restarts after failures so far.
-    restarts: std::sync::atomic::AtomicUsize,
-    cancelled: AtomicBool,
-    cancel: Notify,
-    error: Mutex<Option<EngineError>>,
-}
-
-/// A running (or finished) job.
-#[derive(Clone)]
-pub struct JobHandle {
-    id: String,
-    name: String,
-    shared: Arc<Shared>,
-    status: watch::Receiver<JobStatus>,
-    metrics: Arc<Vec<(String, Arc<NodeMetrics>)>>,
-    bounded: bool,
-    checkpoints: checkpoint::StatsLog,
-    /// Savepoints are possible (checkpointing or a savepoint directory is set).
-    savepoints_enabled: bool,
-    /// `execution.checkpointing.savepoint-dir`.
-    savepoint_dir: Option<String>,
-    /// When the job was started (ms since the epoch).
-    started_ms: i64,
-}
-
-impl JobHandle {
-    /// The job's id: 32 hex digits, like Flink's.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    /// `pipeline.name`, or the statement that started the job.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// When the job was started (ms since the epoch).
-    pub fn start_time_ms(&self) -> i64 {
-        self.started_ms
-    }
-
-    /// Whether every source of the job is bounded.
-    pub fn is_bounded(&self) -> bool {
-        self.bounded
-    }
-
-    /// The current status.
-    pub fn status(&self) -> JobStatus {
-        self.status.borrow().clone()
-    }
-
-    /// Asks the job to stop; [`JobHandle::wait`] then returns `Cancelled`.
-    pub fn cancel(&self) {
-        self.shared.cancelled.store(true, Ordering::SeqCst);
-        self.shared.cancel.notify_one();
-    }
-
-    /// Waits until the job ends. `Ok` when it finished; the first task's
-    /// error when it failed; [`EngineError::Cancelled`] when it was cancelled.
-    pub async fn wait(&self) -> Result<()> {
-        let mut status = self.status.clone();
-        loop {
-            let current = status.borrow_and_update().clone();
-            match current {
-                JobStatus::Running => {
-                    if status.changed().await.is_err() {
-                        return Err(EngineError::Internal("job supervisor vanished".into()));
-                    }
-                }
-                JobStatus::Finished => return Ok(()),
-                JobStatus::Cancelled => return Err(EngineError::Cancelled),
-                JobStatus::Failed(message) => {
-                    let taken = self.shared.error.lock().ok().and_then(|mut e| e.take());
-                    return Err(taken.unwrap_or(EngineError::Internal(message)));
-                }
-            }
-        }
-    }
-
-    /// State held by the job's operators, summed over nodes and subtasks.
-    pub fn state_size(&self) -> weir_state::StateStats {
-        let mut total = weir_state::StateStats::default();
-        for (_, m) in self.metrics.iter() {
-            total.entries += m.state_entries.load(Ordering::Relaxed);
-            total.bytes += m.state_bytes.load(Ordering::Relaxed);
-        }
-        total
-    }
-
-    /// How often the job restarted after a failure (`restart-strategy.*`).
-    pub fn restarts(&self) -> usize {
-        self.shared.restarts.load(Ordering::SeqCst)
-    }
-
-    /// The job's checkpoints so far (completed and failed), oldest first.
-    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
-        self.checkpoints
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
-    }
-
-    /// Takes a savepoint of the running job into a new folder under
-    /// `target_dir` (or `execution.checkpointing.savepoint-dir`), and returns
-    /// the savepoint's path once it is complete. The job goes on.
-    ///
-    /// A savepoint is aligned, self-contained and in the canonical format:
-    /// restore it with `execution.savepoint.path` into either backend and at
-    /// any parallelism.
-    pub async fn savepoint(&self, target_dir: Option<&str>) -> Result<String> {
-        self.request_savepoint(target_dir, None).await
-    }
-
-    /// Stops the job with a savepoint: the sources stop, a final savepoint
-    /// is taken, the sinks commit, and the job ends (`FINISHED`). Windows
-    /// still open are not fired: they are in the savepoint and fire after
-    /// a restore, so stopping and restoring gives the output of a job that
-    /// never stopped. With `drain`, the sources first send the end-of-time
-    /// watermark, so every window fires before the savepoint (Flink's
-    /// `stop --drain`, for a job that is not to be resumed). Returns the
-    /// savepoint's path.
-    pub async fn stop_with_savepoint(
-        &self,
-        target_dir: Option<&str>,
-        drain: bool,
-    ) -> Result<String> {
-        let path = self.request_savepoint(target_dir, Some(drain)).await?;
-        self.wait().await.map(|()| path)
-    }
-
-    /// `stop`: `None` to go on, `Some(drain)` to stop.
-    async fn request_savepoint(
-        &self,
-        target_dir: Option<&str>,
-        stop: Option<bool>,
-    ) -> Result<String> {
-        if !self.savepoints_enabled {
-            return Err(EngineError::Config(
-                "this job takes no checkpoints: set 'execution.checkpointing.interval' or 'execution.checkpointing.savepoint-dir' before starting it to take savepoints".into(),
-            ));
-        }
-        let target = target_dir
-            .filter(|d| !d.trim().is_empty())
-            .map(str::to_string)
-            .or_else(|| self.savepoint_dir.clone())
-            .ok_or_else(|| {
-                EngineError::Config(
-                    "no savepoint directory: give one, or set 'execution.checkpointing.savepoint-dir' (alias 'state.savepoints.dir')".into(),
-                )
-            })?;
-        if self.status() != JobStatus::Running {
-            return Err(EngineError::Config(format!(
-                "job {} is {}, not running",
-                self.id,
-                self.status().flink_name()
-            )));
-        }
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.shared
-            .savepoints
-            .send(checkpoint::SavepointRequest {
-                target,
-                stop: stop.is_some(),
-                drain: stop == Some(true),
-                reply,
-            })
-            .map_err(|_| EngineError::Config(format!("job {} is not running", self.id)))?;
-        answer.await.map_err(|_| {
-            EngineError::Config(format!("job {} ended before the savepoint", self.id))
-        })?
-    }
-
-    /// Counters per node, in graph order, with each node's description.
-    pub fn metrics(&self) -> Vec<(String, NodeMetricsSnapshot)> {
-        self.metrics
-            .iter()
-            .map(|(n, m)| (n.clone(), m.snapshot()))
-            .collect()
-    }
-}
-
-/// A fresh random job id (32 hex digits).
-pub fn new_job_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
-
-/// A job id derived from the job's name: a job started again under the same
-/// name (and checkpoint directory) finds its checkpoints.
-pub fn stable_job_id(name: &str) -> String {
-    use std::hash::Hasher;
-    let mut out = String::new();
-    for seed in [0x5745_4952u64, 0x4a4f_4249] {
-        let mut h = twox_hash::XxHash64::with_seed(seed);
-        h.write(name.as_bytes());
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
-}
-
-/// Reads the snapshot (savepoint or checkpoint) at `path` and plans its
-/// restore into `graph`: which operator gets which state, what is new,
-/// incompatible or left unclaimed. This is what `EXPLAIN RESTORE` shows.
-pub async fn plan_restore(
-    graph: &JobGraph,
-    config: &Config,
-    path: &str,
-) -> Result<weir_checkpoint::RestorePlan> {
-    let (_, metadata) = weir_checkpoint::open_snapshot(path, &config.storage_options())
-        .await
-        .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
-    Ok(weir_checkpoint::plan_restore(
-        &metadata,
-        &graph.operator_infos(),
-    ))
-}
-
-/// Checks, before a job starts, that `execution.savepoint.path` (when set)
-/// can be restored into `graph`: the snapshot is intact, every operator's
-/// state fits, and no state is left unclaimed (unless
-/// `execution.savepoint.ignore-unclaimed-state`). The job makes the same
-/// check when it starts; this lets a statement fail at once.
-pub async fn check_restore(graph: &JobGraph, config: &Config) -> Result<()> {
-    let Some(path) = config
-        .get("execution.savepoint.path")
-        .filter(|p| !p.trim().is_empty())
-    else {
-        return Ok(());
-    };
-    let (job, metadata) = weir_checkpoint::open_snapshot(&path, &config.storage_options())
-        .await
-        .map_err(|e| EngineError::Checkpoint(format!("execution.savepoint.path: {e}")))?;
-    if metadata.operators.is_empty() {
-        return Ok(());
-    }
-    checkpoint::Restore::plan(
-        metadata,
-        job,
-        &graph.operator_infos(),
-        config.max_parallelism(),
-        config.bool("execution.savepoint.ignore-unclaimed-state"),
-    )
-    .map(|_| ())
-}
 
 /// Starts `graph` on the current tokio runtime.
 ///
@@ -503,7 +229,7 @@ impl Driver {
     /// The snapshot the first attempt starts from: `execution.savepoint.path`
     /// (a savepoint or a checkpoint), else the latest intact checkpoint of
     /// this job.
-    async fn first_restore(&self) -> Result<Option<checkpoint::Restore>> {
+    async fn first_restore(&self) -> Result<Option<restore::Restore>> {
         if let Some(path) = self
             .config
             .get("execution.savepoint.path")
@@ -534,7 +260,7 @@ impl Driver {
         self.latest_restore().await
     }
 
-    async fn latest_restore(&self) -> Result<Option<checkpoint::Restore>> {
+    async fn latest_restore(&self) -> Result<Option<restore::Restore>> {
         let Some(storage) = &self.storage else {
             return Ok(None);
         };
@@ -566,7 +292,7 @@ impl Driver {
         &self,
         metadata: weir_checkpoint::CheckpointMetadata,
         job: weir_checkpoint::JobCheckpoints,
-    ) -> Result<Option<checkpoint::Restore>> {
+    ) -> Result<Option<restore::Restore>> {
         if metadata.operators.is_empty() {
             // Written before operators had stable ids: the graph must match.
             let ours = graph_fingerprint(&self.graph);
@@ -582,14 +308,14 @@ impl Driver {
                 .iter()
                 .map(|n| Some((n.id, n.parallelism)))
                 .collect();
-            return Ok(Some(checkpoint::Restore {
+            return Ok(Some(restore::Restore {
                 metadata,
                 job,
                 from,
                 same_layout: true,
             }));
         }
-        let (restore, warnings) = checkpoint::Restore::plan(
+        let (restore, warnings) = restore::Restore::plan(
             metadata,
             job,
             &self.graph.operator_infos(),
@@ -605,7 +331,7 @@ impl Driver {
     }
 
     /// Runs the job once, from `restore` if given, until it ends.
-    async fn attempt(&self, restore: Option<checkpoint::Restore>) -> Result<()> {
+    async fn attempt(&self, restore: Option<restore::Restore>) -> Result<()> {
         let graph = &*self.graph;
         let config = &self.config;
         let capacity = config.buffer_capacity();

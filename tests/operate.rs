@@ -149,6 +149,11 @@ fn a_running_job_is_listed_savepointed_stopped_and_restored_through_the_rest_api
         "{overview}"
     );
     assert!(overview.contains("\"state\":\"RUNNING\""), "{overview}");
+    let jobs = http(&addr, "GET", "/jobs");
+    assert!(
+        jobs.contains(&format!("{{\"id\":\"{job}\",\"status\":\"RUNNING\"}}")),
+        "{jobs}"
+    );
     let details = http(&addr, "GET", &format!("/jobs/{job}"));
     assert!(details.contains("\"vertices\""), "{details}");
     assert!(http(&addr, "GET", "/jobs/0000/checkpoints").contains("not found"));

@@ -4,6 +4,7 @@
 //!
 //! | method and path | answer |
 //! |---|---|
+//! | `GET /jobs` | `{"jobs": [{"id", "status"}]}` |
 //! | `GET /jobs/overview` | `{"jobs": [{"jid", "name", "state", "start-time", "end-time", "duration", …}]}` |
 //! | `GET /jobs/<id>` | the job with its `vertices` (operators, parallelism, records) |
 //! | `GET /jobs/<id>/checkpoints` | `counts`, `latest`, `history` of checkpoints and savepoints |
@@ -150,9 +151,17 @@ async fn handle(state: &RestState, req: Request<hyper::body::Incoming>) -> Respo
     };
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match (&method, parts.as_slice()) {
-        (&Method::GET, ["jobs", "overview"]) | (&Method::GET, ["jobs"]) => {
+        (&Method::GET, ["jobs", "overview"]) => {
             let jobs = state.jobs.lock().map(|j| j.clone()).unwrap_or_default();
             let list: Vec<Value> = jobs.iter().map(job_summary).collect();
+            reply(StatusCode::OK, json!({ "jobs": list }))
+        }
+        (&Method::GET, ["jobs"]) => {
+            let jobs = state.jobs.lock().map(|j| j.clone()).unwrap_or_default();
+            let list: Vec<Value> = jobs
+                .iter()
+                .map(|j| json!({ "id": j.id(), "status": j.status().flink_name() }))
+                .collect();
             reply(StatusCode::OK, json!({ "jobs": list }))
         }
         (&Method::GET, ["config"]) => reply(

@@ -12,6 +12,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::committed_rows;
+
+mod common;
+
 /// A small deterministic generator (xorshift), so that kill times repeat.
 struct Rng(u64);
 
@@ -68,24 +72,6 @@ fn job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
         output.display()
     ));
     sql
-}
-
-/// The committed output: every visible file's lines, sorted. Hidden
-/// (uncommitted) files must not be left behind once the job finished.
-fn committed_rows(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().to_string();
-        assert!(
-            !name.starts_with('.'),
-            "uncommitted file left after the job finished: {name}"
-        );
-        let text = std::fs::read_to_string(entry.path()).unwrap();
-        rows.extend(text.lines().map(str::to_string));
-    }
-    rows.sort();
-    rows
 }
 
 fn weir() -> Command {

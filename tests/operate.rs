@@ -12,11 +12,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn manifest_dir() -> std::path::PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
-}
+use common::{committed_rows, manifest_dir};
+
+mod common;
 
 fn weir(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -52,23 +50,6 @@ fn job_sql(out: &Path, savepoints: &Path) -> String {
         savepoints.display(),
         out.display()
     )
-}
-
-fn committed(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten() {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().to_string();
-        assert!(!name.starts_with('.'), "uncommitted file left: {name}");
-        rows.extend(
-            std::fs::read_to_string(entry.path())
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    rows.sort();
-    rows
 }
 
 /// One plain HTTP/1.1 request to the REST API; returns the body.
@@ -110,7 +91,7 @@ fn a_running_job_is_listed_savepointed_stopped_and_restored_through_the_rest_api
     std::fs::write(&script, job_sql(&reference, &savepoints)).unwrap();
     let out = weir(&["run", script.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let expected = committed(&reference);
+    let expected = committed_rows(&reference);
     assert!(expected.len() > 100);
 
     // The same job, operated from outside while it runs.
@@ -198,7 +179,7 @@ fn a_running_job_is_listed_savepointed_stopped_and_restored_through_the_rest_api
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success());
-    let first_part = committed(&before);
+    let first_part = committed_rows(&before);
     assert!(first_part.len() < expected.len(), "stopped before the end");
 
     // Restored from the stop's savepoint, it finishes the job.
@@ -213,7 +194,7 @@ fn a_running_job_is_listed_savepointed_stopped_and_restored_through_the_rest_api
         text(&out.stderr)
     );
     let mut both = first_part;
-    both.extend(committed(&after));
+    both.extend(committed_rows(&after));
     both.sort();
     assert!(
         both == expected,

@@ -10,7 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::committed_rows;
 use weir::{JobHandle, StreamContext};
+
+mod common;
 
 /// Nexmark at a fixed rate (event time is spaced by the rate, so every run
 /// sees the same events at the same times, and the job runs long enough
@@ -49,32 +52,11 @@ async fn context(out: &Path, settings: &[(&str, String)]) -> StreamContext {
     ctx
 }
 
-/// Every committed row in `dir`, sorted; no uncommitted file may be left.
-fn committed(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return rows;
-    };
-    for entry in entries {
-        let entry = entry.unwrap();
-        let name = entry.file_name().to_string_lossy().to_string();
-        assert!(!name.starts_with('.'), "uncommitted file left: {name}");
-        rows.extend(
-            std::fs::read_to_string(entry.path())
-                .unwrap()
-                .lines()
-                .map(str::to_string),
-        );
-    }
-    rows.sort();
-    rows
-}
-
 async fn reference(dir: &Path) -> Vec<String> {
     let out = dir.join("reference");
     let mut ctx = context(&out, &[]).await;
     ctx.insert(QUERY).await.unwrap().wait().await.unwrap();
-    let rows = committed(&out);
+    let rows = committed_rows(&out);
     assert!(rows.len() > 100, "{} rows", rows.len());
     rows
 }
@@ -134,7 +116,7 @@ async fn stop_part_way_draining(
     wait_for_input(&job, EVENTS / 3).await;
     let path = job.stop_with_savepoint(None, drain).await.unwrap();
     assert_eq!(job.status(), weir::JobStatus::Finished);
-    (path, committed(&out))
+    (path, committed_rows(&out))
 }
 
 /// Restores `savepoint` into `query` and runs it to the end.
@@ -150,7 +132,7 @@ async fn restore(
     s.push(("execution.savepoint.path", savepoint.to_string()));
     let mut ctx = context(&out, &s).await;
     ctx.insert(query).await.unwrap().wait().await.unwrap();
-    committed(&out)
+    committed_rows(&out)
 }
 
 /// Asserts equal multisets of rows, showing a few differences if not.
@@ -235,7 +217,7 @@ async fn a_changed_query_keeps_its_state_and_an_incompatible_one_is_refused() {
     assert!(err.contains("WindowAggregate("), "{err}");
     assert!(err.contains("keys changed from"), "{err}");
     assert!(err.contains("aggregates changed from"), "{err}");
-    assert!(committed(&dir.path().join("refused")).is_empty());
+    assert!(committed_rows(&dir.path().join("refused")).is_empty());
 
     // EXPLAIN RESTORE says the same before anything runs.
     let explained = ctx
@@ -285,7 +267,7 @@ async fn unclaimed_state_is_refused_unless_ignored() {
     let out = dir.path().join("unclaimed-ignored");
     let mut ctx = context(&out, &with_path).await;
     ctx.insert(stateless).await.unwrap().wait().await.unwrap();
-    let rows = committed(&out);
+    let rows = committed_rows(&out);
     // The source resumed from its position: only the bids not read before.
     assert!(
         !rows.is_empty() && rows.len() < EVENTS as usize * 46 / 50,
@@ -318,7 +300,7 @@ async fn a_savepoint_while_checkpointing_does_not_disturb_it_and_disposal_remove
     assert_ne!(first, second);
     job.wait().await.unwrap();
     assert_same(
-        &committed(&out),
+        &committed_rows(&out),
         &expected,
         "the job's output is undisturbed",
     );
@@ -378,7 +360,7 @@ async fn a_savepoint_while_checkpointing_does_not_disturb_it_and_disposal_remove
         .expect_err("a corrupt savepoint fails the job")
         .to_string();
     assert!(err.contains("corrupt") || err.contains("checksum"), "{err}");
-    assert!(committed(&flipped_out).is_empty());
+    assert!(committed_rows(&flipped_out).is_empty());
     // A truncated file is refused before the job starts.
     let len = std::fs::metadata(&snap).unwrap().len();
     std::fs::OpenOptions::new()
@@ -477,7 +459,7 @@ async fn a_retained_checkpoint_restores_at_another_parallelism_and_backend() {
     );
     ctx.insert(QUERY).await.unwrap().wait().await.unwrap();
     assert_same(
-        &committed(&out),
+        &committed_rows(&out),
         &expected,
         "checkpoint at p1 on rocksdb restored at p2 on hashmap",
     );

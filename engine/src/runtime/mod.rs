@@ -713,7 +713,10 @@ fn run_source(
                     router.blocking_broadcast(Message::Watermark(i64::MAX))?;
                 }
                 checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
-                if t.kind.ends_input() {
+                if matches!(
+                    t.kind,
+                    BarrierKind::StopSavepoint | BarrierKind::DrainSavepoint
+                ) {
                     // Without draining no end-of-time watermark was sent,
                     // so open windows stay in the savepoint.
                     router.blocking_broadcast(Message::End)?;

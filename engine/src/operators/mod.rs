@@ -15,6 +15,7 @@ use crate::metrics::NodeMetrics;
 pub mod aggregate_state;
 pub mod aggregate_store;
 pub mod calc;
+pub mod narrow;
 pub mod row_codec;
 pub mod updating_aggregate;
 pub mod window_aggregate;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -153,6 +153,64 @@ pub struct WindowAssignOperator {
     spec: WindowAssignSpec,
 }
 
+impl WindowAssignOperator {
+    /// `TUMBLE`: one window per row, so the input's columns are kept as they
+    /// are and the window columns computed over the whole time column.
+    fn tumble(
+        &self,
+        batch: RecordBatch,
+        times: &TimestampMillisecondArray,
+        size: i64,
+    ) -> Result<Option<RecordBatch>> {
+        // Flink drops rows whose time attribute is NULL from windows.
+        let (batch, times) = if times.null_count() > 0 {
+            let keep = is_not_null(times)?;
+            let batch = filter_record_batch(&batch, &keep)?;
+            let times = as_millis(batch.column(self.spec.time_column))?;
+            (batch, times)
+        } else {
+            (batch, times.clone())
+        };
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let starts = tumble_starts(times.values(), self.spec.offset, size);
+        let ends: Vec<i64> = starts.iter().map(|s| s + size).collect();
+        let window_times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+        let mut columns = batch.columns().to_vec();
+        columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
+        columns.push(Arc::new(TimestampMillisecondArray::from(window_times)));
+        Ok(Some(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            columns,
+        )?))
+    }
+}
+
+/// The `TUMBLE` window start of each timestamp. A batch usually spans at
+/// most two windows; then each start is a comparison with the boundary
+/// between them, not a division.
+fn tumble_starts(times: &[i64], offset: i64, size: i64) -> Vec<i64> {
+    let (min, max) = times
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    if times.is_empty() {
+        return Vec::new();
+    }
+    let first = window_start(min, offset, size);
+    match first.checked_add(size) {
+        Some(boundary) if max < boundary.saturating_add(size) => times
+            .iter()
+            .map(|&ts| if ts >= boundary { boundary } else { first })
+            .collect(),
+        _ => times
+            .iter()
+            .map(|&ts| window_start(ts, offset, size))
+            .collect(),
+    }
+}
+
 /// Casts a time attribute column to milliseconds since the epoch.
 pub fn as_millis(column: &ArrayRef) -> Result<TimestampMillisecondArray> {
     let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
@@ -165,6 +223,12 @@ pub fn as_millis(column: &ArrayRef) -> Result<TimestampMillisecondArray> {
 impl Operator for WindowAssignOperator {
     fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
         let times = as_millis(batch.column(self.spec.time_column))?;
+        if let WindowKind::Tumble { size } = self.spec.kind {
+            if let Some(batch) = self.tumble(batch, &times, size)? {
+                out.push(batch);
+            }
+            return Ok(());
+        }
         let capacity = match self.spec.kind {
             WindowKind::Tumble { .. } => batch.num_rows(),
             WindowKind::Hop { slide, size } => batch.num_rows() * (size / slide) as usize,
@@ -222,6 +286,25 @@ mod tests {
         kind.for_each_window(ts, 0, |s, e| v.push((s, e)));
         v.sort();
         v
+    }
+
+    #[test]
+    fn tumble_starts_match_the_definition() {
+        let cases: Vec<Vec<i64>> = vec![
+            vec![],
+            vec![5],
+            vec![0, 9, 10, 19, 3],
+            vec![-25, -11, -10, -1],
+            vec![0, 35, 7, 100],
+            vec![-1_000_000_000_000, 4_000_000_000_000],
+        ];
+        for times in cases {
+            for offset in [0, 3] {
+                let expected: Vec<i64> =
+                    times.iter().map(|&t| window_start(t, offset, 10)).collect();
+                assert_eq!(tumble_starts(&times, offset, 10), expected, "{times:?}");
+            }
+        }
     }
 
     #[test]

@@ -17,12 +17,12 @@ mod gate;
 mod handle;
 mod restore;
 pub(crate) mod router;
+mod watermark;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use datafusion::arrow::compute::max as max_kernel;
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
@@ -41,7 +41,7 @@ use crate::error::{EngineError, Result};
 use crate::graph::{Exchange, JobGraph, NodeKind};
 use crate::message::{BarrierKind, Message};
 use crate::metrics::NodeMetrics;
-use crate::operators::window_assign::as_millis;
+use crate::operators::narrow::NarrowExprs;
 use crate::operators::TaskContext;
 
 /// Starts `graph` on the current tokio runtime.
@@ -700,7 +700,14 @@ fn run_source(
     if let Some(p) = &position {
         reader.seek(p)?;
     }
+    // Computed columns read only the columns and fields they use (planned
+    // on the first batch, which brings the physical schema).
+    let mut computed: Option<NarrowExprs> = None;
     let mut watermark = i64::MIN;
+    let generator = spec
+        .watermark
+        .clone()
+        .map(|expr| watermark::WatermarkGenerator::new(expr, &spec.schema));
     loop {
         if shared.cancelled.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
@@ -726,22 +733,24 @@ fn run_source(
         }
         match reader.poll_next()? {
             SourcePoll::Batch(batch) => {
-                let batch = match &spec.computed {
-                    Some(exprs) => {
+                if let (Some(exprs), None) = (&spec.computed, &computed) {
+                    computed = Some(NarrowExprs::new(exprs, &batch.schema())?);
+                }
+                let batch = match &computed {
+                    Some(narrow) => {
                         let rows = batch.num_rows();
-                        let columns = exprs
-                            .iter()
-                            .map(|e| e.evaluate(&batch).and_then(|v| v.into_array(rows)))
-                            .collect::<datafusion::error::Result<Vec<_>>>()?;
+                        let leaves = narrow.leaves(&batch)?;
+                        let columns = (0..spec.schema.fields().len())
+                            .map(|i| narrow.evaluate(i, &leaves, rows))
+                            .collect::<Result<Vec<_>>>()?;
                         RecordBatch::try_new(spec.schema.clone(), columns)?
                     }
                     None => batch,
                 };
                 NodeMetrics::add(&ctx.metrics.records_out, batch.num_rows());
                 let mut advanced = None;
-                if let Some(expr) = &spec.watermark {
-                    let times = expr.evaluate(&batch)?.into_array(batch.num_rows())?;
-                    if let Some(max) = max_kernel(&as_millis(&times)?) {
+                if let Some(generator) = &generator {
+                    if let Some(max) = generator.batch_watermark(&batch)? {
                         if max > watermark {
                             watermark = max;
                             advanced = Some(max);

@@ -93,6 +93,7 @@ impl SourceFactory for FileSource {
             metrics: ctx.metrics.clone(),
             done: Default::default(),
             partial: Default::default(),
+            line_buffer: Vec::new(),
         }))
     }
 
@@ -185,6 +186,8 @@ struct FileReader {
     /// to the end (skipped) or in part (resumed where it stopped).
     done: std::collections::BTreeSet<String>,
     partial: std::collections::BTreeMap<String, FileProgress>,
+    /// The text of the batch being read (reused).
+    line_buffer: Vec<u8>,
 }
 
 /// How far a file was read: bytes and lines (CSV, JSON) or batches (Parquet).
@@ -268,31 +271,54 @@ impl SourceReader for FileReader {
                     line,
                     offset,
                 }) => {
-                    let mut lines = Vec::with_capacity(self.batch_size);
+                    // The batch's lines go into one buffer (no allocation
+                    // per line), checked as UTF-8 once.
+                    let mut buf = std::mem::take(&mut self.line_buffer);
+                    buf.clear();
+                    let mut ends: Vec<usize> = Vec::with_capacity(self.batch_size);
                     let first_line = *line + 1;
-                    while lines.len() < self.batch_size {
-                        let mut text = String::new();
+                    while ends.len() < self.batch_size {
+                        let start = buf.len();
                         let n = reader
-                            .read_line(&mut text)
+                            .read_until(b'\n', &mut buf)
                             .map_err(|e| EngineError::io(format!("reading '{path}'"), e))?;
                         if n == 0 {
                             break;
                         }
                         *line += 1;
                         *offset += n as u64;
-                        let content = text.trim_end_matches(['\n', '\r']).len();
-                        text.truncate(content);
-                        lines.push(text);
+                        let mut end = buf.len();
+                        while end > start && matches!(buf[end - 1], b'\n' | b'\r') {
+                            end -= 1;
+                        }
+                        buf.truncate(end);
+                        ends.push(end);
                     }
-                    if lines.is_empty() {
+                    let path = path.clone();
+                    let batch = if ends.is_empty() {
                         None
                     } else {
-                        let path = path.clone();
+                        let text = std::str::from_utf8(&buf).map_err(|e| {
+                            let bad = ends.partition_point(|&end| end <= e.valid_up_to());
+                            EngineError::BadRecord {
+                                file: path.clone(),
+                                line: first_line + bad as u64,
+                                reason: "the line is not valid UTF-8".into(),
+                            }
+                        })?;
+                        let mut lines: Vec<&str> = Vec::with_capacity(ends.len());
+                        let mut start = 0;
+                        for &end in &ends {
+                            lines.push(&text[start..end]);
+                            start = end;
+                        }
                         Some(match self.options.format {
                             FileFormat::Json => self.parse_json(&lines, &path, first_line)?,
                             _ => self.parse_csv(&lines, &path, first_line)?,
                         })
-                    }
+                    };
+                    self.line_buffer = buf;
+                    batch
                 }
                 None => None,
             };
@@ -479,7 +505,7 @@ impl FileReader {
         }
     }
 
-    fn parse_csv(&self, lines: &[String], path: &str, first_line: u64) -> Result<RecordBatch> {
+    fn parse_csv(&self, lines: &[&str], path: &str, first_line: u64) -> Result<RecordBatch> {
         let width = self.schema.fields().len();
         let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
         let mut line_of_row: Vec<u64> = Vec::with_capacity(lines.len());
@@ -596,8 +622,8 @@ impl FileReader {
         }
     }
 
-    fn parse_json(&self, lines: &[String], path: &str, first_line: u64) -> Result<RecordBatch> {
-        let decode = |rows: &[&String]| -> std::result::Result<Option<RecordBatch>, String> {
+    fn parse_json(&self, lines: &[&str], path: &str, first_line: u64) -> Result<RecordBatch> {
+        let decode = |rows: &[&str]| -> std::result::Result<Option<RecordBatch>, String> {
             let mut decoder = JsonReaderBuilder::new(self.schema.clone())
                 .with_batch_size(rows.len().max(1))
                 .build_decoder()
@@ -608,7 +634,11 @@ impl FileReader {
             }
             decoder.flush().map_err(|e| e.to_string())
         };
-        let rows: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+        let rows: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         if let Ok(Some(batch)) = decode(&rows) {
             return Ok(batch);
         }

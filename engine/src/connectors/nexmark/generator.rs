@@ -6,6 +6,7 @@
 //! Every event is a pure function of its index and the configuration, so a
 //! replay from an index reproduces the same events.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -271,10 +272,13 @@ fn push_string(rnd: &mut JavaRandom, max_len: i32, buf: &mut String) {
             buf.push((b'a' + rnd.next_int(26) as u8) as char);
         }
     }
-    let trimmed = buf[start..].trim().to_string().len();
-    let lead = buf[start..].len() - buf[start..].trim_start().len();
-    buf.replace_range(start..start + lead, "");
+    // Trim the spaces at both ends in place.
+    let trimmed = buf[start..].trim_end().len();
     buf.truncate(start + trimmed);
+    let lead = buf[start..].len() - buf[start..].trim_start().len();
+    if lead > 0 {
+        buf.replace_range(start..start + lead, "");
+    }
 }
 
 fn push_exact(rnd: &mut JavaRandom, len: i64, buf: &mut String) {
@@ -468,7 +472,7 @@ impl EventBatchBuilder {
             if i > 0 {
                 s.push(' ');
             }
-            s.push_str(&format!("{:04}", rnd.next_int(10_000)));
+            let _ = write!(s, "{:04}", rnd.next_int(10_000));
         }
         size += s.len() as i64;
         p.2[2].append_value(&*s);
@@ -545,7 +549,7 @@ impl EventBatchBuilder {
             let s = &mut self.scratch;
             s.clear();
             s.push_str("channel-");
-            s.push_str(&c.to_string());
+            let _ = write!(s, "{c}");
             b.2[0].append_value(&*s);
             s.clear();
             s.push_str("https://www.nexmark.com/");
@@ -553,7 +557,7 @@ impl EventBatchBuilder {
             s.push('/');
             push_string(rnd, 5, s);
             s.push_str("/item.htm?query=1&channel_id=");
-            s.push_str(&c.to_string());
+            let _ = write!(s, "{c}");
             b.2[1].append_value(&*s);
         }
         b.3.append_value(ts);

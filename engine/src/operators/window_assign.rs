@@ -192,12 +192,12 @@ impl WindowAssignOperator {
 /// most two windows; then each start is a comparison with the boundary
 /// between them, not a division.
 fn tumble_starts(times: &[i64], offset: i64, size: i64) -> Vec<i64> {
-    let (min, max) = times
-        .iter()
-        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     if times.is_empty() {
         return Vec::new();
     }
+    let (min, max) = times
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
     let first = window_start(min, offset, size);
     match first.checked_add(size) {
         Some(boundary) if max < boundary.saturating_add(size) => times

@@ -309,6 +309,14 @@ struct StructBuilder {
     pending_nulls: usize,
 }
 
+impl StructBuilder {
+    /// A NULL row; its children's NULLs come with the next flush.
+    fn push_null(&mut self) {
+        self.valid.push(false);
+        self.pending_nulls += 1;
+    }
+}
+
 /// Column builders for one batch of events (one tuple per nested row, in
 /// field order).
 #[allow(clippy::type_complexity)]
@@ -371,21 +379,6 @@ impl EventBatchBuilder {
     // children's NULLs are appended in runs (46 of 50 events are bids), just
     // before the next valid row or at the end of the batch.
 
-    fn null_person(&mut self) {
-        self.person.0.valid.push(false);
-        self.person.0.pending_nulls += 1;
-    }
-
-    fn null_auction(&mut self) {
-        self.auction.0.valid.push(false);
-        self.auction.0.pending_nulls += 1;
-    }
-
-    fn null_bid(&mut self) {
-        self.bid.0.valid.push(false);
-        self.bid.0.pending_nulls += 1;
-    }
-
     fn flush_person_nulls(&mut self) {
         let p = &mut self.person;
         let n = std::mem::take(&mut p.0.pending_nulls);
@@ -429,19 +422,19 @@ impl EventBatchBuilder {
             EventKind::Person => {
                 self.event_type.append_value(0);
                 self.push_person(cfg, n, ts, &mut rnd);
-                self.null_auction();
-                self.null_bid();
+                self.auction.0.push_null();
+                self.bid.0.push_null();
             }
             EventKind::Auction => {
                 self.event_type.append_value(1);
-                self.null_person();
+                self.person.0.push_null();
                 self.push_auction(cfg, n, ts, &mut rnd);
-                self.null_bid();
+                self.bid.0.push_null();
             }
             EventKind::Bid => {
                 self.event_type.append_value(2);
-                self.null_person();
-                self.null_auction();
+                self.person.0.push_null();
+                self.auction.0.push_null();
                 self.push_bid(cfg, n, ts, &mut rnd);
             }
         }

@@ -302,3 +302,68 @@ fn rocksdb_aligned_p1_survives_kills() {
 fn rocksdb_unaligned_p2_survives_kills() {
     crash_and_compare("rocksdb", true, 2, None);
 }
+
+/// Two jobs in one file, each under its own `pipeline.name`, reading the
+/// same input into two sinks: killed and resumed together, each resumes
+/// from its own checkpoints and commits exactly an uninterrupted run's rows.
+#[test]
+fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
+    let work = tempfile::tempdir().unwrap();
+    let rows = env_u64("WEIR_CRASH_ROWS", 600_000) / 2;
+    let input = work.path().join("input");
+    write_input(&input, rows);
+    let expected = reference(&input, work.path(), 1);
+    assert!(expected.len() > 1000, "reference output too small");
+
+    let (out_a, out_b) = (work.path().join("out-a"), work.path().join("out-b"));
+    let mut sql = String::new();
+    for (k, v) in [
+        ("execution.checkpointing.interval", "250 ms".to_string()),
+        (
+            "execution.checkpointing.dir",
+            work.path().join("checkpoints").display().to_string(),
+        ),
+        ("execution.buffer-capacity", "4".into()),
+        ("execution.batch-size", "2048".into()),
+    ] {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    // The reference job's text, once per sink, each under its own name.
+    for (job, out) in [("a", &out_a), ("b", &out_b)] {
+        let one = job_sql(&input, out, &[("pipeline.name", format!("two-jobs-{job}"))]);
+        let one = one
+            .replace("CREATE TABLE src", &format!("CREATE TABLE src_{job}"))
+            .replace("TABLE src,", &format!("TABLE src_{job},"))
+            .replace("CREATE TABLE dst", &format!("CREATE TABLE dst_{job}"))
+            .replace("INSERT INTO dst", &format!("INSERT INTO dst_{job}"));
+        sql.push_str(&one);
+    }
+    let job = work.path().join("job.sql");
+    std::fs::write(&job, &sql).unwrap();
+
+    let outcome = run_with_kills(&job, &out_a, 0x7a0);
+    assert!(
+        outcome.kills >= 1,
+        "finished before the first kill:\n{}",
+        outcome.stderr
+    );
+    for name in ["two-jobs-a", "two-jobs-b"] {
+        assert!(
+            outcome
+                .stderr
+                .contains(&format!("Resuming job '{name}' from checkpoint")),
+            "job {name} never resumed:\n{}",
+            outcome.stderr
+        );
+    }
+    let rows_b = committed_rows(&out_b);
+    for (name, rows) in [("a", &outcome.rows), ("b", &rows_b)] {
+        assert!(
+            *rows == expected,
+            "job {name}: {} rows committed, {} expected\n{}",
+            rows.len(),
+            expected.len(),
+            outcome.stderr
+        );
+    }
+}

@@ -611,3 +611,148 @@ fn fresh_starts_over_and_s_restores_a_named_checkpoint() {
         text(&missing.stderr)
     );
 }
+
+/// Two checkpointed INSERTs under one `pipeline.name` would share one
+/// checkpoint folder: the second is refused, saying how to name them.
+#[test]
+fn two_inserts_under_one_pipeline_name_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'pipeline.name' = 'same';\n\
+             SET 'execution.checkpointing.interval' = '100 ms';\n\
+             SET 'execution.checkpointing.dir' = '{}';\n\
+             CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100');\n\
+             CREATE TABLE o1 (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             CREATE TABLE o2 (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO o1 SELECT x FROM g;\n\
+             INSERT INTO o2 SELECT x FROM g;\n",
+            dir.path().join("chk").display()
+        ),
+    )
+    .unwrap();
+    let out = weir(&["run", job.to_str().unwrap()], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pipeline.name 'same' already names job")
+            && stderr.contains("SET 'pipeline.name' = '<another name>'")
+            && stderr.contains("statement at line 8")
+            && stderr.contains("statement at line 7"),
+        "{stderr}"
+    );
+}
+
+/// The rows a CSV sink committed, as numbers, sorted.
+fn committed_numbers(dir: &std::path::Path) -> Vec<u64> {
+    let mut rows: Vec<u64> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .flat_map(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap()
+                        .lines()
+                        .map(|l| l.parse::<u64>().unwrap())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.sort();
+    rows
+}
+
+/// Starts `weir run job`, lets it run for `after`, sends one SIGTERM and
+/// waits for it to exit; returns its stderr.
+fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration) -> String {
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?} to stop: {stderr}",
+        started.elapsed()
+    );
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// One SIGTERM stops every job of `weir run`, each with a final
+/// checkpoint: what they read until then is committed, and the next run
+/// resumes each job where it stopped, so over two runs every sequence
+/// number is committed exactly once and none is skipped.
+#[test]
+fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    let (out_a, out_b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut sql = format!(
+        "SET 'execution.checkpointing.interval' = '300 ms';\n\
+         SET 'execution.checkpointing.dir' = '{}';\n\
+         SET 'rest.port' = '0';\n\
+         CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '400', 'fields.x.kind' = 'sequence', 'fields.x.start' = '1', 'fields.x.end' = '1000000000');\n",
+        dir.path().join("chk").display()
+    );
+    for (name, out) in [("a", &out_a), ("b", &out_b)] {
+        sql.push_str(&format!(
+            "CREATE TABLE o_{name} (x BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+             SET 'pipeline.name' = 'sigterm-{name}';\n\
+             INSERT INTO o_{name} SELECT x FROM g;\n",
+            out.display()
+        ));
+    }
+    std::fs::write(&job, sql).unwrap();
+
+    let first = run_then_sigterm(&job, std::time::Duration::from_millis(2500));
+    assert!(first.contains("Stopping 2 running jobs"), "{first}");
+    assert_eq!(first.matches(") stopped.").count(), 2, "{first}");
+    let (a1, b1) = (committed_numbers(&out_a), committed_numbers(&out_b));
+    for rows in [&a1, &b1] {
+        assert!(
+            !rows.is_empty(),
+            "the final checkpoint committed nothing: {first}"
+        );
+        assert_eq!(
+            *rows,
+            (1..=rows.len() as u64).collect::<Vec<_>>(),
+            "{first}"
+        );
+    }
+
+    let second = run_then_sigterm(&job, std::time::Duration::from_millis(2500));
+    for name in ["sigterm-a", "sigterm-b"] {
+        assert!(
+            second.contains(&format!("Resuming job '{name}' from checkpoint")),
+            "{second}"
+        );
+    }
+    for (before, out) in [(&a1, &out_a), (&b1, &out_b)] {
+        let rows = committed_numbers(out);
+        assert!(
+            rows.len() > before.len(),
+            "the second run committed nothing: {second}"
+        );
+        assert_eq!(
+            rows,
+            (1..=rows.len() as u64).collect::<Vec<_>>(),
+            "{second}"
+        );
+    }
+}

@@ -392,7 +392,7 @@ async fn cancellation_keeps_or_deletes_checkpoints() {
         }
         job.cancel();
         assert!(job.wait().await.is_err());
-        let job_dir = chk.join(job.id());
+        let job_dir = chk.join(job.pipeline_id());
         let has_metadata = walk(&job_dir).iter().any(|p| p.ends_with("_metadata"));
         assert_eq!(has_metadata, kept, "{retention}");
     }

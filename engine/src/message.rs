@@ -36,6 +36,10 @@ pub enum BarrierKind {
     /// the end-of-time watermark before the barrier, so every window fires
     /// and the savepoint holds no open window (Flink's `stop --drain`).
     DrainSavepoint,
+    /// A checkpoint after which the sources stop, without draining: a
+    /// graceful stop. What was processed is committed, open windows stay in
+    /// the checkpoint, and the next run of the job resumes from it.
+    StopCheckpoint,
 }
 
 impl BarrierKind {
@@ -48,7 +52,20 @@ impl BarrierKind {
     pub fn ends_input(self) -> bool {
         matches!(
             self,
-            BarrierKind::Final | BarrierKind::StopSavepoint | BarrierKind::DrainSavepoint
+            BarrierKind::Final
+                | BarrierKind::StopSavepoint
+                | BarrierKind::DrainSavepoint
+                | BarrierKind::StopCheckpoint
+        )
+    }
+
+    /// Whether the sources stop after this barrier without ending their
+    /// input: operators keep what is open (windows) in the snapshot instead
+    /// of flushing it.
+    pub fn stops_without_draining(self) -> bool {
+        matches!(
+            self,
+            BarrierKind::StopSavepoint | BarrierKind::StopCheckpoint
         )
     }
 

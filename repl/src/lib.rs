@@ -2,6 +2,7 @@
 //! job.sql`, and scripts piped into the shell.
 
 mod client;
+mod complete;
 mod display;
 pub mod rest;
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use rustyline::error::ReadlineError;
 use weir_engine::{Config, EngineError, JobHandle};
-use weir_sql::{is_complete, Session, SqlError, StatementResult};
+use weir_sql::{is_complete, NameScope, Session, SqlError, StatementResult};
 
 pub use display::{print_query, print_table};
 
@@ -35,6 +36,41 @@ Usage:
 rest.address:rest.port (rest.port = 0 picks a free port and prints it).
 
 In the shell, end statements with ';'. QUIT; or Ctrl-D leaves, Ctrl-C cancels a running query.";
+
+/// What `HELP;` prints in the shell: the statements it runs.
+const SQL_HELP: &str = "\
+The following statements are available (end each with ';'):
+
+CREATE TABLE t (…) WITH (…)        Create a table on a connector ('connector' = 'datagen', …).
+CREATE [TEMPORARY] VIEW v AS …     Create a view.
+DROP TABLE|VIEW [IF EXISTS] name   Drop a table or view.
+DESCRIBE t                         Describe the columns of a table or view.
+SHOW TABLES | VIEWS                List the tables or views.
+SHOW COLUMNS FROM t [[NOT] LIKE 'pattern']
+                                   List the columns of a table or view.
+SHOW CREATE TABLE t | VIEW v       Show the statement that creates a table or view.
+SHOW [USER] FUNCTIONS              List built-in and registered (USER: only registered) functions.
+SHOW CATALOGS | DATABASES          List the catalogs or databases.
+SHOW CURRENT CATALOG | DATABASE    Show the current catalog or database.
+USE [CATALOG] name                 Use a database or catalog.
+SET ['key' = 'value']              List the configuration, or set a key.
+RESET ['key']                      Reset one key, or all.
+SELECT …                           Run a query and show its results.
+INSERT INTO t SELECT …             Submit a job that writes into a table.
+EXECUTE STATEMENT SET BEGIN INSERT …; INSERT …; END
+BEGIN STATEMENT SET; INSERT …; …; END
+                                   Submit several INSERTs as one job sharing its sources.
+EXPLAIN [RESTORE FROM 'path'] …    Show the plan and job graph (and what a restore would do).
+SHOW JOBS                          List this session's jobs.
+SHOW CHECKPOINTS [FOR JOB 'id']    List the checkpoints of this session's jobs.
+STOP JOB 'id' [WITH SAVEPOINT] [WITH DRAIN]
+                                   Stop a job (with a savepoint; drained: every window fired).
+TRIGGER SAVEPOINT 'id' [TO 'dir']  Take a savepoint of a running job.
+DISPOSE SAVEPOINT 'path'           Delete a savepoint.
+HELP                               Print this list.
+QUIT | EXIT                        Leave the shell (running jobs are stopped first).
+
+Ctrl-C cancels a running query; Ctrl-D leaves. The command line: weir --help.";
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -196,6 +232,8 @@ async fn run_script(
     rest: Option<&rest::RestState>,
 ) -> ExitCode {
     let mut rest_started = false;
+    // Each job of a script is a job of its own: one name, one job.
+    session.set_name_scope(NameScope::Session);
 
     let mut failed = false;
     let statements = match Session::split(sql) {
@@ -209,6 +247,10 @@ async fn run_script(
     for tokens in statements {
         if is_quit(&tokens) {
             break;
+        }
+        if is_help(&tokens) {
+            println!("{SQL_HELP}\n");
+            continue;
         }
         match execute_and_print(session, tokens, false).await {
             Ok(Some(job)) => {
@@ -236,11 +278,8 @@ async fn run_script(
             }
         }
     }
-    for job in &jobs {
-        if let Err(code) = wait_job(job).await {
-            cancel_all(&jobs);
-            return code;
-        }
+    if let Err(code) = wait_jobs(&jobs).await {
+        return code;
     }
     if failed {
         ExitCode::FAILURE
@@ -285,27 +324,125 @@ async fn terminate_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Waits for a job, or cancels it on Ctrl-C/SIGTERM.
+/// Waits for a job, or stops it on Ctrl-C/SIGTERM.
 async fn wait_job(job: &JobHandle) -> Result<(), ExitCode> {
-    let result = tokio::select! {
-        r = job.wait() => r,
-        _ = terminate_signal() => {
-            eprintln!("[INFO] Stopping job {} ...", job.id());
-            job.cancel();
-            let _ = job.wait().await;
-            return Ok(());
+    wait_jobs(std::slice::from_ref(job)).await
+}
+
+/// Waits for every job of a script. One Ctrl-C or SIGTERM stops all of them
+/// (each with a final checkpoint where checkpointing is on, so the next run
+/// resumes where they stopped); the first job that fails cancels the rest.
+async fn wait_jobs(jobs: &[JobHandle]) -> Result<(), ExitCode> {
+    let mut waits = tokio::task::JoinSet::new();
+    for job in jobs {
+        let job = job.clone();
+        waits.spawn(async move {
+            let result = job.wait().await;
+            (job, result)
+        });
+    }
+    let signal = terminate_signal();
+    tokio::pin!(signal);
+    let mut stopping = false;
+    let mut outcome = Ok(());
+    loop {
+        tokio::select! {
+            next = waits.join_next() => match next {
+                None => return outcome,
+                Some(Ok((job, result))) => {
+                    if report_end(&job, result, stopping).is_err() && outcome.is_ok() {
+                        outcome = Err(ExitCode::FAILURE);
+                        cancel_all(jobs);
+                    }
+                }
+                Some(Err(e)) => {
+                    eprintln!("[ERROR] waiting for a job: {e}");
+                    outcome = Err(ExitCode::FAILURE);
+                }
+            },
+            _ = &mut signal, if !stopping => {
+                stopping = true;
+                stop_all(jobs);
+            }
         }
-    };
+    }
+}
+
+/// Stops every running job in the background ([`JobHandle::stop`]); their
+/// ends are reported by whoever waits for them.
+fn stop_all(jobs: &[JobHandle]) {
+    let running: Vec<&JobHandle> = jobs
+        .iter()
+        .filter(|j| j.status() == weir_engine::JobStatus::Running)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    eprintln!(
+        "[INFO] Stopping {} running job{} ...",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" }
+    );
+    for job in running {
+        let job = job.clone();
+        tokio::spawn(async move {
+            if let Err(e) = job.stop().await {
+                eprintln!(
+                    "[WARN] Job {} ({}) did not stop cleanly: {e}",
+                    job.id(),
+                    job.name()
+                );
+            }
+        });
+    }
+}
+
+/// Stops the shell's running jobs and waits for them, saying what it does.
+async fn stop_before_leaving(jobs: &[JobHandle]) {
+    let running: Vec<JobHandle> = jobs
+        .iter()
+        .filter(|j| j.status() == weir_engine::JobStatus::Running)
+        .cloned()
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    println!(
+        "[INFO] Stopping {} running job{} before leaving (with a final checkpoint where checkpointing is on) ...",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" }
+    );
+    for job in &running {
+        match job.stop().await {
+            Ok(()) => println!("[INFO] Job {} ({}) stopped.", job.id(), job.name()),
+            Err(e) => println!(
+                "[WARN] Job {} ({}) did not stop cleanly: {e}",
+                job.id(),
+                job.name()
+            ),
+        }
+    }
+}
+
+/// Reports how a job ended; `Err` when it failed.
+fn report_end(job: &JobHandle, result: weir_engine::Result<()>, stopping: bool) -> Result<(), ()> {
     report_counters(job);
     match result {
+        Ok(()) if stopping && job.stop_requested() => {
+            eprintln!("[INFO] Job {} ({}) stopped.", job.id(), job.name());
+            Ok(())
+        }
         Ok(()) => {
             eprintln!("[INFO] Job {} ({}) finished.", job.id(), job.name());
             Ok(())
         }
-        Err(EngineError::Cancelled) => Ok(()),
+        Err(EngineError::Cancelled) => {
+            eprintln!("[INFO] Job {} ({}) stopped.", job.id(), job.name());
+            Ok(())
+        }
         Err(e) => {
             eprintln!("[ERROR] Job {} ({}) failed: {e}", job.id(), job.name());
-            Err(ExitCode::FAILURE)
+            Err(())
         }
     }
 }
@@ -327,14 +464,26 @@ fn report_counters(job: &JobHandle) {
     }
 }
 
-fn is_quit(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> bool {
+/// The statement's only word, upper-cased (`QUIT`, `HELP`, …).
+fn single_word(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> Option<String> {
     use datafusion::sql::sqlparser::tokenizer::Token;
     let words: Vec<String> = tokens
         .iter()
         .filter(|t| !matches!(t.token, Token::Whitespace(_)))
         .map(|t| t.token.to_string().to_uppercase())
         .collect();
-    words.len() == 1 && (words[0] == "QUIT" || words[0] == "EXIT")
+    match words.as_slice() {
+        [word] => Some(word.clone()),
+        _ => None,
+    }
+}
+
+fn is_quit(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> bool {
+    matches!(single_word(tokens).as_deref(), Some("QUIT" | "EXIT"))
+}
+
+fn is_help(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> bool {
+    single_word(tokens).as_deref() == Some("HELP")
 }
 
 /// Executes one statement and prints its outcome. Returns the job an INSERT
@@ -378,18 +527,27 @@ async fn execute_and_print(
 }
 
 async fn shell(session: &mut Session) -> ExitCode {
-    let mut editor = match rustyline::DefaultEditor::new() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("[ERROR] cannot open the terminal: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let mut editor =
+        match rustyline::Editor::<complete::SqlHelper, rustyline::history::DefaultHistory>::new() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("[ERROR] cannot open the terminal: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let history =
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".weir_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
+    let helper = complete::SqlHelper::default();
+    let names = helper.names.clone();
+    editor.set_helper(Some(helper));
+    let refresh = |session: &Session| {
+        if let Ok(mut n) = names.lock() {
+            *n = session.names();
+        }
+    };
     println!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
     let rest = rest::RestState::default();
     let mut rest_started = false;
@@ -411,6 +569,10 @@ async fn shell(session: &mut Session) -> ExitCode {
                 }
                 let text = std::mem::take(&mut buffer);
                 let _ = editor.add_history_entry(text.trim());
+                // Appended as statements run, so a killed shell keeps them.
+                if let Some(h) = &history {
+                    let _ = editor.append_history(h);
+                }
                 let statements = match Session::split(&text) {
                     Ok(s) => s,
                     Err(e) => {
@@ -420,20 +582,12 @@ async fn shell(session: &mut Session) -> ExitCode {
                 };
                 for tokens in statements {
                     if is_quit(&tokens) {
-                        if let Some(h) = &history {
-                            let _ = editor.save_history(h);
-                        }
+                        stop_before_leaving(session.jobs()).await;
                         println!("Exiting Weir SQL shell. Bye!");
                         return ExitCode::SUCCESS;
                     }
-                    let first = tokens.iter().find(|t| {
-                        !matches!(
-                            t.token,
-                            datafusion::sql::sqlparser::tokenizer::Token::Whitespace(_)
-                        )
-                    });
-                    if first.is_some_and(|t| t.token.to_string().eq_ignore_ascii_case("HELP")) {
-                        println!("{HELP}\n");
+                    if is_help(&tokens) {
+                        println!("{SQL_HELP}\n");
                         continue;
                     }
                     match execute_and_print(session, tokens, true).await {
@@ -446,12 +600,14 @@ async fn shell(session: &mut Session) -> ExitCode {
                             break;
                         }
                     }
+                    refresh(session);
                 }
             }
             Err(ReadlineError::Interrupted) => {
                 buffer.clear();
             }
             Err(ReadlineError::Eof) => {
+                stop_before_leaving(session.jobs()).await;
                 println!("Exiting Weir SQL shell. Bye!");
                 break;
             }
@@ -460,9 +616,6 @@ async fn shell(session: &mut Session) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
-    }
-    if let Some(h) = &history {
-        let _ = editor.save_history(h);
     }
     ExitCode::SUCCESS
 }

@@ -223,15 +223,15 @@ fn now_ms() -> i64 {
 
 fn job_summary(job: &JobHandle) -> Value {
     let start = job.start_time_ms();
-    let running = job.status() == JobStatus::Running;
+    let end = job.end_time_ms();
     json!({
         "jid": job.id(),
         "name": job.name(),
         "state": job.status().flink_name(),
         "start-time": start,
-        "end-time": -1,
-        "duration": if running { now_ms() - start } else { -1 },
-        "last-modification": now_ms(),
+        "end-time": end.unwrap_or(-1),
+        "duration": end.unwrap_or_else(now_ms) - start,
+        "last-modification": end.unwrap_or_else(now_ms),
     })
 }
 
@@ -274,6 +274,7 @@ fn checkpoints(job: &JobHandle) -> Value {
             "alignment_duration": c.alignment.as_millis() as u64,
             "unaligned": c.unaligned,
             "external_path": c.path,
+            "discarded": c.discarded,
             "failure_message": c.failure,
         })
     };

@@ -56,3 +56,85 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for SqlError {
         }
     }
 }
+
+/// Turns DataFusion's planning error into Weir's: Flink's words for an
+/// unknown table or column (`Object 'x' not found`, `Column 'y' not found
+/// in any table`), and the line and column of what the error is about,
+/// from DataFusion's diagnostic or from the statement's tokens.
+pub(crate) fn located(
+    e: DataFusionError,
+    tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan],
+) -> SqlError {
+    let span = diagnostic_span(&e);
+    let error = SqlError::from(e);
+    let SqlError::Plan(message) = &error else {
+        return error;
+    };
+    let at = |name: Option<&str>| -> String {
+        let found = name.and_then(|n| {
+            tokens.iter().find(|t| {
+                matches!(&t.token, datafusion::sql::sqlparser::tokenizer::Token::Word(w) if w.value == n)
+            })
+        });
+        match (found, span) {
+            (Some(t), _) => format!(
+                " at line {}, column {}",
+                t.span.start.line, t.span.start.column
+            ),
+            (None, Some(s)) if s.start.line > 0 => {
+                format!(" at line {}, column {}", s.start.line, s.start.column)
+            }
+            _ => String::new(),
+        }
+    };
+    if let Some(name) = message
+        .strip_prefix("table '")
+        .and_then(|rest| rest.strip_suffix("' not found"))
+    {
+        let short = name.strip_prefix("datafusion.public.").unwrap_or(name);
+        return SqlError::Plan(format!(
+            "Object '{short}' not found{}",
+            at(short.rsplit('.').next())
+        ));
+    }
+    if let Some(rest) = message.strip_prefix("No field named ") {
+        // `No field named <name>. [Did you mean '<x>'?. ]Valid fields are <list>.`
+        let (name, rest) = rest
+            .split_once(". ")
+            .unwrap_or((rest.trim_end_matches('.'), ""));
+        let name = name.replace('"', "");
+        let hint = rest
+            .split_once("Did you mean ")
+            .and_then(|(_, h)| h.split_once('?'))
+            .map(|(h, _)| format!(" (did you mean {h}?)"))
+            .unwrap_or_default();
+        let columns = rest
+            .split_once("Valid fields are ")
+            .map(|(_, v)| format!("; the columns are {}", v.trim().trim_end_matches('.')))
+            .unwrap_or_default();
+        let (scope, column) = match name.rsplit_once('.') {
+            Some((t, c)) => (format!("table '{t}'"), c.to_string()),
+            None => ("any table".to_string(), name.clone()),
+        };
+        return SqlError::Plan(format!(
+            "Column '{column}' not found in {scope}{}{hint}{columns}",
+            at(Some(&column))
+        ));
+    }
+    match span {
+        Some(s) if s.start.line > 0 && !message.contains(" at line ") => SqlError::Plan(format!(
+            "{message} at line {}, column {}",
+            s.start.line, s.start.column
+        )),
+        _ => error,
+    }
+}
+
+/// The source position DataFusion attached to an error, if any.
+fn diagnostic_span(e: &DataFusionError) -> Option<datafusion::common::Span> {
+    match e {
+        DataFusionError::Diagnostic(d, inner) => d.span.or_else(|| diagnostic_span(inner)),
+        DataFusionError::Context(_, inner) => diagnostic_span(inner),
+        _ => None,
+    }
+}

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod error;
 pub mod functions;
+mod names;
 pub mod parser;
 pub mod session;
 pub mod translate;
@@ -19,4 +20,4 @@ pub mod window_tvf;
 
 pub use error::{Result, SqlError};
 pub use parser::is_complete;
-pub use session::{QueryResult, Session, StatementResult};
+pub use session::{NameScope, QueryResult, Session, StatementResult};

@@ -48,6 +48,41 @@ pub enum FlinkStatement {
     },
     /// `SHOW TABLES`.
     ShowTables,
+    /// `SHOW [USER] FUNCTIONS`: built-in and registered functions, or only
+    /// the registered ones.
+    ShowFunctions {
+        /// `USER`: only functions registered by the user.
+        user: bool,
+    },
+    /// `SHOW CREATE TABLE|VIEW name`.
+    ShowCreate {
+        /// The table or view.
+        name: String,
+        /// `VIEW` rather than `TABLE`.
+        view: bool,
+    },
+    /// `SHOW CATALOGS`.
+    ShowCatalogs,
+    /// `SHOW DATABASES`.
+    ShowDatabases,
+    /// `SHOW CURRENT CATALOG`.
+    ShowCurrentCatalog,
+    /// `SHOW CURRENT DATABASE`.
+    ShowCurrentDatabase,
+    /// `SHOW COLUMNS FROM|IN t [[NOT] LIKE 'pattern']`.
+    ShowColumns {
+        /// The table or view.
+        name: String,
+        /// The `LIKE` pattern and whether it is negated (`NOT LIKE`).
+        like: Option<(String, bool)>,
+    },
+    /// `USE [CATALOG] name`.
+    Use {
+        /// The catalog or database.
+        name: String,
+        /// `USE CATALOG` rather than a database.
+        catalog: bool,
+    },
     /// `SHOW VIEWS`.
     ShowViews,
     /// `SHOW JOBS`: the jobs this session started, with their state size.
@@ -92,6 +127,9 @@ pub enum FlinkStatement {
     Insert(Vec<TokenWithSpan>),
     /// A query (tokens, parsed after window rewriting).
     Query(Vec<TokenWithSpan>),
+    /// `EXECUTE STATEMENT SET BEGIN INSERT …; … END` or `BEGIN STATEMENT
+    /// SET; INSERT …; … END`: the INSERTs' tokens, run as one job.
+    StatementSet(Vec<Vec<TokenWithSpan>>),
 }
 
 /// A parsed `CREATE TABLE`.
@@ -122,6 +160,11 @@ pub enum ColumnSpec {
 
 /// Tokenizes `sql` and splits it into statements (empty ones dropped).
 pub fn split_statements(sql: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
+    Ok(group_statement_sets(split_raw(sql)?).0)
+}
+
+/// Splits at each `;` outside parentheses.
+fn split_raw(sql: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
     let d = dialect();
     let tokens = Tokenizer::new(&d, sql)
         .tokenize_with_location()
@@ -152,7 +195,130 @@ pub fn split_statements(sql: &str) -> Result<Vec<Vec<TokenWithSpan>>> {
     Ok(statements)
 }
 
-/// Whether the text has a statement not yet closed by `;` (for the shell).
+/// The first `n` words of a statement, upper-cased (`None` for a token that
+/// is not a bare word).
+fn leading_words(tokens: &[TokenWithSpan], n: usize) -> Vec<Option<String>> {
+    tokens
+        .iter()
+        .filter(|t| is_significant(t))
+        .take(n)
+        .map(|t| word_upper(&t.token))
+        .collect()
+}
+
+fn words(list: &[&str]) -> Vec<Option<String>> {
+    list.iter().map(|w| Some(w.to_string())).collect()
+}
+
+/// Whether a statement opens a statement set.
+fn opens_statement_set(tokens: &[TokenWithSpan]) -> bool {
+    let w = leading_words(tokens, 4);
+    w == words(&["EXECUTE", "STATEMENT", "SET", "BEGIN"])
+        || w[..w.len().min(3)] == words(&["BEGIN", "STATEMENT", "SET"])
+}
+
+/// Joins each statement set (from its opening to its `END`) into one unit,
+/// its statements separated by `;` tokens; `true` when the last set is not
+/// closed yet.
+fn group_statement_sets(statements: Vec<Vec<TokenWithSpan>>) -> (Vec<Vec<TokenWithSpan>>, bool) {
+    let mut out = Vec::new();
+    let mut open: Option<Vec<TokenWithSpan>> = None;
+    for statement in statements {
+        match open.as_mut() {
+            Some(set) => {
+                let end = leading_words(&statement, 2) == words(&["END"]);
+                set.push(TokenWithSpan::wrap(Token::SemiColon));
+                set.extend(statement);
+                if end {
+                    out.extend(open.take());
+                }
+            }
+            // `EXECUTE STATEMENT SET BEGIN END`: opened and closed at once.
+            None if leading_words(&statement, 6)
+                == words(&["EXECUTE", "STATEMENT", "SET", "BEGIN", "END"]) =>
+            {
+                out.push(statement)
+            }
+            None if opens_statement_set(&statement) => open = Some(statement),
+            None => out.push(statement),
+        }
+    }
+    let unclosed = open.is_some();
+    // An unclosed set is still a unit: parsing it says what is missing.
+    out.extend(open);
+    (out, unclosed)
+}
+
+/// The INSERTs of a statement set's unit (see [`group_statement_sets`]).
+fn parse_statement_set(tokens: &[TokenWithSpan]) -> Result<FlinkStatement> {
+    let opening = tokens
+        .iter()
+        .find(|t| is_significant(t))
+        .cloned()
+        .unwrap_or_else(TokenWithSpan::new_eof);
+    let header = if word_upper(&opening.token).as_deref() == Some("EXECUTE") {
+        4
+    } else {
+        3
+    };
+    // The body: everything after the header's words.
+    let mut body: Vec<TokenWithSpan> = Vec::new();
+    let mut seen = 0;
+    for t in tokens.iter() {
+        if seen < header {
+            if is_significant(t) {
+                seen += 1;
+            }
+            continue;
+        }
+        body.push(t.clone());
+    }
+    let mut members: Vec<Vec<TokenWithSpan>> = vec![Vec::new()];
+    for t in body {
+        if t.token == Token::SemiColon {
+            members.push(Vec::new());
+        } else if let Some(last) = members.last_mut() {
+            last.push(t);
+        }
+    }
+    members.retain(|m| m.iter().any(is_significant));
+    let closed = members
+        .last()
+        .is_some_and(|m| leading_words(m, 2) == words(&["END"]));
+    if !closed {
+        return Err(error_at(
+            &opening,
+            "this statement set has no END; (close it after its last INSERT)",
+        ));
+    }
+    members.pop();
+    if members.is_empty() {
+        return Err(error_at(
+            &opening,
+            "the statement set has no INSERT statement",
+        ));
+    }
+    for m in &members {
+        let first = m
+            .iter()
+            .find(|t| is_significant(t))
+            .cloned()
+            .unwrap_or_else(TokenWithSpan::new_eof);
+        if keyword(&first.token) != Some(Keyword::INSERT) {
+            return Err(error_at(
+                &first,
+                format!(
+                    "only INSERT statements can be in a statement set, found {}",
+                    first.token
+                ),
+            ));
+        }
+    }
+    Ok(FlinkStatement::StatementSet(members))
+}
+
+/// Whether every statement of the text is closed by `;`, and every
+/// statement set by `END;` (for the shell).
 pub fn is_complete(sql: &str) -> bool {
     let d = dialect();
     match Tokenizer::new(&d, sql).tokenize() {
@@ -162,6 +328,7 @@ pub fn is_complete(sql: &str) -> bool {
                 .rev()
                 .find(|t| !matches!(t, Token::Whitespace(_)));
             matches!(last, None | Some(Token::SemiColon))
+                && !split_raw(sql).is_ok_and(|s| group_statement_sets(s).1)
         }
         // An unterminated string or comment: keep reading.
         Err(_) => false,
@@ -264,6 +431,67 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             let what = p.next_token();
             let stmt = match word_upper(&what.token).as_deref() {
                 Some("TABLES") => FlinkStatement::ShowTables,
+                Some("FUNCTIONS") => FlinkStatement::ShowFunctions { user: false },
+                Some("USER") => {
+                    expect_word(&mut p, "FUNCTIONS")?;
+                    FlinkStatement::ShowFunctions { user: true }
+                }
+                Some("CATALOGS") => FlinkStatement::ShowCatalogs,
+                Some("DATABASES") => FlinkStatement::ShowDatabases,
+                Some("CURRENT") => {
+                    let which = p.next_token();
+                    match word_upper(&which.token).as_deref() {
+                        Some("CATALOG") => FlinkStatement::ShowCurrentCatalog,
+                        Some("DATABASE") => FlinkStatement::ShowCurrentDatabase,
+                        _ => {
+                            return Err(error_at(
+                                &which,
+                                format!(
+                                    "expected CATALOG or DATABASE after SHOW CURRENT, found {}",
+                                    which.token
+                                ),
+                            ))
+                        }
+                    }
+                }
+                Some("CREATE") => {
+                    let what = p.next_token();
+                    let view = match word_upper(&what.token).as_deref() {
+                        Some("TABLE") => false,
+                        Some("VIEW") => true,
+                        _ => {
+                            return Err(error_at(
+                                &what,
+                                format!(
+                                    "expected TABLE or VIEW after SHOW CREATE, found {}",
+                                    what.token
+                                ),
+                            ))
+                        }
+                    };
+                    let name = p.parse_object_name(false)?.to_string();
+                    FlinkStatement::ShowCreate { name, view }
+                }
+                Some("COLUMNS") => {
+                    let from = p.next_token();
+                    if !matches!(word_upper(&from.token).as_deref(), Some("FROM" | "IN")) {
+                        return Err(error_at(
+                            &from,
+                            format!("expected FROM or IN after SHOW COLUMNS, found {}", from.token),
+                        ));
+                    }
+                    let name = p.parse_object_name(false)?.to_string();
+                    let not = p.parse_keyword(Keyword::NOT);
+                    let like = if p.parse_keyword(Keyword::LIKE) {
+                        Some((p.parse_literal_string()?, not))
+                    } else if not {
+                        let t = p.peek_token();
+                        return Err(error_at(&t, format!("expected LIKE after NOT, found {}", t.token)));
+                    } else {
+                        None
+                    };
+                    FlinkStatement::ShowColumns { name, like }
+                }
                 Some("VIEWS") => FlinkStatement::ShowViews,
                 Some("JOBS") => FlinkStatement::ShowJobs,
                 Some("CHECKPOINTS") => {
@@ -285,7 +513,7 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
                     return Err(error_at(
                         &what,
                         format!(
-                            "expected TABLES, VIEWS, JOBS or CHECKPOINTS after SHOW, found {}",
+                            "expected TABLES, VIEWS, FUNCTIONS, USER FUNCTIONS, CREATE TABLE|VIEW, COLUMNS, CATALOGS, DATABASES, CURRENT CATALOG|DATABASE, JOBS or CHECKPOINTS after SHOW, found {}",
                             what.token
                         ),
                     ))
@@ -411,6 +639,17 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             Ok(FlinkStatement::DisposeSavepoint(path))
         }
         Some(Keyword::INSERT) => Ok(FlinkStatement::Insert(tokens)),
+        Some(Keyword::USE) => {
+            p.next_token();
+            let catalog = word_upper(&p.peek_token().token).as_deref() == Some("CATALOG");
+            if catalog {
+                p.next_token();
+            }
+            let name = p.parse_object_name(false)?.to_string();
+            expect_end(&mut p)?;
+            Ok(FlinkStatement::Use { name, catalog })
+        }
+        _ if opens_statement_set(&tokens) => parse_statement_set(&tokens),
         Some(Keyword::SELECT) | Some(Keyword::WITH) | Some(Keyword::VALUES) => {
             Ok(FlinkStatement::Query(tokens))
         }
@@ -423,7 +662,7 @@ pub fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<FlinkStatement> {
             Err(error_at(
                 &t,
                 format!(
-                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW TABLES/VIEWS/JOBS/CHECKPOINTS, DESCRIBE, SET, RESET, EXPLAIN [RESTORE FROM '<path>'], INSERT INTO, SELECT, STOP JOB, TRIGGER SAVEPOINT and DISPOSE SAVEPOINT",
+                    "unsupported statement starting with {}; Weir runs CREATE TABLE/VIEW, DROP, SHOW …, DESCRIBE, USE, SET, RESET, EXPLAIN [RESTORE FROM '<path>'], INSERT INTO, SELECT, EXECUTE STATEMENT SET, STOP JOB, TRIGGER SAVEPOINT and DISPOSE SAVEPOINT (HELP; lists them)",
                     t.token
                 ),
             ))
@@ -796,6 +1035,73 @@ mod tests {
         assert!(err.contains("line 3, column 5"), "{err}");
         let err = one("SET 'a' 'b'").unwrap_err().to_string();
         assert!(err.contains("Line: 1") || err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn statement_sets_in_both_forms() {
+        for sql in [
+            "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1; INSERT INTO b SELECT 2; END;",
+            "BEGIN STATEMENT SET;\nINSERT INTO a SELECT 1;\nINSERT INTO b SELECT 2;\nEND;",
+        ] {
+            let units = split_statements(sql).unwrap();
+            assert_eq!(units.len(), 1, "{sql}");
+            let Ok(FlinkStatement::StatementSet(inserts)) = one(sql) else {
+                panic!("not a statement set: {sql}");
+            };
+            assert_eq!(inserts.len(), 2);
+            assert!(is_complete(sql));
+        }
+        // The shell keeps reading until END.
+        assert!(!is_complete(
+            "BEGIN STATEMENT SET;\nINSERT INTO a SELECT 1;"
+        ));
+        assert!(is_complete(
+            "BEGIN STATEMENT SET;\nINSERT INTO a SELECT 1;\nend;"
+        ));
+        // What follows a set is a statement of its own.
+        let units = split_statements("BEGIN STATEMENT SET; INSERT INTO a SELECT 1; END; SELECT 3;")
+            .unwrap();
+        assert_eq!(units.len(), 2);
+        let err = one("EXECUTE STATEMENT SET BEGIN END")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("only INSERT statements") || err.contains("no INSERT"),
+            "{err}"
+        );
+        let err = one("BEGIN STATEMENT SET; INSERT INTO a SELECT 1;")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no END"), "{err}");
+    }
+
+    #[test]
+    fn flink_show_and_use_statements() {
+        assert!(matches!(
+            one("SHOW FUNCTIONS"),
+            Ok(FlinkStatement::ShowFunctions { user: false })
+        ));
+        assert!(matches!(
+            one("SHOW USER FUNCTIONS"),
+            Ok(FlinkStatement::ShowFunctions { user: true })
+        ));
+        assert!(matches!(
+            one("SHOW CURRENT DATABASE"),
+            Ok(FlinkStatement::ShowCurrentDatabase)
+        ));
+        assert!(matches!(
+            one("SHOW CREATE VIEW v"),
+            Ok(FlinkStatement::ShowCreate { view: true, .. })
+        ));
+        let Ok(FlinkStatement::ShowColumns { name, like }) = one("SHOW COLUMNS IN t NOT LIKE 'a%'")
+        else {
+            panic!("not SHOW COLUMNS");
+        };
+        assert_eq!((name.as_str(), like), ("t", Some(("a%".to_string(), true))));
+        assert!(matches!(
+            one("USE CATALOG default_catalog"),
+            Ok(FlinkStatement::Use { catalog: true, .. })
+        ));
     }
 
     #[test]

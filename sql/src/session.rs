@@ -30,6 +30,8 @@ use crate::parser::{
 use crate::translate::{Catalog, Translator};
 use crate::window_tvf::{rewrite, WindowCall};
 
+mod show;
+
 /// What a statement produced.
 pub enum StatementResult {
     /// A statement that changed the session (DDL, SET, …).
@@ -61,6 +63,30 @@ pub struct QueryResult {
     pub batches: mpsc::Receiver<RecordBatch>,
 }
 
+/// How long a `pipeline.name` stays taken by a checkpointed job of a
+/// session: a second job under a taken name would share the first one's
+/// checkpoint folder, and a later run could not tell which job to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NameScope {
+    /// While the job runs: after it ended (stopped, failed, finished) a
+    /// new job under its name resumes from its checkpoints (the shell,
+    /// embedding programs).
+    #[default]
+    WhileRunning,
+    /// For the whole session: each job of a script has a name of its own
+    /// (`weir run` files, piped scripts).
+    Session,
+}
+
+/// A checkpointed, named job of the session and what it holds.
+struct NameClaim {
+    name: String,
+    dir: String,
+    job: JobHandle,
+    /// Where the statement that started it begins.
+    line: u64,
+}
+
 /// A SQL session.
 pub struct Session {
     config: Config,
@@ -70,6 +96,12 @@ pub struct Session {
     windows: HashMap<String, WindowCall>,
     next_window: usize,
     jobs: Vec<JobHandle>,
+    claims: Vec<NameClaim>,
+    name_scope: NameScope,
+    /// Each view's query as written, for `SHOW CREATE VIEW`.
+    view_sql: BTreeMap<String, String>,
+    /// Functions registered through [`Session::register_udf`].
+    user_functions: std::collections::BTreeSet<String>,
 }
 
 /// A DataFusion context configured for Weir (case-sensitive identifiers,
@@ -80,6 +112,8 @@ fn datafusion_context() -> SessionContext {
     // Flink's identifiers are case-sensitive and its strings are plain UTF-8.
     options.sql_parser.enable_ident_normalization = false;
     options.sql_parser.map_string_types_to_utf8view = false;
+    // Positions for validation errors.
+    options.sql_parser.collect_spans = true;
     // Rewriting COUNT(DISTINCT) into two aggregates would break windows.
     let rules = Optimizer::new()
         .rules
@@ -113,7 +147,16 @@ impl Session {
             windows: HashMap::new(),
             next_window: 0,
             jobs: Vec::new(),
+            claims: Vec::new(),
+            name_scope: NameScope::default(),
+            view_sql: BTreeMap::new(),
+            user_functions: Default::default(),
         }
+    }
+
+    /// How long a job's `pipeline.name` stays taken ([`NameScope`]).
+    pub fn set_name_scope(&mut self, scope: NameScope) {
+        self.name_scope = scope;
     }
 
     /// The configuration.
@@ -129,7 +172,28 @@ impl Session {
     /// Registers a scalar function for use in SQL (DataFusion's
     /// `ScalarUDF`); it runs on whole batches, like the built-in ones.
     pub fn register_udf(&mut self, udf: datafusion::logical_expr::ScalarUDF) {
+        self.user_functions.insert(udf.name().to_string());
         self.ctx.register_udf(udf);
+    }
+
+    /// The names of the session's tables and views and of their columns
+    /// (for completion in the shell), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .tables
+            .keys()
+            .chain(self.views.keys())
+            .cloned()
+            .collect();
+        for t in self.tables.values() {
+            names.extend(t.columns.iter().map(|c| c.field.name().clone()));
+        }
+        for v in self.views.values() {
+            names.extend(v.schema().fields().iter().map(|f| f.name().clone()));
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Jobs started by this session.
@@ -173,9 +237,11 @@ impl Session {
                         "a table or view named '{name}' already exists"
                     )));
                 }
+                let sql: String = query.iter().map(|t| t.token.to_string()).collect();
                 let plan = self.logical_plan(query).await?;
                 let view = ViewTable::new(plan.clone(), None);
                 self.ctx.register_table(name.as_str(), Arc::new(view))?;
+                self.view_sql.insert(name.clone(), sql);
                 self.views.insert(name, plan);
                 Ok(StatementResult::Done("Execute statement succeeded.".into()))
             }
@@ -185,6 +251,7 @@ impl Session {
                 view,
             } => {
                 let existed = if view {
+                    self.view_sql.remove(&name);
                     self.views.remove(&name).is_some()
                 } else {
                     self.tables.remove(&name).is_some()
@@ -212,6 +279,14 @@ impl Session {
                     rows: names.into_iter().map(|n| vec![n]).collect(),
                 })
             }
+            FlinkStatement::ShowFunctions { user } => Ok(self.show_functions(user)),
+            FlinkStatement::ShowCreate { name, view } => self.show_create(&name, view),
+            FlinkStatement::ShowColumns { name, like } => self.show_columns(&name, like.as_ref()),
+            FlinkStatement::ShowCatalogs => Ok(self.show_catalog_items("catalogs")),
+            FlinkStatement::ShowDatabases => Ok(self.show_catalog_items("databases")),
+            FlinkStatement::ShowCurrentCatalog => Ok(self.show_catalog_items("current catalog")),
+            FlinkStatement::ShowCurrentDatabase => Ok(self.show_catalog_items("current database")),
+            FlinkStatement::Use { name, catalog } => self.use_namespace(&name, catalog),
             FlinkStatement::ShowJobs => Ok(StatementResult::Table {
                 header: [
                     "job id",
@@ -251,7 +326,8 @@ impl Session {
                     .iter()
                     .filter(|j| job_id.as_deref().is_none_or(|id| j.id() == id))
                 {
-                    for c in job.checkpoints() {
+                    // Checkpoints that retention deleted are gone: not listed.
+                    for c in job.checkpoints().into_iter().filter(|c| !c.discarded) {
                         rows.push(vec![
                             job.id().to_string(),
                             c.id.to_string(),
@@ -327,6 +403,12 @@ impl Session {
                 drain,
             } => {
                 let job = self.job(&id)?;
+                if job.status() != weir_engine::JobStatus::Running {
+                    return Err(SqlError::Plan(format!(
+                        "job '{id}' is {}, not running: nothing to stop",
+                        job.status().flink_name()
+                    )));
+                }
                 if !savepoint && !drain {
                     job.cancel();
                     let _ = job.wait().await;
@@ -353,17 +435,50 @@ impl Session {
                 Ok(StatementResult::Done(format!("Savepoint {path} disposed.")))
             }
             FlinkStatement::Insert(tokens) => {
+                let line = first_line(&tokens);
                 let plan = self.logical_plan(tokens).await?;
                 let name = self.job_name(&plan);
                 let mut translator = self.translator();
                 translator.insert(&plan)?;
                 let graph = translator.graph;
                 check_restore(&graph, &self.config).await?;
+                let dir = self.check_name_free(&name, line)?;
                 let job = start_job(&graph, &self.config, &name)?;
+                self.claim(dir, &name, &job, line);
+                self.jobs.push(job.clone());
+                Ok(StatementResult::Job(job))
+            }
+            FlinkStatement::StatementSet(inserts) => {
+                let line = inserts.first().map_or(0, |t| first_line(t));
+                let mut plans = Vec::with_capacity(inserts.len());
+                for tokens in inserts {
+                    plans.push(self.logical_plan(tokens).await?);
+                }
+                let name = self.config.get("pipeline.name").unwrap_or_else(|| {
+                    let targets: Vec<String> = plans
+                        .iter()
+                        .filter_map(|p| match p {
+                            LogicalPlan::Dml(d) => Some(d.table_name.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    format!("insert-into_{}", targets.join(","))
+                });
+                // One graph: the INSERTs share the sources they read.
+                let mut translator = self.translator();
+                for plan in &plans {
+                    translator.insert(plan)?;
+                }
+                let graph = translator.graph;
+                check_restore(&graph, &self.config).await?;
+                let dir = self.check_name_free(&name, line)?;
+                let job = start_job(&graph, &self.config, &name)?;
+                self.claim(dir, &name, &job, line);
                 self.jobs.push(job.clone());
                 Ok(StatementResult::Job(job))
             }
             FlinkStatement::Query(tokens) => {
+                let line = first_line(&tokens);
                 let plan = self.logical_plan(tokens).await?;
                 let name = self.job_name(&plan);
                 let (tx, rx) = mpsc::channel(16);
@@ -372,7 +487,9 @@ impl Session {
                 translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
                 let graph = translator.graph;
                 check_restore(&graph, &self.config).await?;
+                let dir = self.check_name_free(&name, line)?;
                 let job = start_job(&graph, &self.config, &name)?;
+                self.claim(dir, &name, &job, line);
                 self.jobs.push(job.clone());
                 Ok(StatementResult::Query(QueryResult {
                     job,
@@ -381,6 +498,44 @@ impl Session {
                     batches: rx,
                 }))
             }
+        }
+    }
+
+    /// Refuses a job whose `pipeline.name` another job of the session holds
+    /// (with checkpointing on, in the same checkpoint directory); returns
+    /// the directory the new job's name will hold, if it holds one.
+    fn check_name_free(&self, name: &str, line: u64) -> Result<Option<String>> {
+        let Some(settings) = self.config.checkpoint_settings()? else {
+            return Ok(None);
+        };
+        if self.config.get("pipeline.name").is_none() {
+            return Ok(None);
+        }
+        let holder = self.claims.iter().find(|c| {
+            c.name == name
+                && c.dir == settings.dir
+                && (self.name_scope == NameScope::Session
+                    || c.job.status() == weir_engine::JobStatus::Running)
+        });
+        if let Some(c) = holder {
+            return Err(SqlError::Plan(format!(
+                "the statement at line {line}: pipeline.name '{name}' already names job {} ({}, started by the statement at line {}) of this session: two jobs under one name would share one checkpoint folder, and a restart could not tell them apart. Give each INSERT its own name: SET 'pipeline.name' = '<another name>' before it",
+                c.job.id(),
+                c.job.status().flink_name(),
+                c.line
+            )));
+        }
+        Ok(Some(settings.dir))
+    }
+
+    fn claim(&mut self, dir: Option<String>, name: &str, job: &JobHandle, line: u64) {
+        if let Some(dir) = dir {
+            self.claims.push(NameClaim {
+                name: name.to_string(),
+                dir,
+                job: job.clone(),
+                line,
+            });
         }
     }
 
@@ -412,8 +567,9 @@ impl Session {
             self.register_window(call).await?;
         }
         let d = dialect();
-        let mut parser = Parser::new(&d).with_tokens_with_locations(tokens);
-        let statement = parser.parse_statement()?;
+        let mut parser = Parser::new(&d).with_tokens_with_locations(tokens.clone());
+        let mut statement = parser.parse_statement()?;
+        crate::names::name_select_items(&mut statement);
         let next = parser.peek_token();
         if next.token != Token::EOF {
             return Err(SqlError::Parse(format!(
@@ -426,8 +582,8 @@ impl Session {
             .ctx
             .state()
             .statement_to_plan(DFStatement::Statement(Box::new(statement)))
-            .await?;
-        let plan = flink_column_names(plan)?;
+            .await
+            .map_err(|e| crate::error::located(e, &tokens))?;
         Ok(self.ctx.state().optimize(&plan)?)
     }
 
@@ -740,12 +896,50 @@ impl Session {
             translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
         }
         let graph = translator.graph;
-        let logical = redact(&plan.display_indent().to_string(), &self.tables);
-        Ok(StatementResult::Text(format!(
-            "== Optimized Logical Plan ==\n{logical}\n\n== Job Graph ==\n{}",
+        let text = format!(
+            "== Optimized Logical Plan ==\n{}\n\n== Job Graph ==\n{}",
+            plan.display_indent(),
             graph.explain()
-        )))
+        );
+        Ok(StatementResult::Text(readable_names(&redact(
+            &text,
+            &self.tables,
+        ))))
     }
+}
+
+/// Shows the columns DataFusion's optimizer introduces for nested fields it
+/// reads early (`get_field(bid, price) AS __datafusion_extracted_3`) by the
+/// field they hold (`bid.price`), as Flink's plans show nested fields.
+fn readable_names(text: &str) -> String {
+    static DEFINITION: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"get_field\((?:[A-Za-z_0-9]+\.)?([A-Za-z_0-9]+)(?:@\d+)?, (?:Utf8\(")?([A-Za-z_0-9]+)(?:"\))?\) AS (__datafusion_extracted_\d+)"#,
+        )
+        .ok()
+    });
+    static ALIAS: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"__datafusion_extracted_(\d+)").ok());
+    let (Some(definition), Some(alias)) = (DEFINITION.as_ref(), ALIAS.as_ref()) else {
+        return text.to_string();
+    };
+    let names: HashMap<&str, String> = definition
+        .captures_iter(text)
+        .filter_map(|c| {
+            Some((
+                c.get(3)?.as_str(),
+                format!("{}.{}", c.get(1)?.as_str(), c.get(2)?.as_str()),
+            ))
+        })
+        .collect();
+    alias
+        .replace_all(text, |c: &regex::Captures| {
+            names
+                .get(&c[0])
+                .cloned()
+                .unwrap_or_else(|| format!("$expr{}", &c[1]))
+        })
+        .into_owned()
 }
 
 /// Replaces secret option values in text shown to users.
@@ -780,6 +974,14 @@ impl QueryResult {
 }
 
 /// Bytes as Flink's web UI shows them (`1.5 MB`).
+/// The line a statement's first token is on.
+fn first_line(tokens: &[TokenWithSpan]) -> u64 {
+    tokens
+        .iter()
+        .find(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map_or(0, |t| t.span.start.line)
+}
+
 fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
@@ -793,54 +995,6 @@ fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
-}
-
-/// Names result columns as Flink does: an unaliased nested field access
-/// `row.field` is called `field` (DataFusion would call it `t.row[field]`),
-/// unless another column already has that name.
-fn flink_column_names(plan: LogicalPlan) -> Result<LogicalPlan> {
-    use datafusion::logical_expr::{Expr, Projection};
-    let LogicalPlan::Projection(projection) = plan else {
-        return Ok(plan);
-    };
-    let field_name = |e: &Expr| -> Option<String> {
-        let Expr::ScalarFunction(f) = e else {
-            return None;
-        };
-        if f.func.name() != "get_field" {
-            return None;
-        }
-        match f.args.last() {
-            Some(Expr::Literal(datafusion::scalar::ScalarValue::Utf8(Some(name)), _)) => {
-                Some(name.clone())
-            }
-            _ => None,
-        }
-    };
-    let names: Vec<String> = projection
-        .expr
-        .iter()
-        .map(|e| field_name(e).unwrap_or_else(|| e.schema_name().to_string()))
-        .collect();
-    let mut changed = false;
-    let exprs: Vec<Expr> = projection
-        .expr
-        .iter()
-        .map(|e| match field_name(e) {
-            Some(name) if names.iter().filter(|n| **n == name).count() == 1 => {
-                changed = true;
-                e.clone().alias(name)
-            }
-            _ => e.clone(),
-        })
-        .collect();
-    if !changed {
-        return Ok(LogicalPlan::Projection(projection));
-    }
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        exprs,
-        projection.input.clone(),
-    )?))
 }
 
 /// A time in ms since the epoch as `YYYY-MM-DD HH:MM:SS.mmm` (UTC).

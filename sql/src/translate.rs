@@ -70,6 +70,9 @@ pub struct Translator<'a> {
     pub graph: JobGraph,
     parallelism: usize,
     props: ExecutionProps,
+    /// Sources by table: a table read twice in one job (the INSERTs of a
+    /// statement set) is read once and fanned out.
+    sources: HashMap<String, Stream>,
 }
 
 fn with_op_column(schema: &Schema) -> SchemaRef {
@@ -95,6 +98,7 @@ impl<'a> Translator<'a> {
             graph: JobGraph::default(),
             parallelism,
             props: ExecutionProps::new(),
+            sources: HashMap::new(),
         }
     }
 
@@ -368,6 +372,9 @@ impl<'a> Translator<'a> {
     }
 
     fn source(&mut self, table: &TableDef) -> Result<Stream> {
+        if let Some(shared) = self.sources.get(&table.name) {
+            return Ok(shared.clone());
+        }
         let physical = table.physical_schema();
         let connector = create_source(table.connector(), &table.options, physical.clone())?;
         let physical_df = DFSchema::try_from(physical.as_ref().clone())?;
@@ -418,13 +425,15 @@ impl<'a> Translator<'a> {
             &table.name,
             &table.schema,
         )?);
-        Ok(Stream {
+        let stream = Stream {
             node,
             schema,
             updating: false,
             windowed: false,
             parallelism: self.parallelism,
-        })
+        };
+        self.sources.insert(table.name.clone(), stream.clone());
+        Ok(stream)
     }
 
     fn aggregate(&mut self, agg: &datafusion::logical_expr::Aggregate) -> Result<Stream> {

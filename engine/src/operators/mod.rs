@@ -34,7 +34,9 @@ pub struct TaskContext {
     pub batch_size: usize,
     /// The node's counters.
     pub metrics: Arc<NodeMetrics>,
-    /// The job's id, for file names and logs.
+    /// The job's pipeline id ([`crate::JobHandle::pipeline_id`]): the same
+    /// across restarts and runs of a named, checkpointed job, for file names
+    /// a restarted job must recognise as its own.
     pub job_id: String,
     /// The node's index in the job graph.
     pub node: usize,

@@ -54,8 +54,9 @@ pub(crate) struct Trigger {
 
 /// A user's request for a savepoint, sent to the coordinator.
 pub(crate) struct SavepointRequest {
-    /// The directory the savepoint folder is created in.
-    pub target: String,
+    /// The directory the savepoint folder is created in; `None` (with
+    /// `stop`) for a final checkpoint in the job's own checkpoint folder.
+    pub target: Option<String>,
     /// Stop the job after it (without draining).
     pub stop: bool,
     /// With `stop`: send the end-of-time watermark first, firing every window.
@@ -91,6 +92,8 @@ pub struct CheckpointStats {
     pub failure: Option<String>,
     /// The final checkpoint of a bounded job.
     pub is_final: bool,
+    /// A completed checkpoint that retention (`num-retained`) deleted since.
+    pub discarded: bool,
 }
 
 /// Checkpoint statistics of a job, shared with its handle.
@@ -363,6 +366,8 @@ struct Running {
     unaligned: bool,
     alignment: Duration,
     savepoint: Option<SavepointTarget>,
+    /// Who waits for a stop with a final checkpoint.
+    stop_reply: Option<oneshot::Sender<Result<String>>>,
 }
 
 /// Drives the checkpoints of one attempt of a job.
@@ -412,14 +417,24 @@ impl Coordinator {
             tokio::select! {
                 _ = stop.changed() => return,
                 Some(request) = requests.recv() => {
+                    if ending && request.target.is_none() {
+                        // A graceful stop of a job that is ending anyway:
+                        // its end is what the caller waits for.
+                        let _ = request.reply.send(Ok(String::new()));
+                        continue;
+                    }
                     if ending {
                         let _ = request.reply.send(Err(EngineError::Checkpoint(
                             "the job is already finishing or stopping".into(),
                         )));
                         continue;
                     }
-                    ending |= request.stop;
-                    self.start_savepoint(&mut running, request);
+                    // A request that could not start (a bad directory)
+                    // leaves the job running and controllable.
+                    let stop = request.stop;
+                    if self.start_savepoint(&mut running, request) {
+                        ending |= stop;
+                    }
                 }
                 _ = ticker.tick(), if self.settings.periodic => {
                     let paused = last_completed_at
@@ -519,19 +534,36 @@ impl Coordinator {
         }
     }
 
-    /// Creates the savepoint's folder and triggers it.
-    fn start_savepoint(&mut self, running: &mut BTreeMap<u64, Running>, request: SavepointRequest) {
-        let storage =
-            match weir_checkpoint::CheckpointStorage::open(&request.target, &self.settings.storage)
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = request.reply.send(Err(EngineError::Config(format!(
-                        "savepoint directory: {e}"
-                    ))));
-                    return;
-                }
-            };
+    /// Creates the savepoint's folder and triggers it (or, without a target,
+    /// the final checkpoint of a stop); `false` when it could not start.
+    fn start_savepoint(
+        &mut self,
+        running: &mut BTreeMap<u64, Running>,
+        request: SavepointRequest,
+    ) -> bool {
+        let Some(target) = &request.target else {
+            if !request.stop {
+                let _ = request.reply.send(Err(EngineError::Internal(
+                    "a checkpoint on request is only taken to stop the job".into(),
+                )));
+                return false;
+            }
+            let id = self.trigger(running, BarrierKind::StopCheckpoint, None);
+            if let Some(r) = running.get_mut(&id) {
+                r.stop_reply = Some(request.reply);
+            }
+            return true;
+        };
+        let storage = match weir_checkpoint::CheckpointStorage::open(target, &self.settings.storage)
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = request.reply.send(Err(EngineError::Config(format!(
+                    "savepoint directory: {e}"
+                ))));
+                return false;
+            }
+        };
         let target = storage.job(&weir_checkpoint::savepoint_folder_name(&self.job_id));
         if let Ok(mut map) = self.savepoints.lock() {
             map.insert(self.next_id, target.clone());
@@ -551,14 +583,16 @@ impl Coordinator {
                 reply: Some(request.reply),
             }),
         );
+        true
     }
 
+    /// Starts checkpoint `next_id` and returns its id.
     fn trigger(
         &mut self,
         running: &mut BTreeMap<u64, Running>,
         kind: BarrierKind,
         savepoint: Option<SavepointTarget>,
-    ) {
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         running.insert(
@@ -574,12 +608,14 @@ impl Coordinator {
                 unaligned: false,
                 alignment: Duration::ZERO,
                 savepoint,
+                stop_reply: None,
             },
         );
         tracing::debug!(checkpoint = id, ?kind, "triggering checkpoint");
         for s in &self.sources {
             let _ = s.send(Trigger { id, kind });
         }
+        id
     }
 
     fn record_failure(&self, id: u64, r: &Running, reason: String) {
@@ -597,13 +633,20 @@ impl Coordinator {
                 savepoint: r.savepoint.is_some(),
                 failure: Some(reason),
                 is_final: r.kind == BarrierKind::Final,
+                discarded: false,
             });
         }
     }
 
     /// Records a failed checkpoint and removes its files; `true` when the
     /// job must fail because of it.
-    async fn failed(&mut self, id: u64, r: Running, reason: String, failures: &mut usize) -> bool {
+    async fn failed(
+        &mut self,
+        id: u64,
+        mut r: Running,
+        reason: String,
+        failures: &mut usize,
+    ) -> bool {
         tracing::warn!(checkpoint = id, %reason, "checkpoint failed");
         self.record_failure(id, &r, reason.clone());
         if let Some(mut savepoint) = r.savepoint {
@@ -630,6 +673,16 @@ impl Coordinator {
         }
         eprintln!("[WARN] Checkpoint {id} failed: {reason}");
         let _ = self.job.delete_checkpoint(id).await;
+        if let Some(reply) = r.stop_reply.take() {
+            // The sources have stopped: the job cannot go on.
+            let _ = reply.send(Err(EngineError::Checkpoint(format!(
+                "the final checkpoint of the stop failed: {reason}"
+            ))));
+            let _ = self.fail.send(EngineError::Checkpoint(format!(
+                "the final checkpoint {id} of a stop failed ({reason}); the job restarts from its latest checkpoint"
+            )));
+            return true;
+        }
         *failures += 1;
         if *failures > self.settings.tolerable_failures {
             let _ = self.fail.send(EngineError::Checkpoint(format!(
@@ -718,6 +771,7 @@ impl Coordinator {
                 savepoint: r.savepoint.is_some(),
                 failure: None,
                 is_final: r.kind == BarrierKind::Final,
+                discarded: false,
             });
         }
         // Sinks commit what they pre-committed up to here.
@@ -734,6 +788,9 @@ impl Coordinator {
             .collect::<Vec<_>>();
         self.retained.push((id, shared));
         self.prune().await;
+        if let Some(reply) = r.stop_reply.take() {
+            let _ = reply.send(Ok(path));
+        }
         Ok(())
     }
 
@@ -751,6 +808,13 @@ impl Coordinator {
         }
         self.retained
             .retain(|(id, _)| !plan.checkpoints.contains(id));
+        if let Ok(mut log) = self.stats.lock() {
+            for c in log.iter_mut() {
+                if !c.savepoint && c.status == "COMPLETED" && plan.checkpoints.contains(&c.id) {
+                    c.discarded = true;
+                }
+            }
+        }
     }
 }
 

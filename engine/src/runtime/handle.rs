@@ -44,6 +44,12 @@ pub(super) struct Shared {
     pub(super) cancelled: AtomicBool,
     pub(super) cancel: Notify,
     pub(super) error: Mutex<Option<EngineError>>,
+    /// The savepoint or checkpoint the job's latest attempt restored.
+    pub(super) restored_from: Mutex<Option<String>>,
+    /// Set when [`JobHandle::stop`] asked the job to stop.
+    pub(super) stop_requested: AtomicBool,
+    /// When the job ended (ms since the epoch); 0 while it runs.
+    pub(super) ended_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A running (or finished) job.
@@ -62,12 +68,51 @@ pub struct JobHandle {
     pub(super) savepoint_dir: Option<String>,
     /// When the job was started (ms since the epoch).
     pub(super) started_ms: i64,
+    /// Periodic checkpoints are on: [`JobHandle::stop`] takes a final one.
+    pub(super) periodic_checkpoints: bool,
+    /// Names the job's checkpoint folder (see [`JobHandle::pipeline_id`]).
+    pub(super) pipeline_id: String,
 }
 
 impl JobHandle {
-    /// The job's id: 32 hex digits, like Flink's.
+    /// The job's id: 32 hex digits, like Flink's, new for every submission
+    /// (a job restored from a savepoint or resumed from a checkpoint gets a
+    /// new one too; [`JobHandle::restored_from`] says where it came from).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// What names the job's checkpoint folder (`<dir>/<pipeline id>/chk-<n>`)
+    /// and its part files: derived from `pipeline.name` when checkpointing
+    /// is on and the job is named, so that the next run of the same job
+    /// finds its checkpoints; the job id otherwise.
+    pub fn pipeline_id(&self) -> &str {
+        &self.pipeline_id
+    }
+
+    /// The savepoint or checkpoint the job restored its state from, once it
+    /// has restored (after a restart: the latest one); `None` for a job that
+    /// started empty.
+    pub fn restored_from(&self) -> Option<String> {
+        self.shared
+            .restored_from
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+    }
+
+    /// Whether [`JobHandle::stop`] was called (a job that then reports
+    /// `FINISHED` was stopped, it did not reach the end of its input).
+    pub fn stop_requested(&self) -> bool {
+        self.shared.stop_requested.load(Ordering::SeqCst)
+    }
+
+    /// When the job ended (ms since the epoch), `None` while it runs.
+    pub fn end_time_ms(&self) -> Option<i64> {
+        match self.shared.ended_ms.load(Ordering::SeqCst) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// `pipeline.name`, or the statement that started the job.
@@ -169,6 +214,57 @@ impl JobHandle {
         self.wait().await.map(|()| path)
     }
 
+    /// Stops the job gracefully. With periodic checkpoints, the sources stop
+    /// reading, a final checkpoint is taken, the sinks commit it and the job
+    /// ends `FINISHED`; the next run of the job resumes from that checkpoint,
+    /// so nothing is lost or written twice. Windows still open are kept in
+    /// the checkpoint, not fired. Without checkpoints this is
+    /// [`JobHandle::cancel`]. Returns once the job has ended; a job that is
+    /// not running is left as it is.
+    ///
+    /// # Errors
+    ///
+    /// When the final checkpoint fails the job fails over as after any
+    /// failure (`restart-strategy.*`) and the error says why.
+    pub async fn stop(&self) -> Result<()> {
+        if self.status() != JobStatus::Running {
+            return Ok(());
+        }
+        if !self.periodic_checkpoints {
+            self.cancel();
+            return match self.wait().await {
+                Err(EngineError::Cancelled) => Ok(()),
+                other => other,
+            };
+        }
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.shared.savepoints.send(checkpoint::SavepointRequest {
+            target: None,
+            stop: true,
+            drain: false,
+            reply,
+        });
+        if sent.is_err() {
+            return Ok(());
+        }
+        match answer.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                // The stop failed: end it for sure.
+                self.cancel();
+                let _ = self.wait().await;
+                return Err(e);
+            }
+            // The job ended before it could take the checkpoint.
+            Err(_) => {}
+        }
+        match self.wait().await {
+            Err(EngineError::Cancelled) => Ok(()),
+            other => other,
+        }
+    }
+
     /// `stop`: `None` to go on, `Some(drain)` to stop.
     async fn request_savepoint(
         &self,
@@ -200,7 +296,7 @@ impl JobHandle {
         self.shared
             .savepoints
             .send(checkpoint::SavepointRequest {
-                target,
+                target: Some(target),
                 stop: stop.is_some(),
                 drain: stop == Some(true),
                 reply,

@@ -61,12 +61,14 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         ),
         None => None,
     };
-    // A job named with `pipeline.name` keeps its id across runs, so that it
-    // finds its checkpoints; an unnamed one is a new job each time.
-    let id = if checkpointing.is_some() && config.get("pipeline.name").is_some() {
+    // Every submission is a new job. A job named with `pipeline.name` keeps
+    // its checkpoint folder across runs, so that the next run finds its
+    // checkpoints; an unnamed one has a folder of its own each time.
+    let id = new_job_id();
+    let pipeline_id = if checkpointing.is_some() && config.get("pipeline.name").is_some() {
         stable_job_id(name)
     } else {
-        new_job_id()
+        id.clone()
     };
     let metrics: Vec<(String, Arc<NodeMetrics>)> = graph
         .nodes
@@ -80,17 +82,21 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         cancelled: AtomicBool::new(false),
         cancel: Notify::new(),
         error: Mutex::new(None),
+        restored_from: Mutex::new(None),
+        stop_requested: AtomicBool::new(false),
+        ended_ms: Default::default(),
     });
     let stats: checkpoint::StatsLog = Arc::default();
     let (status_tx, status_rx) = watch::channel(JobStatus::Running);
     let savepoints_enabled = checkpointing.is_some();
+    let periodic_checkpoints = checkpointing.as_ref().is_some_and(|c| c.periodic);
     let savepoint_dir = checkpointing.as_ref().and_then(|c| c.savepoint_dir.clone());
     let driver = Driver {
         requests: Arc::new(tokio::sync::Mutex::new(savepoints_rx)),
         graph: Arc::new(graph.clone()),
         config: config.clone(),
         name: name.to_string(),
-        id: id.clone(),
+        folder: pipeline_id.clone(),
         state,
         checkpointing,
         storage,
@@ -102,6 +108,9 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
     tokio::spawn(async move {
         let status = driver.run().await;
         tracing::info!(status = status.flink_name(), "job ended");
+        supervisor_shared
+            .ended_ms
+            .store(now_ms().max(1), Ordering::SeqCst);
         let _ = status_tx.send(status);
         drop(supervisor_shared);
     });
@@ -115,11 +124,17 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         checkpoints: stats,
         savepoints_enabled,
         savepoint_dir,
-        started_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        started_ms: now_ms(),
+        periodic_checkpoints,
+        pipeline_id,
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Runs a job's attempts: restores, restarts, reports.
@@ -127,7 +142,9 @@ struct Driver {
     graph: Arc<JobGraph>,
     config: Config,
     name: String,
-    id: String,
+    /// The job's checkpoint folder, scratch folders and file names:
+    /// [`JobHandle::pipeline_id`].
+    folder: String,
     state: Arc<crate::config::StateSettings>,
     checkpointing: Option<crate::config::CheckpointSettings>,
     storage: Option<weir_checkpoint::CheckpointStorage>,
@@ -195,7 +212,7 @@ impl Driver {
         let Ok(entries) = std::fs::read_dir(&base) else {
             return;
         };
-        let prefix = format!("{}-", self.id);
+        let prefix = format!("{}-", self.folder);
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
             let Some(rest) = name.strip_prefix(&prefix) else {
@@ -220,7 +237,7 @@ impl Driver {
     async fn cancelled(&self) -> JobStatus {
         if let (Some(c), Some(storage)) = (&self.checkpointing, &self.storage) {
             if c.delete_on_cancel {
-                let _ = storage.job(&self.id).delete_job().await;
+                let _ = storage.job(&self.folder).delete_job().await;
             }
         }
         JobStatus::Cancelled
@@ -242,6 +259,7 @@ impl Driver {
                         EngineError::Checkpoint(format!("execution.savepoint.path: {e}"))
                     })?;
             eprintln!("[INFO] Restoring job '{}' from {path}", self.name);
+            self.record_restore(&path);
             return self.checked(metadata, job);
         }
         let Some(c) = &self.checkpointing else {
@@ -250,7 +268,7 @@ impl Driver {
         if !c.resume {
             if let Some(storage) = &self.storage {
                 storage
-                    .job(&self.id)
+                    .job(&self.folder)
                     .delete_job()
                     .await
                     .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
@@ -264,7 +282,7 @@ impl Driver {
         let Some(storage) = &self.storage else {
             return Ok(None);
         };
-        let job = storage.job(&self.id);
+        let job = storage.job(&self.folder);
         let (found, warnings) = job
             .latest_valid()
             .await
@@ -281,9 +299,16 @@ impl Driver {
                     metadata.checkpoint_id,
                     job.checkpoint_url(metadata.checkpoint_id)
                 );
+                self.record_restore(&job.checkpoint_url(metadata.checkpoint_id));
                 self.checked(metadata, job)
             }
             None => Ok(None),
+        }
+    }
+
+    fn record_restore(&self, from: &str) {
+        if let Ok(mut slot) = self.shared.restored_from.lock() {
+            *slot = Some(from.to_string());
         }
     }
 
@@ -399,7 +424,7 @@ impl Driver {
         );
         let scratch = std::env::temp_dir().join("weir-checkpoints").join(format!(
             "{}-{}-{attempt_tag}",
-            self.id,
+            self.folder,
             std::process::id()
         ));
         let (to_coordinator, events) = mpsc::unbounded_channel();
@@ -411,7 +436,7 @@ impl Driver {
             (Some(c), Some(storage)) => Some(checkpoint::TaskCheckpointing {
                 savepoints: savepoint_targets.clone(),
                 to_coordinator,
-                job: storage.job(&self.id),
+                job: storage.job(&self.folder),
                 scratch: scratch.clone(),
                 incremental: c.incremental,
                 completed: completed_rx,
@@ -438,7 +463,7 @@ impl Driver {
                     max_parallelism,
                     batch_size: config.batch_size(),
                     metrics: self.metrics[id].1.clone(),
-                    job_id: self.id.clone(),
+                    job_id: self.folder.clone(),
                     node: id,
                     state: self.state.clone(),
                     restore: None,
@@ -487,7 +512,7 @@ impl Driver {
                                 ctx.restore = r.download(*id, s, node.parallelism, &dir).await?;
                             }
                             shared_files.push(Arc::new(tokio::sync::Mutex::new(match &restore {
-                                Some(r) => r.shared_files(*id, s, &attempt_tag, &self.id),
+                                Some(r) => r.shared_files(*id, s, &attempt_tag, &self.folder),
                                 None => weir_checkpoint::SharedFiles::new(attempt_tag.clone()),
                             })));
                             factories.push((factory.clone(), ctx));
@@ -554,7 +579,7 @@ impl Driver {
             let coordinator = checkpoint::Coordinator {
                 settings: c.clone(),
                 job,
-                job_id: self.id.clone(),
+                job_id: self.folder.clone(),
                 job_name: self.name.clone(),
                 graph: graph_fingerprint(graph),
                 operators: graph.operator_infos(),
@@ -720,10 +745,7 @@ fn run_source(
                     router.blocking_broadcast(Message::Watermark(i64::MAX))?;
                 }
                 checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
-                if matches!(
-                    t.kind,
-                    BarrierKind::StopSavepoint | BarrierKind::DrainSavepoint
-                ) {
+                if t.kind.ends_input() {
                     // Without draining no end-of-time watermark was sent,
                     // so open windows stay in the savepoint.
                     router.blocking_broadcast(Message::End)?;
@@ -923,7 +945,7 @@ async fn run_chain(
                 complete,
                 kind,
             } => {
-                stopping |= kind == BarrierKind::StopSavepoint;
+                stopping |= kind.stops_without_draining();
                 let Some(cp) = checkpointing.as_mut() else {
                     router.announce_barrier(id, kind)?;
                     continue;

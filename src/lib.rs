@@ -37,7 +37,7 @@
 pub use datafusion::arrow;
 pub use weir_checkpoint as checkpoint;
 pub use weir_engine::{CheckpointStats, Config, EngineError, JobHandle, JobStatus};
-pub use weir_sql::{QueryResult, Session, SqlError, StatementResult};
+pub use weir_sql::{NameScope, QueryResult, Session, SqlError, StatementResult};
 pub use weir_state as state;
 
 /// Registers Weir's Flink functions (`DATE_FORMAT`, `REGEXP_EXTRACT`,

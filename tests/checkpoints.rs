@@ -303,11 +303,12 @@ fn rocksdb_unaligned_p2_survives_kills() {
     crash_and_compare("rocksdb", true, 2, None);
 }
 
-/// Two jobs in one file, each under its own `pipeline.name`, reading the
-/// same input into two sinks: killed and resumed together, each resumes
-/// from its own checkpoints and commits exactly an uninterrupted run's rows.
-#[test]
-fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
+/// Two sinks fed from the same input, killed and resumed together: as two
+/// jobs in one file, each under its own `pipeline.name` (each resumes from
+/// its own checkpoints), or as one statement set (one job, one source,
+/// checkpointed and restored as a whole). Either way each sink commits
+/// exactly an uninterrupted run's rows.
+fn two_sinks_survive_kills(statement_set: bool) {
     let work = tempfile::tempdir().unwrap();
     let rows = env_u64("WEIR_CRASH_ROWS", 600_000) / 2;
     let input = work.path().join("input");
@@ -328,15 +329,36 @@ fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
     ] {
         sql.push_str(&format!("SET '{k}' = '{v}';\n"));
     }
-    // The reference job's text, once per sink, each under its own name.
-    for (job, out) in [("a", &out_a), ("b", &out_b)] {
-        let one = job_sql(&input, out, &[("pipeline.name", format!("two-jobs-{job}"))]);
-        let one = one
-            .replace("CREATE TABLE src", &format!("CREATE TABLE src_{job}"))
-            .replace("TABLE src,", &format!("TABLE src_{job},"))
-            .replace("CREATE TABLE dst", &format!("CREATE TABLE dst_{job}"))
-            .replace("INSERT INTO dst", &format!("INSERT INTO dst_{job}"));
-        sql.push_str(&one);
+    // The reference job's statements, once per sink: `src`, `dst`, INSERT.
+    let statements = |out: &Path, job: &str| -> Vec<String> {
+        job_sql(&input, out, &[])
+            .split(";\n")
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                s.replace("TABLE src", &format!("TABLE src_{job}"))
+                    .replace("TABLE dst", &format!("TABLE dst_{job}"))
+                    .replace("INTO dst", &format!("INTO dst_{job}"))
+                    + ";\n"
+            })
+            .collect()
+    };
+    let (a, b) = (statements(&out_a, "a"), statements(&out_b, "b"));
+    if statement_set {
+        // One source: both INSERTs read `src_a`.
+        sql.push_str(&a[0]);
+        sql.push_str(&a[1]);
+        sql.push_str(&b[1]);
+        sql.push_str("SET 'pipeline.name' = 'two-sinks';\nEXECUTE STATEMENT SET BEGIN\n");
+        sql.push_str(&a[2]);
+        sql.push_str(&b[2].replace("TABLE src_b", "TABLE src_a"));
+        sql.push_str("END;\n");
+    } else {
+        for (job, statements) in [("a", &a), ("b", &b)] {
+            sql.push_str(&statements[0]);
+            sql.push_str(&statements[1]);
+            sql.push_str(&format!("SET 'pipeline.name' = 'two-jobs-{job}';\n"));
+            sql.push_str(&statements[2]);
+        }
     }
     let job = work.path().join("job.sql");
     std::fs::write(&job, &sql).unwrap();
@@ -347,7 +369,12 @@ fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
         "finished before the first kill:\n{}",
         outcome.stderr
     );
-    for name in ["two-jobs-a", "two-jobs-b"] {
+    let names: &[&str] = if statement_set {
+        &["two-sinks"]
+    } else {
+        &["two-jobs-a", "two-jobs-b"]
+    };
+    for name in names {
         assert!(
             outcome
                 .stderr
@@ -360,10 +387,20 @@ fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
     for (name, rows) in [("a", &outcome.rows), ("b", &rows_b)] {
         assert!(
             *rows == expected,
-            "job {name}: {} rows committed, {} expected\n{}",
+            "sink {name}: {} rows committed, {} expected\n{}",
             rows.len(),
             expected.len(),
             outcome.stderr
         );
     }
+}
+
+#[test]
+fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
+    two_sinks_survive_kills(false);
+}
+
+#[test]
+fn a_statement_set_survives_kills_as_one_job() {
+    two_sinks_survive_kills(true);
 }

@@ -265,7 +265,30 @@ fn interactive_shell_on_a_terminal() {
     send("SELECT 7 AS seven;\n");
     wait_for("Received a total of 1 row");
     prompts(4);
+    // History is appended as statements run, not only on exit.
+    let history = std::fs::read_to_string(home.path().join(".weir_history")).unwrap_or_default();
+    assert!(history.contains("SELECT 7 AS seven;"), "{history}");
+    // Tab completes keywords; HELP lists the SQL statements.
+    send("HEL");
+    wait_for("HEL");
+    send("\t");
+    wait_for("HELP");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send(";\n");
+    wait_for("SHOW CREATE TABLE t | VIEW v");
+    prompts(5);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n");
+    prompts(6);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("INSERT INTO o SELECT x FROM g;\n");
+    wait_for("Job ID:");
+    prompts(7);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // QUIT says that it stops the running job, and does.
     send("quit;\n");
+    wait_for("Stopping 1 running job before leaving");
+    wait_for(") stopped.");
     wait_for("Bye!");
     // Keep `script`'s stdin open until the shell has exited: on end of
     // input `script` may hang up the terminal while the shell is still

@@ -254,17 +254,32 @@ fn interactive_shell_on_a_terminal() {
     send("WITH ('connector' = 'datagen', 'rows-per-second' = '20');\n");
     wait_for("[INFO] Execute statement succeeded.");
     prompts(2);
+    // The table view (Flink's default): the result materialized in place on
+    // the alternate screen, until Ctrl-C (a SIGINT: the query runs with the
+    // terminal in cooked mode) returns to the prompt.
+    send("SELECT x % 3 AS k, COUNT(*) AS n FROM g GROUP BY x % 3;\n");
+    wait_for("Weir SQL table result. Refresh: 0.5 s. Rows: ");
+    wait_for("|                    k |                    n |");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    send("\u{3}");
+    wait_for("back at the prompt.");
+    prompts(3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("SET 'sql-client.execution.result-mode' = 'tableau';\n");
+    wait_for("Session property has been set.");
+    prompts(4);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     send("SELECT x FROM g;\n");
-    // Rows are streaming: the query runs with the terminal in cooked mode,
-    // so Ctrl-C is a SIGINT for the shell to handle.
+    // Tableau: rows stream as a growing table.
     wait_for("|                    x |");
     std::thread::sleep(std::time::Duration::from_millis(500));
     send("\u{3}");
     wait_for("Query cancelled after");
-    prompts(3);
+    prompts(5);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     send("SELECT 7 AS seven;\n");
     wait_for("Received a total of 1 row");
-    prompts(4);
+    prompts(6);
     // History is appended as statements run, not only on exit.
     let history = std::fs::read_to_string(home.path().join(".weir_history")).unwrap_or_default();
     assert!(history.contains("SELECT 7 AS seven;"), "{history}");
@@ -276,14 +291,18 @@ fn interactive_shell_on_a_terminal() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     send(";\n");
     wait_for("SHOW CREATE TABLE t | VIEW v");
-    prompts(5);
+    prompts(7);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    send("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n");
-    prompts(6);
+    send(
+        "CREATE TABLE o (x BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'printed');\n",
+    );
+    prompts(8);
     std::thread::sleep(std::time::Duration::from_millis(300));
     send("INSERT INTO o SELECT x FROM g;\n");
     wait_for("Job ID:");
-    prompts(7);
+    prompts(9);
+    // The print sink's rows reach the terminal (above the prompt).
+    wait_for("printed> +I[");
     std::thread::sleep(std::time::Duration::from_millis(300));
     // QUIT says that it stops the running job, and does.
     send("quit;\n");

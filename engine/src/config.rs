@@ -75,9 +75,9 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "sql-client.execution.result-mode",
-        kind: Kind::OneOf(&["tableau", "TABLEAU"]),
-        default: Some("tableau"),
-        doc: "how the shell shows results",
+        kind: Kind::OneOf(&["table", "changelog", "tableau"]),
+        default: None,
+        doc: "how the shell shows results: table (materialized, updated in place; the interactive default), changelog, or tableau (the default when piped)",
     },
     Key {
         name: "sql-client.execution.max-table-result.rows",

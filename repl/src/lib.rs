@@ -13,7 +13,7 @@ use rustyline::error::ReadlineError;
 use weir_engine::{Config, EngineError, JobHandle};
 use weir_sql::{is_complete, NameScope, Session, SqlError, StatementResult};
 
-pub use display::{print_query, print_table};
+pub use display::{print_query, print_table, ResultMode, View};
 
 const HELP: &str = "\
 Usage:
@@ -252,7 +252,7 @@ async fn run_script(
             println!("{SQL_HELP}\n");
             continue;
         }
-        match execute_and_print(session, tokens, false).await {
+        match execute_and_print(session, tokens, None).await {
             Ok(Some(job)) => {
                 if let Some(rest) = rest {
                     serve(rest, &mut rest_started, session.config(), &job).await;
@@ -487,11 +487,12 @@ fn is_help(tokens: &[datafusion::sql::sqlparser::tokenizer::TokenWithSpan]) -> b
 }
 
 /// Executes one statement and prints its outcome. Returns the job an INSERT
-/// started.
+/// started. `terminal` is the height of the shell's terminal, `None` when
+/// the statements are piped or read from a file.
 async fn execute_and_print(
     session: &mut Session,
     tokens: Vec<datafusion::sql::sqlparser::tokenizer::TokenWithSpan>,
-    interactive: bool,
+    terminal: Option<usize>,
 ) -> Result<Option<JobHandle>, SqlError> {
     match session.execute_tokens(tokens).await? {
         StatementResult::Done(msg) => println!("[INFO] {msg}\n"),
@@ -515,8 +516,21 @@ async fn execute_and_print(
                 .get("sql-client.display.max-column-width")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(30);
+            // Flink's client: the table view at a terminal, tableau when piped.
+            let mode = match session.config().get("sql-client.execution.result-mode") {
+                Some(mode) => ResultMode::parse(&mode),
+                None if terminal.is_some() => ResultMode::Table,
+                None => ResultMode::Tableau,
+            };
+            let view = View {
+                mode,
+                max_rows,
+                max_width: width,
+                interactive: terminal.is_some(),
+                height: terminal.unwrap_or(24),
+            };
             let job = query.job.clone();
-            let outcome = print_query(query, max_rows, width, interactive).await;
+            let outcome = print_query(query, view).await;
             report_counters(&job);
             if let Err(e) = outcome {
                 return Err(SqlError::Engine(e));
@@ -539,6 +553,19 @@ async fn shell(session: &mut Session) -> ExitCode {
         std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".weir_history"));
     if let Some(h) = &history {
         let _ = editor.load_history(h);
+    }
+    // Print sinks write above the prompt, not over it.
+    if let Ok(printer) = editor.create_external_printer() {
+        let printer = std::sync::Mutex::new(printer);
+        weir_engine::connectors::print::set_console(Some(std::sync::Arc::new(
+            move |text: String| {
+                use rustyline::ExternalPrinter as _;
+                if let Ok(mut p) = printer.lock() {
+                    let text = text.trim_end_matches('\n').replace('\n', "\r\n");
+                    let _ = p.print(text);
+                }
+            },
+        )));
     }
     let helper = complete::SqlHelper::default();
     let names = helper.names.clone();
@@ -590,7 +617,10 @@ async fn shell(session: &mut Session) -> ExitCode {
                         println!("{SQL_HELP}\n");
                         continue;
                     }
-                    match execute_and_print(session, tokens, true).await {
+                    let height = editor
+                        .dimensions()
+                        .map_or(24, |(_, rows)| usize::from(rows));
+                    match execute_and_print(session, tokens, Some(height)).await {
                         Ok(Some(job)) => {
                             serve(&rest, &mut rest_started, session.config(), &job).await
                         }

@@ -4,6 +4,7 @@
 //! before a failure are printed again after a restart.
 
 use std::io::Write;
+use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -13,6 +14,20 @@ use crate::error::{EngineError, Result};
 use crate::format::column_strings;
 use crate::message::{split_changes, ChangeKind};
 use crate::operators::TaskContext;
+
+/// Where print sinks write instead of standard output or error, when set.
+pub type Console = Arc<dyn Fn(String) + Send + Sync>;
+
+static CONSOLE: RwLock<Option<Console>> = RwLock::new(None);
+
+/// Routes the output of every print sink of this process to `console`
+/// (`None`: back to standard output and error). The interactive shell sets
+/// it so that rows are printed above its prompt instead of over it.
+pub fn set_console(console: Option<Console>) {
+    if let Ok(mut slot) = CONSOLE.write() {
+        *slot = console;
+    }
+}
 
 /// Print sink options.
 pub struct PrintSink {
@@ -77,6 +92,10 @@ impl SinkWriter for PrintWriter {
                 kind.short(),
                 values.join(", ")
             ));
+        }
+        if let Some(console) = CONSOLE.read().ok().and_then(|c| c.clone()) {
+            console(text);
+            return Ok(());
         }
         let result = if self.stderr {
             std::io::stderr().lock().write_all(text.as_bytes())

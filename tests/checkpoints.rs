@@ -87,7 +87,11 @@ fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
         job_sql(
             input,
             &out,
-            &[("parallelism.default", parallelism.to_string())],
+            &[
+                ("parallelism.default", parallelism.to_string()),
+                // Tests run side by side: no fixed REST port.
+                ("rest.port", "0".into()),
+            ],
         ),
     )
     .unwrap();
@@ -195,6 +199,7 @@ fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize, cache: 
             format!("crash-{backend}-{unaligned}-{parallelism}"),
         ),
         ("parallelism.default", parallelism.to_string()),
+        ("rest.port", "0".into()),
         ("state.backend.type", backend.to_string()),
         (
             "state.backend.rocksdb.localdir",
@@ -324,6 +329,7 @@ fn two_sinks_survive_kills(statement_set: bool) {
             "execution.checkpointing.dir",
             work.path().join("checkpoints").display().to_string(),
         ),
+        ("rest.port", "0".into()),
         ("execution.buffer-capacity", "4".into()),
         ("execution.batch-size", "2048".into()),
     ] {

@@ -15,9 +15,24 @@ fn manifest_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
+/// A configuration for `weir run` in tests, which run side by side: the
+/// REST API on any free port (a port in use is an error).
+fn test_conf() -> &'static str {
+    static CONF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CONF.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("weir-cli-test-{}.yaml", std::process::id()));
+        std::fs::write(&path, "rest.port: 0\n").unwrap();
+        path.display().to_string()
+    })
+}
+
 fn weir(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut args: Vec<&str> = args.to_vec();
+    if args.first() == Some(&"run") && !args.contains(&"--conf") {
+        args.extend(["--conf", test_conf()]);
+    }
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
+        .args(&args)
         .current_dir(manifest_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -797,4 +812,101 @@ fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
             "{second}"
         );
     }
+}
+
+/// A REST port in use is an error, not a warning: `weir list` would talk
+/// to whatever serves there. A port out of range is refused when set.
+#[test]
+fn a_rest_port_in_use_is_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'rest.port' = '{port}';\n\
+             CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '10');\n\
+             CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO o SELECT x FROM g;\n"
+        ),
+    )
+    .unwrap();
+    let out = weir(&["run", job.to_str().unwrap(), "--conf", "/dev/null"], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("'rest.enabled' to 'false'"),
+        "{stderr}"
+    );
+    let out = weir(&[], Some("SET 'rest.port' = '99999';"));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("'rest.port'") && stdout.contains("from 0 to 65535"),
+        "{stdout}"
+    );
+    drop(taken);
+}
+
+/// `datagen` random values differ from run to run, as in Flink, unless a
+/// field's or the table's seed is set; a resumed job keeps the seeds it
+/// drew (they are part of the checkpointed position).
+#[test]
+fn datagen_is_random_unless_seeded_and_a_resumed_job_keeps_its_seeds() {
+    let run = |options: &str| {
+        let out = weir(
+            &[],
+            Some(&format!(
+                "CREATE TABLE g (x BIGINT, s STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '20'{options});\n\
+                 SELECT x, s FROM g;\n"
+            )),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_ne!(run(""), run(""));
+    assert_eq!(run(", 'seed' = '7'"), run(", 'seed' = '7'"));
+    assert_ne!(run(", 'seed' = '7'"), run(", 'seed' = '8'"));
+    let seeded = run(", 'fields.x.seed' = '42', 'fields.s.seed' = '43'");
+    assert_eq!(
+        seeded,
+        run(", 'fields.x.seed' = '42', 'fields.s.seed' = '43'")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().join("chk");
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';\n\
+             SET 'execution.checkpointing.dir' = '{}';\n\
+             SET 'pipeline.name' = 'seeds';\n\
+             SET 'rest.port' = '0';\n\
+             CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '100');\n\
+             CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO o SELECT x FROM g;\n",
+            chk.display()
+        ),
+    )
+    .unwrap();
+    let seeds = || {
+        let job_dir = std::fs::read_dir(&chk)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let newest = *checkpoint_ids(&job_dir).last().unwrap();
+        let meta =
+            std::fs::read_to_string(job_dir.join(format!("chk-{newest}/_metadata"))).unwrap();
+        let at = meta.find("\"seeds\":").unwrap();
+        meta[at..].split(']').next().unwrap().to_string()
+    };
+    run_then_sigterm(&job, std::time::Duration::from_millis(1500));
+    let first = seeds();
+    let resumed = run_then_sigterm(&job, std::time::Duration::from_millis(1500));
+    assert!(resumed.contains("Resuming job 'seeds'"), "{resumed}");
+    assert_eq!(seeds(), first);
 }

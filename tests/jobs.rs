@@ -265,3 +265,27 @@ async fn rest_reports_the_end_time_and_duration_of_an_ended_job() {
     assert_eq!(json_number(&body, "duration"), end - start, "{body}");
     assert!(body.contains("\"state\":\"FINISHED\""), "{body}");
 }
+
+/// A stop whose savepoint cannot be written leaves the job running and
+/// controllable: a later savepoint and stop work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stop_leaves_the_job_running_and_controllable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = checkpointed(dir.path(), "failed-stop");
+    ctx.sql(UNBOUNDED).await.unwrap();
+    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
+        .await
+        .unwrap();
+    let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    wait_for_a_checkpoint(&job).await;
+    let failed = job.stop_with_savepoint(Some("/proc/nope"), false).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(job.status(), JobStatus::Running);
+    let savepoint = job.savepoint(None).await.unwrap();
+    assert!(
+        Path::new(&savepoint).join("_metadata").is_file(),
+        "{savepoint}"
+    );
+    job.stop().await.unwrap();
+    assert_eq!(job.status(), JobStatus::Finished);
+}

@@ -14,6 +14,8 @@ use crate::error::{EngineError, Result};
 enum Kind {
     PositiveInt,
     NonNegativeInt,
+    /// A TCP port, 0 to 65535.
+    Port,
     Duration,
     MemorySize,
     Bool,
@@ -235,7 +237,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "rest.port",
-        kind: Kind::NonNegativeInt,
+        kind: Kind::Port,
         default: Some("8081"),
         doc: "port of the REST API of `weir run` and the shell (0: a free port, printed at start)",
     },
@@ -737,6 +739,10 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
         Kind::NonNegativeInt => match value.parse::<usize>() {
             Ok(_) => Ok(()),
             _ => bad("a non-negative integer"),
+        },
+        Kind::Port => match value.parse::<u16>() {
+            Ok(_) => Ok(()),
+            _ => bad("a port from 0 to 65535 (0: any free port)"),
         },
         Kind::Duration => match parse_duration(value) {
             Ok(_) => Ok(()),

@@ -255,7 +255,15 @@ async fn run_script(
         match execute_and_print(session, tokens, None).await {
             Ok(Some(job)) => {
                 if let Some(rest) = rest {
-                    serve(rest, &mut rest_started, session.config(), &job).await;
+                    if let Err(e) = serve(rest, &mut rest_started, session.config(), &job).await {
+                        eprintln!("[ERROR] {e}");
+                        jobs.push(job);
+                        cancel_all(&jobs);
+                        for job in &jobs {
+                            let _ = job.wait().await;
+                        }
+                        return ExitCode::FAILURE;
+                    }
                 }
                 if session.config().bool("table.dml-sync") {
                     if let Err(code) = wait_job(&job).await {
@@ -290,18 +298,26 @@ async fn run_script(
 
 /// Makes a started job visible through the REST API, starting the server
 /// with the first job (so that `SET 'rest.port'` before it applies).
-async fn serve(rest: &rest::RestState, started: &mut bool, config: &Config, job: &JobHandle) {
+///
+/// A port that cannot be bound is an error (another process may be
+/// serving there, and `weir list` would talk to it): the caller cancels the
+/// job and says so.
+async fn serve(
+    rest: &rest::RestState,
+    started: &mut bool,
+    config: &Config,
+    job: &JobHandle,
+) -> Result<(), String> {
     if !*started {
-        *started = true;
         match rest::start(config, rest.clone()).await {
             Ok(Some(addr)) => eprintln!("[INFO] REST API listening on http://{addr}"),
             Ok(None) => {}
-            Err(e) => eprintln!(
-                "[WARN] REST API not started: {e} (rest.address, rest.port; rest.port = 0 picks a free port)"
-            ),
+            Err(e) => return Err(format!("REST API: {e}")),
         }
+        *started = true;
     }
     rest.add_job(job.clone());
+    Ok(())
 }
 
 fn cancel_all(jobs: &[JobHandle]) {
@@ -622,7 +638,13 @@ async fn shell(session: &mut Session) -> ExitCode {
                         .map_or(24, |(_, rows)| usize::from(rows));
                     match execute_and_print(session, tokens, Some(height)).await {
                         Ok(Some(job)) => {
-                            serve(&rest, &mut rest_started, session.config(), &job).await
+                            if let Err(e) =
+                                serve(&rest, &mut rest_started, session.config(), &job).await
+                            {
+                                job.cancel();
+                                let _ = job.wait().await;
+                                println!("[ERROR] {e}\nJob {} was cancelled.\n", job.id());
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => {

@@ -86,19 +86,25 @@ impl RestState {
 
 /// Starts the server per `rest.*` and returns the address it listens on;
 /// `None` when switched off (`rest.enabled = false`).
-pub async fn start(config: &Config, state: RestState) -> std::io::Result<Option<SocketAddr>> {
+pub async fn start(config: &Config, state: RestState) -> Result<Option<SocketAddr>, String> {
     if !config.bool("rest.enabled") {
         return Ok(None);
     }
     let address = config
         .get("rest.address")
         .unwrap_or_else(|| "127.0.0.1".into());
-    let port: u16 = config
-        .get("rest.port")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8081);
-    let listener = tokio::net::TcpListener::bind((address.as_str(), port)).await?;
-    let bound = listener.local_addr()?;
+    let port = config.get("rest.port").unwrap_or_else(|| "8081".into());
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("rest.port must be a port from 0 to 65535, not '{port}'"))?;
+    let listener = tokio::net::TcpListener::bind((address.as_str(), port))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {address}:{port} ({e}); set 'rest.port' to a free port (0: any free port) or 'rest.enabled' to 'false'"
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

@@ -6,8 +6,12 @@
 //! `fields.<f>.start` / `.end` (sequences), `fields.<f>.null-rate`,
 //! `fields.<f>.max-past` (random timestamps, ms before now).
 //!
-//! Values are a pure function of the row index, so a run is reproducible;
-//! random timestamps are the exception (they follow the clock, as in Flink).
+//! Random values differ from run to run, as in Flink, unless seeded:
+//! `fields.<f>.seed` fixes one field's values, `seed` every field's. A
+//! value is a function of the row index and its field's seed, and the seeds
+//! are part of the source's checkpointed position, so a restored job goes
+//! on generating the same rows as if it had never stopped. Random
+//! timestamps follow the clock (as in Flink).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +49,21 @@ pub struct DatagenSource {
     fields: Vec<FieldGen>,
     rows_per_second: f64,
     rows: Option<u64>,
+    /// Per field: what its random values are derived from.
+    seeds: Vec<u64>,
+}
+
+/// A seed nobody chose: different in every process and every table.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }
 
 impl DatagenSource {
@@ -54,6 +73,9 @@ impl DatagenSource {
             .parse::<f64>("rows-per-second", "a positive number")?
             .unwrap_or(10_000.0);
         let mut rows = options.parse::<u64>("number-of-rows", "a non-negative integer")?;
+        let table_seed = options.parse::<u64>("seed", "a non-negative integer")?;
+        let base_seed = table_seed.unwrap_or_else(fresh_seed);
+        let mut seeds = Vec::new();
         let mut field_opts: BTreeMap<String, String> = options.with_prefix("fields.");
         options.finish()?;
         let mut fields = Vec::new();
@@ -61,6 +83,16 @@ impl DatagenSource {
             let name = field.name();
             let mut take = |k: &str| field_opts.remove(&format!("fields.{name}.{k}"));
             let kind = take("kind").unwrap_or_else(|| "random".into());
+            let field_seed = match take("seed") {
+                Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                    EngineError::option(
+                        "datagen",
+                        format!("option 'fields.{name}.seed' must be a non-negative integer, found '{v}'"),
+                    )
+                })?,
+                None => mix(base_seed, seeds.len()),
+            };
+            seeds.push(field_seed);
             let num = |v: Option<String>, key: &str| -> Result<Option<f64>> {
                 v.map(|v| {
                     v.trim().parse::<f64>().map_err(|_| {
@@ -129,7 +161,7 @@ impl DatagenSource {
         if let Some(key) = field_opts.keys().next() {
             return Err(EngineError::option(
                 "datagen",
-                format!("unknown option '{key}': per-field options are fields.<column>.kind, min, max, length, start, end, null-rate, max-past, for a column of the table"),
+                format!("unknown option '{key}': per-field options are fields.<column>.kind, min, max, length, start, end, null-rate, max-past, seed, for a column of the table"),
             ));
         }
         Ok(Self {
@@ -137,6 +169,7 @@ impl DatagenSource {
             fields,
             rows_per_second,
             rows,
+            seeds,
         })
     }
 }
@@ -146,6 +179,7 @@ impl SourceFactory for DatagenSource {
         Ok(Box::new(DatagenReader {
             schema: self.schema.clone(),
             fields: self.fields.clone(),
+            seeds: self.seeds.clone(),
             next: ctx.subtask as u64,
             step: ctx.parallelism as u64,
             limit: self.rows,
@@ -163,7 +197,13 @@ impl SourceFactory for DatagenSource {
         parallelism: usize,
         subtask: usize,
     ) -> Result<Option<serde_json::Value>> {
-        super::strided::redistribute(old, "next_row", parallelism, subtask)
+        let mut position = super::strided::redistribute(old, "next_row", parallelism, subtask)?;
+        // The seeds the earlier run drew go on.
+        let seeds = old.iter().flatten().find_map(|p| p.get("seeds").cloned());
+        if let (Some(p), Some(seeds)) = (position.as_mut(), seeds) {
+            p["seeds"] = seeds;
+        }
+        Ok(position)
     }
     fn is_bounded(&self) -> bool {
         self.rows.is_some()
@@ -179,6 +219,7 @@ impl SourceFactory for DatagenSource {
 struct DatagenReader {
     schema: SchemaRef,
     fields: Vec<FieldGen>,
+    seeds: Vec<u64>,
     next: u64,
     step: u64,
     limit: Option<u64>,
@@ -235,6 +276,12 @@ impl SourceReader for DatagenReader {
         let mut columns: Vec<ArrayRef> = Vec::new();
         for (f, (field, gen)) in self.schema.fields().iter().zip(&self.fields).enumerate() {
             let dt = field.data_type();
+            // Random values of the field: a function of row and seed.
+            let seed = self.seeds.get(f).copied().unwrap_or(0);
+            let keyed: Vec<u64> = match gen {
+                FieldGen::Random { .. } => rows.iter().map(|r| r ^ seed).collect(),
+                FieldGen::Sequence { .. } => Vec::new(),
+            };
             let null = |r: u64, rate: f64| rate > 0.0 && unit(r, f + 1000) < rate;
             let array: ArrayRef = match gen {
                 FieldGen::Sequence { start, end } => {
@@ -252,12 +299,14 @@ impl SourceReader for DatagenReader {
                     max_past,
                 } => match dt {
                     DataType::Boolean => Arc::new(
-                        rows.iter()
+                        keyed
+                            .iter()
                             .map(|r| (!null(*r, *null_rate)).then(|| mix(*r, f) & 1 == 1))
                             .collect::<BooleanArray>(),
                     ),
                     DataType::Utf8 => Arc::new(
-                        rows.iter()
+                        keyed
+                            .iter()
                             .map(|r| {
                                 (!null(*r, *null_rate)).then(|| {
                                     (0..*length)
@@ -268,7 +317,7 @@ impl SourceReader for DatagenReader {
                             .collect::<StringArray>(),
                     ),
                     DataType::Timestamp(unit_, tz) => {
-                        let v: TimestampMillisecondArray = rows
+                        let v: TimestampMillisecondArray = keyed
                             .iter()
                             .map(|r| {
                                 (!null(*r, *null_rate))
@@ -281,7 +330,7 @@ impl SourceReader for DatagenReader {
                         )?
                     }
                     DataType::Float32 | DataType::Float64 => {
-                        let v: Float64Array = rows
+                        let v: Float64Array = keyed
                             .iter()
                             .map(|r| {
                                 (!null(*r, *null_rate)).then(|| min + unit(*r, f) * (max - min))
@@ -295,7 +344,7 @@ impl SourceReader for DatagenReader {
                     }
                     _ => {
                         let span = (*max - *min).max(0.0) as u128 + 1;
-                        let v: Int64Array = rows
+                        let v: Int64Array = keyed
                             .iter()
                             .map(|r| {
                                 (!null(*r, *null_rate)).then(|| {
@@ -317,7 +366,7 @@ impl SourceReader for DatagenReader {
     fn position(&self) -> Option<serde_json::Value> {
         // Every value is a function of the row number (timestamps aside,
         // which are relative to the wall clock by definition).
-        let mut position = serde_json::json!({ "next_row": self.next });
+        let mut position = serde_json::json!({ "next_row": self.next, "seeds": self.seeds });
         if let Some(before) = &self.produced_before {
             position["produced"] = serde_json::to_value(before).unwrap_or_default();
         }
@@ -330,6 +379,15 @@ impl SourceReader for DatagenReader {
             .and_then(|v| v.as_u64())
             .ok_or_else(|| EngineError::Internal(format!("bad datagen position {position}")))?;
         self.produced_before = super::strided::Produced::from_position(position);
+        // Positions written before seeds were recorded keep this run's.
+        if let Some(seeds) = position
+            .get("seeds")
+            .and_then(|s| serde_json::from_value::<Vec<u64>>(s.clone()).ok())
+        {
+            if seeds.len() == self.seeds.len() {
+                self.seeds = seeds;
+            }
+        }
         Ok(())
     }
 }

@@ -410,3 +410,219 @@ fn two_jobs_in_one_file_each_resume_their_own_checkpoints() {
 fn a_statement_set_survives_kills_as_one_job() {
     two_sinks_survive_kills(true);
 }
+
+/// What to damage after the kill.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// The newest checkpoint's `_metadata` (one byte flipped).
+    NewestMetadata,
+    /// A state file of the newest checkpoint, same size, one byte flipped.
+    NewestStateFile,
+    /// Every retained checkpoint's `_metadata`.
+    AllMetadata,
+}
+
+fn completed_checkpoints(job_dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(job_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("_metadata").is_file())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_prefix("chk-")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+fn flip_a_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The largest file under `dir`.
+fn largest_file(dir: &Path) -> std::path::PathBuf {
+    let mut best: Option<(u64, std::path::PathBuf)> = None;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n != "_metadata") {
+                let size = entry.metadata().unwrap().len();
+                if best.as_ref().is_none_or(|(s, _)| size > *s) {
+                    best = Some((size, path));
+                }
+            }
+        }
+    }
+    best.expect("a state file").1
+}
+
+/// Kill a checkpointed job once its newest checkpoint has committed part
+/// files, damage what `damage` says, run it again: the committed output is
+/// exactly an uninterrupted run's (the damaged checkpoint is skipped with a
+/// warning, and what it committed is withdrawn before its rows are written
+/// again), or, with nothing usable left, the rerun refuses to start over by
+/// itself and `--fresh` does.
+fn damage_and_rerun(backend: &str, damage: Damage) {
+    let work = tempfile::tempdir().unwrap();
+    let rows = env_u64("WEIR_CRASH_ROWS", 600_000);
+    let input = work.path().join("input");
+    write_input(&input, rows);
+    let expected = reference(&input, work.path(), 1);
+    let out = work.path().join("out");
+    let chk = work.path().join("checkpoints");
+    let settings = vec![
+        ("pipeline.name", format!("damage-{backend}")),
+        ("rest.port", "0".into()),
+        ("state.backend.type", backend.to_string()),
+        (
+            "state.backend.rocksdb.localdir",
+            work.path().join("rocksdb").display().to_string(),
+        ),
+        ("execution.checkpointing.interval", "200 ms".into()),
+        ("execution.checkpointing.num-retained", "3".into()),
+        ("execution.checkpointing.dir", chk.display().to_string()),
+        ("execution.buffer-capacity", "4".into()),
+        ("execution.batch-size", "1024".into()),
+    ];
+    let job = work.path().join("job.sql");
+    std::fs::write(&job, job_sql(&input, &out, &settings)).unwrap();
+
+    // Run until the newest completed checkpoint has committed a part file.
+    let mut child = weir()
+        .arg("run")
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let newest = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint committed output in time"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job finished before the kill"
+        );
+        let job_dir = std::fs::read_dir(&chk)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path());
+        let ids = job_dir
+            .as_deref()
+            .map(completed_checkpoints)
+            .unwrap_or_default();
+        if let Some(&newest) = ids.last().filter(|_| ids.len() >= 2) {
+            let marker = format!("-chk{newest}.");
+            let committed = std::fs::read_dir(&out)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().contains(&marker))
+                })
+                .unwrap_or(false);
+            if committed {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break newest;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let job_dir = std::fs::read_dir(&chk)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let retained = completed_checkpoints(&job_dir);
+    // A checkpoint may have completed between the look and the kill.
+    let newest = *retained.last().unwrap_or(&newest);
+    match damage {
+        Damage::NewestMetadata => flip_a_byte(&job_dir.join(format!("chk-{newest}/_metadata"))),
+        Damage::NewestStateFile => {
+            flip_a_byte(&largest_file(&job_dir.join(format!("chk-{newest}"))))
+        }
+        Damage::AllMetadata => {
+            for id in &retained {
+                flip_a_byte(&job_dir.join(format!("chk-{id}/_metadata")));
+            }
+        }
+    }
+
+    let rerun = weir().arg("run").arg(&job).output().unwrap();
+    let stderr = String::from_utf8_lossy(&rerun.stderr).to_string();
+    if let Damage::AllMetadata = damage {
+        assert_eq!(rerun.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("no retained checkpoint of job"), "{stderr}");
+        for id in &retained {
+            assert!(
+                stderr.contains(&format!("skipping checkpoint {id}:")),
+                "{stderr}"
+            );
+        }
+        assert!(stderr.contains("--fresh"), "{stderr}");
+        let fresh = weir().arg("run").arg(&job).arg("--fresh").output().unwrap();
+        assert!(
+            fresh.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fresh.stderr)
+        );
+        return;
+    }
+    assert!(rerun.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("[WARN] skipping checkpoint {newest}:")),
+        "{stderr}"
+    );
+    if let Damage::NewestStateFile = damage {
+        assert!(stderr.contains("does not match its checksum"), "{stderr}");
+    }
+    assert!(stderr.contains("withdrew"), "{stderr}");
+    let rows = committed_rows(&out);
+    assert!(
+        rows == expected,
+        "{backend} {damage:?}: {} rows committed, {} expected\n{stderr}",
+        rows.len(),
+        expected.len()
+    );
+}
+
+#[test]
+fn damaged_newest_metadata_falls_back_exactly_hashmap() {
+    damage_and_rerun("hashmap", Damage::NewestMetadata);
+}
+
+#[test]
+fn damaged_newest_metadata_falls_back_exactly_rocksdb() {
+    damage_and_rerun("rocksdb", Damage::NewestMetadata);
+}
+
+#[test]
+fn damaged_state_file_of_the_same_size_is_skipped_hashmap() {
+    damage_and_rerun("hashmap", Damage::NewestStateFile);
+}
+
+#[test]
+fn damaged_state_file_of_the_same_size_is_skipped_rocksdb() {
+    damage_and_rerun("rocksdb", Damage::NewestStateFile);
+}
+
+#[test]
+fn all_checkpoints_damaged_is_refused_until_fresh() {
+    damage_and_rerun("hashmap", Damage::AllMetadata);
+}

@@ -24,8 +24,8 @@ pub mod storage;
 pub mod upload;
 
 pub use metadata::{
-    CheckpointMetadata, FileRef, InflightChannel, InflightItem, NodeRole, OperatorInfo,
-    SnapshotType, TaskSnapshot, CANONICAL_BACKEND, FORMAT_VERSION,
+    content_checksum, CheckpointMetadata, FileRef, InflightChannel, InflightItem, NodeRole,
+    OperatorInfo, SnapshotType, TaskSnapshot, CANONICAL_BACKEND, FORMAT_VERSION,
 };
 pub use restore::{plan_restore, NodeRestore, RestorePlan};
 pub use storage::{

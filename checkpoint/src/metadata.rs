@@ -147,6 +147,10 @@ pub struct FileRef {
     pub size: u64,
     /// Whether it lives under `shared/` (reused by later checkpoints).
     pub shared: bool,
+    /// xxHash64 of its bytes (checkpoints written before checksums were
+    /// recorded have none; their files are checked by size only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 /// The in-flight messages of one input channel, in order.
@@ -161,6 +165,9 @@ pub struct InflightChannel {
     pub items: Vec<InflightItem>,
     /// Size of `object`.
     pub bytes: u64,
+    /// xxHash64 of `object`'s bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 /// One in-flight message.
@@ -173,8 +180,14 @@ pub enum InflightItem {
 }
 
 fn checksum(text: &str) -> u64 {
+    content_checksum(text.as_bytes())
+}
+
+/// The checksum recorded for a state or in-flight file: xxHash64 of its
+/// bytes.
+pub fn content_checksum(bytes: &[u8]) -> u64 {
     let mut h = twox_hash::XxHash64::with_seed(0);
-    h.write(text.as_bytes());
+    h.write(bytes);
     h.finish()
 }
 
@@ -274,12 +287,14 @@ mod tests {
                     object: "shared/op1-0/x-1.sst".into(),
                     size: 10,
                     shared: true,
+                    checksum: Some(7),
                 }],
                 inflight: vec![InflightChannel {
                     channel: 1,
                     object: Some("chk-7/op1-0/inflight-1.arrow".into()),
                     items: vec![InflightItem::Batch, InflightItem::Watermark(5)],
                     bytes: 100,
+                    checksum: None,
                 }],
                 ..Default::default()
             }],

@@ -270,8 +270,8 @@ impl JobCheckpoints {
         result.bytes().await.map_err(|e| self.err(relative, e))
     }
 
-    /// Uploads a local file.
-    pub async fn upload(&self, local: &Path, relative: &str) -> Result<u64> {
+    /// Uploads a local file; returns its size and checksum.
+    pub async fn upload(&self, local: &Path, relative: &str) -> Result<(u64, u64)> {
         let data = tokio::fs::read(local)
             .await
             .map_err(|e| CheckpointError::Io {
@@ -279,17 +279,31 @@ impl JobCheckpoints {
                 source: e,
             })?;
         let size = data.len() as u64;
+        let checksum = crate::metadata::content_checksum(&data);
         self.put(relative, Bytes::from(data)).await?;
-        Ok(size)
+        Ok((size, checksum))
     }
 
-    /// Downloads an object into a local file, checking its size.
-    pub async fn download(&self, relative: &str, local: &Path, size: u64) -> Result<()> {
+    /// Downloads an object into a local file, checking its size and, when
+    /// the metadata has one, its checksum.
+    pub async fn download(
+        &self,
+        relative: &str,
+        local: &Path,
+        size: u64,
+        checksum: Option<u64>,
+    ) -> Result<()> {
         let data = self.get(relative).await?;
         if data.len() as u64 != size {
             return Err(CheckpointError::Corrupt {
                 location: format!("{}/{relative}", self.url),
                 reason: format!("{} bytes, the metadata says {size}", data.len()),
+            });
+        }
+        if checksum.is_some_and(|c| c != crate::metadata::content_checksum(&data)) {
+            return Err(CheckpointError::Corrupt {
+                location: format!("{}/{relative}", self.url),
+                reason: "its bytes do not match the checksum in the metadata".into(),
             });
         }
         if let Some(parent) = local.parent() {
@@ -419,12 +433,16 @@ impl JobCheckpoints {
     /// Checks that every file a checkpoint lists is there with its size.
     pub async fn verify(&self, metadata: &CheckpointMetadata) -> Result<()> {
         for task in &metadata.tasks {
-            let objects = task.files.iter().map(|f| (&f.object, f.size)).chain(
-                task.inflight
-                    .iter()
-                    .filter_map(|c| c.object.as_ref().map(|o| (o, c.bytes))),
-            );
-            for (object, size) in objects {
+            let objects = task
+                .files
+                .iter()
+                .map(|f| (&f.object, f.size, f.checksum))
+                .chain(
+                    task.inflight
+                        .iter()
+                        .filter_map(|c| c.object.as_ref().map(|o| (o, c.bytes, c.checksum))),
+                );
+            for (object, size, checksum) in objects {
                 let meta = self.store.head(&self.path(object)).await.map_err(|e| {
                     CheckpointError::Corrupt {
                         location: self.checkpoint_url(metadata.checkpoint_id),
@@ -439,6 +457,24 @@ impl JobCheckpoints {
                             meta.size
                         ),
                     });
+                }
+                // A file damaged without changing its size: read it whole.
+                if let Some(expected) = checksum {
+                    let data = self
+                        .get(object)
+                        .await
+                        .map_err(|e| CheckpointError::Corrupt {
+                            location: self.checkpoint_url(metadata.checkpoint_id),
+                            reason: format!("file '{object}' is unreadable: {e}"),
+                        })?;
+                    if crate::metadata::content_checksum(&data) != expected {
+                        return Err(CheckpointError::Corrupt {
+                            location: self.checkpoint_url(metadata.checkpoint_id),
+                            reason: format!(
+                                "file '{object}' does not match its checksum in the metadata"
+                            ),
+                        });
+                    }
                 }
             }
         }
@@ -705,6 +741,7 @@ mod tests {
                         object: format!("chk-{id}/op1-0/state.snap"),
                         size: 10,
                         shared: false,
+                        checksum: None,
                     }],
                     ..Default::default()
                 }],

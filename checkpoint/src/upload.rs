@@ -69,13 +69,14 @@ pub async fn upload_snapshot(
             }
             let name = local.rsplit('/').next().unwrap_or(local);
             let object = format!("shared/{task}/{}-{name}", shared.tag);
-            let size = job.upload(&path, &object).await?;
+            let (size, checksum) = job.upload(&path, &object).await?;
             uploaded += size;
             let file = FileRef {
                 local: local.clone(),
                 object,
                 size,
                 shared: true,
+                checksum: Some(checksum),
             };
             shared.uploaded.insert(local.clone(), file.clone());
             refs.push(file);
@@ -85,13 +86,14 @@ pub async fn upload_snapshot(
             } else {
                 format!("{folder}/{task}/{local}")
             };
-            let size = job.upload(&path, &object).await?;
+            let (size, checksum) = job.upload(&path, &object).await?;
             uploaded += size;
             refs.push(FileRef {
                 local: local.clone(),
                 object,
                 size,
                 shared: false,
+                checksum: Some(checksum),
             });
         }
     }
@@ -106,7 +108,8 @@ pub async fn upload_snapshot(
 /// Downloads a subtask's files into `dir`, as the backend wrote them.
 pub async fn download_snapshot(job: &JobCheckpoints, files: &[FileRef], dir: &Path) -> Result<()> {
     for f in files {
-        job.download(&f.object, &dir.join(&f.local), f.size).await?;
+        job.download(&f.object, &dir.join(&f.local), f.size, f.checksum)
+            .await?;
     }
     Ok(())
 }

@@ -73,7 +73,7 @@ pub(crate) fn located(
     let at = |name: Option<&str>| -> String {
         let found = name.and_then(|n| {
             tokens.iter().find(|t| {
-                matches!(&t.token, datafusion::sql::sqlparser::tokenizer::Token::Word(w) if w.value == n)
+                matches!(&t.token, datafusion::sql::sqlparser::tokenizer::Token::Word(w) if w.value == n || (w.quote_style.is_none() && w.value.eq_ignore_ascii_case(n) && n.chars().all(|c| c.is_ascii_lowercase() || c == '_')))
             })
         });
         match (found, span) {
@@ -121,6 +121,39 @@ pub(crate) fn located(
             at(Some(&column))
         ));
     }
+    if let Some(call) = message
+        .split("No function matches the given name and argument types '")
+        .nth(1)
+        .and_then(|rest| rest.split_once('\'').map(|(call, _)| call))
+    {
+        // Flink's words, with Flink's type names, and without DataFusion's
+        // plea to file a bug.
+        let (name, args) = call.split_once('(').unwrap_or((call, ""));
+        let args = args.trim_end_matches(')');
+        let mut forms: Vec<String> = message
+            .split("Candidate functions:")
+            .nth(1)
+            .map(|list| {
+                list.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| flink_signature(l))
+                    .collect()
+            })
+            .unwrap_or_default();
+        forms.dedup();
+        return SqlError::Plan(format!(
+            "Cannot apply '{}' to arguments of type '{}({})'{}. Supported form(s): {}",
+            name.to_uppercase(),
+            name.to_uppercase(),
+            args.split(", ")
+                .map(|a| format!("<{}>", flink_type_word(a)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            at(Some(name)),
+            forms.join(", ")
+        ));
+    }
     match span {
         Some(s) if s.start.line > 0 && !message.contains(" at line ") => SqlError::Plan(format!(
             "{message} at line {}, column {}",
@@ -137,4 +170,40 @@ fn diagnostic_span(e: &DataFusionError) -> Option<datafusion::common::Span> {
         DataFusionError::Context(_, inner) => diagnostic_span(inner),
         _ => None,
     }
+}
+
+/// Flink's name for a type as DataFusion's signatures spell it.
+fn flink_type_word(t: &str) -> String {
+    let t = t.trim();
+    let word = match t {
+        "Utf8" | "LargeUtf8" | "Utf8View" => "STRING",
+        "Int8" => "TINYINT",
+        "Int16" => "SMALLINT",
+        "Int32" => "INT",
+        "Int64" => "BIGINT",
+        "UInt8" | "UInt16" | "UInt32" | "UInt64" => "BIGINT UNSIGNED",
+        "Float32" => "FLOAT",
+        "Float64" => "DOUBLE",
+        "Boolean" => "BOOLEAN",
+        "Decimal" => "DECIMAL",
+        "Duration" | "Interval" => "INTERVAL",
+        "Date32" | "Date64" => "DATE",
+        "Binary" | "LargeBinary" | "BinaryView" => "BYTES",
+        _ if t.starts_with("Timestamp") => "TIMESTAMP",
+        _ if t.starts_with("Decimal") => "DECIMAL",
+        _ => return t.to_uppercase(),
+    };
+    word.to_string()
+}
+
+/// `sum(Int64)` as `'SUM(<BIGINT>)'`.
+fn flink_signature(signature: &str) -> String {
+    let (name, args) = signature.split_once('(').unwrap_or((signature, ""));
+    let args: Vec<String> = args
+        .trim_end_matches(')')
+        .split(", ")
+        .filter(|a| !a.is_empty())
+        .map(|a| format!("<{}>", flink_type_word(a)))
+        .collect();
+    format!("'{}({})'", name.to_uppercase(), args.join(", "))
 }

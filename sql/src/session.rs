@@ -932,8 +932,10 @@ fn readable_names(text: &str) -> String {
             ))
         })
         .collect();
+    // `COUNT(*)` is planned as a count of the literal 1.
+    let text = text.replace("count(Int64(1))", "COUNT(*)");
     alias
-        .replace_all(text, |c: &regex::Captures| {
+        .replace_all(&text, |c: &regex::Captures| {
             names
                 .get(&c[0])
                 .cloned()

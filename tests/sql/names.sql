@@ -13,3 +13,5 @@ SELECT * FROM nosuch;
 SELECT id,
        nope FROM events;
 SELECT events.nope FROM events;
+CREATE TABLE e (s STRING) WITH ('connector'='datagen','number-of-rows'='3');
+SELECT SUM(s) FROM e;

@@ -91,6 +91,18 @@ pub trait SinkWriter: Send {
     fn recover(&mut self, _states: &[serde_json::Value]) -> Result<()> {
         Ok(())
     }
+
+    /// The job resumes from checkpoint `checkpoint` (triggered at
+    /// `triggered_ms`, ms since the epoch): take back what checkpoints after
+    /// it committed, since those rows are produced again. There is such
+    /// output only when the newer checkpoints were damaged and skipped.
+    /// Called after [`SinkWriter::recover`], on subtask 0 only, for the
+    /// output of every subtask. Returns whether the sink can take back
+    /// committed output (`false`, the default: sinks that are at least once
+    /// anyway, or whose commits are final).
+    fn withdraw_after(&mut self, _checkpoint: u64, _triggered_ms: i64) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A configured source connector.

@@ -251,6 +251,7 @@ impl TaskCheckpointing {
                         );
                         let (bytes, items) = encode_inflight(&messages)?;
                         let size = bytes.len() as u64;
+                        let checksum = weir_checkpoint::content_checksum(&bytes);
                         let has_batches = items.iter().any(|i| matches!(i, InflightItem::Batch));
                         if has_batches {
                             me.job
@@ -265,6 +266,7 @@ impl TaskCheckpointing {
                             object: has_batches.then_some(object),
                             items,
                             bytes: if has_batches { size } else { 0 },
+                            checksum: has_batches.then_some(checksum),
                         });
                     }
                 }
@@ -331,6 +333,14 @@ pub(crate) async fn decode_inflight(
                 .get(object)
                 .await
                 .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+            if channel
+                .checksum
+                .is_some_and(|c| c != weir_checkpoint::content_checksum(&bytes))
+            {
+                return Err(EngineError::Checkpoint(format!(
+                    "in-flight data '{object}' does not match its checksum in the metadata"
+                )));
+            }
             StreamReader::try_new(std::io::Cursor::new(bytes), None)?
                 .collect::<std::result::Result<Vec<_>, _>>()?
                 .into_iter()

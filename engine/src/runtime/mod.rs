@@ -287,7 +287,17 @@ impl Driver {
             .latest_valid()
             .await
             .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
-        for w in warnings {
+        if found.is_none() && !warnings.is_empty() {
+            // Starting over would write again every row the damaged
+            // checkpoints' job committed: only on request.
+            return Err(EngineError::Checkpoint(format!(
+                "no retained checkpoint of job '{}' in {} can be restored:\n  {}\nNothing was restored and nothing ran. `weir run --fresh` (or SET 'execution.checkpointing.resume' = 'false') deletes these checkpoints and starts the job over, writing its output again",
+                self.name,
+                job.url(),
+                warnings.join("\n  ")
+            )));
+        }
+        for w in &warnings {
             tracing::warn!("{w}");
             eprintln!("[WARN] {w}");
         }
@@ -300,7 +310,11 @@ impl Driver {
                     job.checkpoint_url(metadata.checkpoint_id)
                 );
                 self.record_restore(&job.checkpoint_url(metadata.checkpoint_id));
-                self.checked(metadata, job)
+                let mut restore = self.checked(metadata, job)?;
+                if let Some(r) = restore.as_mut() {
+                    r.resumed = true;
+                }
+                Ok(restore)
             }
             None => Ok(None),
         }
@@ -338,6 +352,7 @@ impl Driver {
                 job,
                 from,
                 same_layout: true,
+                resumed: false,
             }));
         }
         let (restore, warnings) = restore::Restore::plan(
@@ -551,7 +566,17 @@ impl Driver {
                             .as_ref()
                             .map(|r| r.sink_states(node.id, s, node.parallelism))
                             .unwrap_or_default();
-                        let cp = task_cp.clone().map(|tc| (tc, sink_states));
+                        // Subtask 0 takes back, for every subtask, what
+                        // checkpoints after the resumed one committed.
+                        let withdraw = restore
+                            .as_ref()
+                            .filter(|r| r.resumed && s == 0)
+                            .map(|r| (r.metadata.checkpoint_id, r.metadata.trigger_time_ms));
+                        let cp = task_cp.clone().map(|tc| SinkCheckpointing {
+                            tc,
+                            restored: sink_states,
+                            withdraw,
+                        });
                         let handle = tokio::runtime::Handle::current();
                         let shared = self.shared.clone();
                         tasks.spawn_blocking(move || {
@@ -1010,20 +1035,33 @@ enum SinkEvent {
     Closed,
 }
 
+/// A sink's part in checkpoints.
+struct SinkCheckpointing {
+    tc: checkpoint::TaskCheckpointing,
+    /// What the restored checkpoint's subtasks pre-committed.
+    restored: Vec<serde_json::Value>,
+    /// Take back what checkpoints after this one (id, trigger time)
+    /// committed.
+    withdraw: Option<(u64, i64)>,
+}
+
 fn run_sink(
     mut writer: Box<dyn crate::connectors::SinkWriter>,
     ctx: TaskContext,
     mut gate: InputGate,
-    checkpointing: Option<(checkpoint::TaskCheckpointing, Vec<serde_json::Value>)>,
+    checkpointing: Option<SinkCheckpointing>,
     handle: tokio::runtime::Handle,
     shared: Arc<Shared>,
 ) -> Result<()> {
-    let (tc, restored) = match checkpointing {
-        Some((tc, states)) => (Some(tc), states),
-        None => (None, Vec::new()),
+    let (tc, restored, withdraw) = match checkpointing {
+        Some(c) => (Some(c.tc), c.restored, c.withdraw),
+        None => (None, Vec::new(), None),
     };
     if tc.is_some() {
         writer.recover(&restored)?;
+        if let Some((checkpoint, triggered_ms)) = withdraw {
+            writer.withdraw_after(checkpoint, triggered_ms)?;
+        }
     }
     let mut completed = tc.as_ref().map(|t| t.completed.clone());
     let mut pending: HashMap<u64, checkpoint::PendingUpload> = HashMap::new();

@@ -69,6 +69,9 @@ pub(crate) struct Restore {
     pub from: Vec<Option<(usize, usize)>>,
     /// The snapshot was written by this very graph at this parallelism.
     pub same_layout: bool,
+    /// The job resumes its own latest usable checkpoint (not a snapshot the
+    /// user named): sinks take back what later checkpoints committed.
+    pub resumed: bool,
 }
 
 impl Restore {
@@ -117,6 +120,7 @@ impl Restore {
                 job,
                 from,
                 same_layout: plan.same_layout,
+                resumed: false,
             },
             warnings,
         ))

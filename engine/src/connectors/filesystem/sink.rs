@@ -8,10 +8,14 @@
 //! two-phase and exactly once: on a barrier the open file is closed and
 //! synced (pre-commit) and its name goes into the checkpoint; only when the
 //! checkpoint completes are its files renamed (commit). Files are then named
-//! `part-<job>-<subtask>-<attempt>-<n>.<ext>`, so that a restarted attempt
-//! never reuses a name; on recovery the files the restored checkpoint
-//! pre-committed are committed and every other hidden file of the subtask is
-//! deleted.
+//! `part-<job>-<subtask>-<attempt>-<n>-chk<checkpoint>.<ext>`: a restarted
+//! attempt never reuses a name, and each file says which checkpoint
+//! committed it. On recovery the files the restored checkpoint pre-committed
+//! are committed and every other hidden file of the subtask is deleted; when
+//! the job resumes from an older checkpoint than the newest that completed
+//! (the newer ones were damaged), the files later checkpoints committed are
+//! withdrawn, since their rows are produced again ([`SinkWriter::withdraw_after`]).
+//! `<job>` is the job's pipeline id, the same across runs of a named job.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -55,6 +59,7 @@ impl SinkFactory for FileSink {
             EngineError::io(format!("creating sink directory '{}'", dir.display()), e)
         })?;
         let subtask_prefix = format!("part-{}-{}-", ctx.job_id, ctx.subtask);
+        let job_prefix = format!("part-{}-", ctx.job_id);
         let prefix = if ctx.checkpointing {
             let attempt = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -70,6 +75,7 @@ impl SinkFactory for FileSink {
             schema,
             prefix,
             subtask_prefix,
+            job_prefix,
             sequence: 0,
             open: None,
             two_phase: ctx.checkpointing,
@@ -109,6 +115,8 @@ struct PartFileWriter {
     prefix: String,
     /// `part-<job>-<subtask>-`: what this subtask's files start with.
     subtask_prefix: String,
+    /// `part-<job>-`: what every subtask's files start with.
+    job_prefix: String,
     sequence: u64,
     open: Option<OpenPart>,
     /// Commit on checkpoints instead of on close.
@@ -117,6 +125,23 @@ struct PartFileWriter {
     closed: Vec<String>,
     /// Pre-committed files by checkpoint, not committed yet.
     pre_committed: std::collections::BTreeMap<u64, Vec<String>>,
+}
+
+/// `name` with the checkpoint that commits it before its extension:
+/// `part-…-3.csv` → `part-…-3-chk12.csv`.
+fn with_checkpoint(name: &str, checkpoint: u64) -> String {
+    match name.split_once('.') {
+        Some((stem, ext)) => format!("{stem}-chk{checkpoint}.{ext}"),
+        None => format!("{name}-chk{checkpoint}"),
+    }
+}
+
+/// The checkpoint that committed a visible part file (the rest of its name
+/// after `part-<job>-`), if its name records one.
+fn committed_by(rest: &str) -> Option<u64> {
+    let stem = rest.split('.').next()?;
+    let (_, id) = stem.rsplit_once("-chk")?;
+    id.parse().ok()
 }
 
 /// The hidden name of part file `name` while it is not committed.
@@ -284,7 +309,22 @@ impl SinkWriter for PartFileWriter {
 
     fn pre_commit(&mut self, checkpoint: u64) -> Result<serde_json::Value> {
         self.close()?;
-        let files = std::mem::take(&mut self.closed);
+        // Each file's final name says which checkpoint commits it.
+        let mut files = Vec::new();
+        for name in std::mem::take(&mut self.closed) {
+            let named = with_checkpoint(&name, checkpoint);
+            let (from, to) = (
+                self.dir.join(hidden_name(&name)),
+                self.dir.join(hidden_name(&named)),
+            );
+            std::fs::rename(&from, &to).map_err(|e| {
+                EngineError::io(
+                    format!("naming '{}' for checkpoint {checkpoint}", from.display()),
+                    e,
+                )
+            })?;
+            files.push(named);
+        }
         self.pre_committed.insert(checkpoint, files);
         let pending: Vec<&String> = self.pre_committed.values().flatten().collect();
         Ok(serde_json::json!({ "pending": pending }))
@@ -297,6 +337,44 @@ impl SinkWriter for PartFileWriter {
             self.publish(name)?;
         }
         Ok(())
+    }
+
+    fn withdraw_after(&mut self, checkpoint: u64, triggered_ms: i64) -> Result<bool> {
+        // A later checkpoint's file was opened after this checkpoint's
+        // barrier, so it was written after its trigger. A file of an
+        // earlier run of the pipeline (before `--fresh` restarted the
+        // numbering) is older: it is not this run's to take back.
+        let triggered = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(triggered_ms).unwrap_or(0));
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| EngineError::io(format!("listing '{}'", self.dir.display()), e))?;
+        let mut withdrawn = 0usize;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let later = name
+                .strip_prefix(&self.job_prefix)
+                .and_then(committed_by)
+                .is_some_and(|c| c > checkpoint)
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified >= triggered);
+            if later {
+                std::fs::remove_file(entry.path()).map_err(|e| {
+                    EngineError::io(format!("withdrawing '{}'", entry.path().display()), e)
+                })?;
+                withdrawn += 1;
+            }
+        }
+        if withdrawn > 0 {
+            tracing::warn!(dir = %self.dir.display(), withdrawn, checkpoint, "withdrew part files committed after the restored checkpoint");
+            eprintln!(
+                "[WARN] filesystem sink '{}': withdrew {withdrawn} part file{} committed after checkpoint {checkpoint}, which the job resumes from: their rows are written again",
+                self.dir.display(),
+                if withdrawn == 1 { "" } else { "s" }
+            );
+        }
+        Ok(true)
     }
 
     fn recover(&mut self, states: &[serde_json::Value]) -> Result<()> {

@@ -531,8 +531,11 @@ fn damage_and_rerun(backend: &str, damage: Damage) {
             let marker = format!("-chk{newest}.");
             let committed = std::fs::read_dir(&out)
                 .map(|d| {
-                    d.flatten()
-                        .any(|e| e.file_name().to_string_lossy().contains(&marker))
+                    d.flatten().any(|e| {
+                        let name = e.file_name().to_string_lossy().to_string();
+                        // Committed: visible (pre-committed files are hidden).
+                        !name.starts_with('.') && name.contains(&marker)
+                    })
                 })
                 .unwrap_or(false);
             if committed {
@@ -550,12 +553,19 @@ fn damage_and_rerun(backend: &str, damage: Damage) {
         .unwrap()
         .path();
     let retained = completed_checkpoints(&job_dir);
-    // A checkpoint may have completed between the look and the kill.
-    let newest = *retained.last().unwrap_or(&newest);
+    // A checkpoint may have completed between the look and the kill: the
+    // damage covers it too, so that the job falls back past `newest`.
+    let damaged = retained.iter().filter(|id| **id >= newest);
     match damage {
-        Damage::NewestMetadata => flip_a_byte(&job_dir.join(format!("chk-{newest}/_metadata"))),
+        Damage::NewestMetadata => {
+            for id in damaged {
+                flip_a_byte(&job_dir.join(format!("chk-{id}/_metadata")));
+            }
+        }
         Damage::NewestStateFile => {
-            flip_a_byte(&largest_file(&job_dir.join(format!("chk-{newest}"))))
+            for id in damaged {
+                flip_a_byte(&largest_file(&job_dir.join(format!("chk-{id}"))));
+            }
         }
         Damage::AllMetadata => {
             for id in &retained {

@@ -910,3 +910,50 @@ fn datagen_is_random_unless_seeded_and_a_resumed_job_keeps_its_seeds() {
     assert!(resumed.contains("Resuming job 'seeds'"), "{resumed}");
     assert_eq!(seeds(), first);
 }
+
+/// No input aborts the process: an expression too deep to plan is refused
+/// with a message, and a reader that closes the output early ends `weir`
+/// quietly (exit 141, as SIGPIPE would), not with a panic.
+#[test]
+fn deep_expressions_and_closed_pipes_end_cleanly() {
+    let chain = vec!["1"; 4000].join(" + ");
+    let out = weir(
+        &[],
+        Some(&format!("SELECT {chain} AS s;\nSELECT 2 AS two;\n")),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("nested more than 200 levels"), "{stdout}");
+    assert!(
+        stdout.contains("Received a total of 1 row"),
+        "the next statement ran: {stdout}"
+    );
+    let fine = vec!["1"; 150].join(" + ");
+    let out = weir(&[], Some(&format!("SELECT {fine} AS s;\n")));
+    assert!(
+        text(&out.stdout).contains("|                  150 |"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '1000000');\nSELECT x FROM g;\n")
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout); // the reader goes away, as `| head` does
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -171,22 +171,22 @@ pub async fn run(command: &str, args: &[String]) -> ExitCode {
         }
         ("savepoint", [job]) | ("savepoint", [job, _]) => {
             let target = positional.get(1).cloned();
-            println!("Triggering savepoint for job {job}.");
-            println!("Waiting for response...");
+            outln!("Triggering savepoint for job {job}.");
+            outln!("Waiting for response...");
             api.savepoint(job, "savepoints", json!({ "target-directory": target, "cancel-job": false }))
                 .await
                 .map(|path| {
-                    println!("Savepoint completed. Path: {path}");
-                    println!("You can resume your program from this savepoint with `weir run -s {path} <job.sql>`.");
+                    outln!("Savepoint completed. Path: {path}");
+                    outln!("You can resume your program from this savepoint with `weir run -s {path} <job.sql>`.");
                 })
         }
         ("stop", [job]) => {
-            println!("Suspending job \"{job}\" with a savepoint.");
+            outln!("Suspending job \"{job}\" with a savepoint.");
             api.savepoint(job, "stop", json!({ "targetDirectory": savepoint_dir, "drain": drain }))
                 .await
                 .map(|path| {
-                    println!("Savepoint completed.");
-                    println!("{path}");
+                    outln!("Savepoint completed.");
+                    outln!("{path}");
                 })
         }
         _ => Err(ClientError(format!(
@@ -226,16 +226,16 @@ async fn list(api: &Api) -> Result<(), ClientError> {
         .filter(|j| j["state"] != "RUNNING")
         .map(line)
         .collect();
-    println!("------------------ Running/Restarting Jobs -------------------");
+    outln!("------------------ Running/Restarting Jobs -------------------");
     if running.is_empty() {
-        println!("No running jobs.");
+        outln!("No running jobs.");
     }
-    running.iter().for_each(|l| println!("{l}"));
-    println!("--------------------------------------------------------------");
+    running.iter().for_each(|l| outln!("{l}"));
+    outln!("--------------------------------------------------------------");
     if !ended.is_empty() {
-        println!("---------------------- Terminated Jobs -----------------------");
-        ended.iter().for_each(|l| println!("{l}"));
-        println!("--------------------------------------------------------------");
+        outln!("---------------------- Terminated Jobs -----------------------");
+        ended.iter().for_each(|l| outln!("{l}"));
+        outln!("--------------------------------------------------------------");
     }
     Ok(())
 }
@@ -250,11 +250,11 @@ async fn dispose_savepoint(path: &str, conf: Option<&str>) -> Result<(), ClientE
         }
         None => Config::new(),
     };
-    println!("Disposing savepoint '{path}'.");
+    outln!("Disposing savepoint '{path}'.");
     weir_checkpoint::dispose_savepoint(path, &config.storage_options())
         .await
         .map_err(|e| ClientError(e.to_string()))?;
-    println!("Savepoint '{path}' disposed.");
+    outln!("Savepoint '{path}' disposed.");
     Ok(())
 }
 

@@ -41,7 +41,7 @@ fn fit(v: &str, width: usize) -> String {
 /// Prints a small table with a row count, as the SQL client does for `SHOW`.
 pub fn print_table(header: &[String], rows: &[Vec<String>]) {
     if rows.is_empty() {
-        println!("Empty set\n");
+        outln!("Empty set\n");
         return;
     }
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -51,14 +51,14 @@ pub fn print_table(header: &[String], rows: &[Vec<String>]) {
         }
     }
     let right = vec![false; header.len()];
-    println!("{}", border(&widths));
-    println!("{}", row_line(header, &widths, &right));
-    println!("{}", border(&widths));
+    outln!("{}", border(&widths));
+    outln!("{}", row_line(header, &widths, &right));
+    outln!("{}", border(&widths));
     for r in rows {
-        println!("{}", row_line(r, &widths, &right));
+        outln!("{}", row_line(r, &widths, &right));
     }
-    println!("{}", border(&widths));
-    println!(
+    outln!("{}", border(&widths));
+    outln!(
         "{} row{} in set\n",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
@@ -200,9 +200,9 @@ pub async fn print_query(query: QueryResult, view: View) -> Result<(), EngineErr
 async fn stream_rows(mut query: QueryResult, view: View, op: bool) -> Result<(), EngineError> {
     let layout = Layout::new(&query.schema, op, view.max_width);
     let (widths, right) = (&layout.widths, &layout.right);
-    println!("{}", border(widths));
-    println!("{}", row_line(&layout.header, widths, right));
-    println!("{}", border(widths));
+    outln!("{}", border(widths));
+    outln!("{}", row_line(&layout.header, widths, right));
+    outln!("{}", border(widths));
     let mut total = 0usize;
     let mut cancelled = false;
     loop {
@@ -218,7 +218,7 @@ async fn stream_rows(mut query: QueryResult, view: View, op: bool) -> Result<(),
             if op {
                 values.insert(0, kind.short().to_string());
             }
-            println!("{}", row_line(&values, widths, right));
+            outln!("{}", row_line(&values, widths, right));
             total += 1;
             if view.max_rows > 0 && total >= view.max_rows {
                 cancelled = true;
@@ -233,14 +233,14 @@ async fn stream_rows(mut query: QueryResult, view: View, op: bool) -> Result<(),
         query.job.cancel();
     }
     let result = query.job.wait().await;
-    println!("{}", border(widths));
+    outln!("{}", border(widths));
     match result {
-        Ok(()) => println!("Received a total of {total} row{}\n", plural(total)),
+        Ok(()) => outln!("Received a total of {total} row{}\n", plural(total)),
         Err(EngineError::Cancelled) if view.interactive => {
-            println!("Query cancelled after {total} row{}.\n", plural(total))
+            outln!("Query cancelled after {total} row{}.\n", plural(total))
         }
         Err(EngineError::Cancelled) => {
-            println!("Received a total of {total} row{}\n", plural(total))
+            outln!("Received a total of {total} row{}\n", plural(total))
         }
         Err(e) => return Err(e),
     }
@@ -314,7 +314,7 @@ async fn table_view(mut query: QueryResult, view: View) -> Result<(), EngineErro
     let mut outcome: Option<Result<(), EngineError>> = None;
     let mut ticker = tokio::time::interval(REFRESH);
     // The alternate screen keeps the shell's screen for the way back.
-    print!("\x1b[?1049h");
+    out!("\x1b[?1049h");
     let draw = |result: &Materialized, status: &str| {
         let mut screen = String::from("\x1b[H\x1b[2J");
         let (widths, right) = (&layout.widths, &layout.right);
@@ -341,7 +341,7 @@ async fn table_view(mut query: QueryResult, view: View) -> Result<(), EngineErro
         if result.live > room {
             screen.push_str(&format!("({} more rows not shown)\r\n", result.live - room));
         }
-        print!("{screen}");
+        out!("{screen}");
         let _ = std::io::Write::flush(&mut std::io::stdout());
     };
     draw(&result, "Press Ctrl-C to return to the prompt.");
@@ -374,7 +374,7 @@ async fn table_view(mut query: QueryResult, view: View) -> Result<(), EngineErro
             _ = tokio::signal::ctrl_c() => break,
         }
     }
-    print!("\x1b[?1049l");
+    out!("\x1b[?1049l");
     let _ = std::io::Write::flush(&mut std::io::stdout());
     let outcome = match outcome {
         Some(o) => o,
@@ -385,7 +385,7 @@ async fn table_view(mut query: QueryResult, view: View) -> Result<(), EngineErro
     };
     match outcome {
         Ok(()) | Err(EngineError::Cancelled) => {
-            println!(
+            outln!(
                 "Table result of {} row{} ({changes_seen} change{}); back at the prompt.\n",
                 result.live,
                 plural(result.live),

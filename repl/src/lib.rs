@@ -1,6 +1,37 @@
 //! The `weir` command: an interactive SQL shell (rustyline), `weir run
 //! job.sql`, and scripts piped into the shell.
 
+/// `println!` that ends the process quietly when standard output is closed
+/// (`weir … | head -1`) instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed standard output.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// Writes to standard output; a reader that went away (a broken pipe) ends
+/// the process at once with 141, as a shell tool killed by SIGPIPE does.
+pub(crate) fn write_stdout(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_fmt(text).and_then(|()| stdout.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+    }
+}
+
 mod client;
 mod complete;
 mod display;
@@ -74,14 +105,23 @@ Ctrl-C cancels a running query; Ctrl-D leaves. The command line: weir --help.";
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let filter = std::env::var("WEIR_LOG").unwrap_or_else(|_| "warn".into());
+    // The CLI prints what users need itself; the library's log is for
+    // diagnosis, on request (`RUST_LOG=warn`, or `WEIR_LOG`).
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("WEIR_LOG"))
+        .unwrap_or_else(|_| "off".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Planning and evaluating recurse over expression trees: stacks with
+    // room for the deepest expression a statement may hold
+    // (`weir_sql::limits`), in debug builds too.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK)
         .build()
     {
         Ok(r) => r,
@@ -90,8 +130,26 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(args))
+    let main = std::thread::Builder::new()
+        .name("weir-main".into())
+        .stack_size(MAIN_STACK)
+        .spawn(move || runtime.block_on(async_main(args)));
+    match main.map(|t| t.join()) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("[ERROR] cannot start the main thread: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
+
+/// Stack of the thread that parses and plans statements (reserved, not
+/// committed: untouched pages cost nothing).
+const MAIN_STACK: usize = 256 << 20;
+/// Stack of the runtime's worker and blocking threads, which evaluate
+/// expressions.
+const WORKER_STACK: usize = 32 << 20;
 
 struct Args {
     command: Option<String>,
@@ -134,11 +192,11 @@ fn parse_args(args: Vec<String>) -> Result<Args, String> {
 
 async fn async_main(args: Vec<String>) -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{HELP}");
+        outln!("{HELP}");
         return ExitCode::SUCCESS;
     }
     if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("weir {}", env!("CARGO_PKG_VERSION"));
+        outln!("weir {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     if let Some(command) = args
@@ -249,7 +307,7 @@ async fn run_script(
             break;
         }
         if is_help(&tokens) {
-            println!("{SQL_HELP}\n");
+            outln!("{SQL_HELP}\n");
             continue;
         }
         match execute_and_print(session, tokens, None).await {
@@ -281,7 +339,7 @@ async fn run_script(
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                println!("{}\n", error_text(&e));
+                outln!("{}\n", error_text(&e));
                 failed = true;
             }
         }
@@ -423,15 +481,15 @@ async fn stop_before_leaving(jobs: &[JobHandle]) {
     if running.is_empty() {
         return;
     }
-    println!(
+    outln!(
         "[INFO] Stopping {} running job{} before leaving (with a final checkpoint where checkpointing is on) ...",
         running.len(),
         if running.len() == 1 { "" } else { "s" }
     );
     for job in &running {
         match job.stop().await {
-            Ok(()) => println!("[INFO] Job {} ({}) stopped.", job.id(), job.name()),
-            Err(e) => println!(
+            Ok(()) => outln!("[INFO] Job {} ({}) stopped.", job.id(), job.name()),
+            Err(e) => outln!(
                 "[WARN] Job {} ({}) did not stop cleanly: {e}",
                 job.id(),
                 job.name()
@@ -511,13 +569,13 @@ async fn execute_and_print(
     terminal: Option<usize>,
 ) -> Result<Option<JobHandle>, SqlError> {
     match session.execute_tokens(tokens).await? {
-        StatementResult::Done(msg) => println!("[INFO] {msg}\n"),
+        StatementResult::Done(msg) => outln!("[INFO] {msg}\n"),
         StatementResult::Table { header, rows } => print_table(&header, &rows),
-        StatementResult::Text(text) => println!("{text}"),
+        StatementResult::Text(text) => outln!("{text}"),
         StatementResult::Job(job) => {
-            println!("[INFO] Submitting SQL update statement to the cluster...");
-            println!("[INFO] SQL update statement has been successfully submitted to the cluster:");
-            println!("Job ID: {}\n", job.id());
+            outln!("[INFO] Submitting SQL update statement to the cluster...");
+            outln!("[INFO] SQL update statement has been successfully submitted to the cluster:");
+            outln!("Job ID: {}\n", job.id());
             eprintln!("[INFO] Job {} ({}) started.", job.id(), job.name());
             return Ok(Some(job));
         }
@@ -591,7 +649,7 @@ async fn shell(session: &mut Session) -> ExitCode {
             *n = session.names();
         }
     };
-    println!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
+    outln!("Weir SQL shell {}. End statements with ';'. Type HELP; for help, QUIT; or Ctrl-D to leave.\n", env!("CARGO_PKG_VERSION"));
     let rest = rest::RestState::default();
     let mut rest_started = false;
     let mut buffer = String::new();
@@ -619,18 +677,18 @@ async fn shell(session: &mut Session) -> ExitCode {
                 let statements = match Session::split(&text) {
                     Ok(s) => s,
                     Err(e) => {
-                        println!("{}\n", error_text(&e));
+                        outln!("{}\n", error_text(&e));
                         continue;
                     }
                 };
                 for tokens in statements {
                     if is_quit(&tokens) {
                         stop_before_leaving(session.jobs()).await;
-                        println!("Exiting Weir SQL shell. Bye!");
+                        outln!("Exiting Weir SQL shell. Bye!");
                         return ExitCode::SUCCESS;
                     }
                     if is_help(&tokens) {
-                        println!("{SQL_HELP}\n");
+                        outln!("{SQL_HELP}\n");
                         continue;
                     }
                     let height = editor
@@ -643,12 +701,12 @@ async fn shell(session: &mut Session) -> ExitCode {
                             {
                                 job.cancel();
                                 let _ = job.wait().await;
-                                println!("[ERROR] {e}\nJob {} was cancelled.\n", job.id());
+                                outln!("[ERROR] {e}\nJob {} was cancelled.\n", job.id());
                             }
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            println!("{}\n", error_text(&e));
+                            outln!("{}\n", error_text(&e));
                             break;
                         }
                     }
@@ -660,7 +718,7 @@ async fn shell(session: &mut Session) -> ExitCode {
             }
             Err(ReadlineError::Eof) => {
                 stop_before_leaving(session.jobs()).await;
-                println!("Exiting Weir SQL shell. Bye!");
+                outln!("Exiting Weir SQL shell. Bye!");
                 break;
             }
             Err(e) => {

@@ -137,7 +137,7 @@ pub(crate) fn located(
                 list.lines()
                     .map(str::trim)
                     .filter(|l| !l.is_empty())
-                    .map(|l| flink_signature(l))
+                    .map(flink_signature)
                     .collect()
             })
             .unwrap_or_default();

@@ -11,6 +11,7 @@
 pub mod catalog;
 pub mod error;
 pub mod functions;
+pub mod limits;
 mod names;
 pub mod parser;
 pub mod session;

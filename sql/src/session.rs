@@ -569,6 +569,11 @@ impl Session {
         let d = dialect();
         let mut parser = Parser::new(&d).with_tokens_with_locations(tokens.clone());
         let mut statement = parser.parse_statement()?;
+        if let Err(e) = crate::limits::check_depth(&statement) {
+            // Dropping a tree that deep recurses as deep: let it go.
+            std::mem::forget(statement);
+            return Err(e);
+        }
         crate::names::name_select_items(&mut statement);
         let next = parser.peek_token();
         if next.token != Token::EOF {

@@ -295,6 +295,14 @@ fn interactive_shell_on_a_terminal() {
     send("SELECT 7 AS seven;\n");
     wait_for("Received a total of 1 row");
     prompts(6);
+    // A burst of statements, not pasted (no bracketed paste): each runs.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    send("SELECT 8 AS eight;\nSELECT 9 AS nine;\nSELECT 10 AS ten;\n");
+    wait_for("eight |");
+    wait_for("nine |");
+    wait_for("ten |");
+    prompts(9);
+    std::thread::sleep(std::time::Duration::from_millis(300));
     // History is appended as statements run, not only on exit.
     let history = std::fs::read_to_string(home.path().join(".weir_history")).unwrap_or_default();
     assert!(history.contains("SELECT 7 AS seven;"), "{history}");
@@ -306,16 +314,16 @@ fn interactive_shell_on_a_terminal() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     send(";\n");
     wait_for("SHOW CREATE TABLE t | VIEW v");
-    prompts(7);
+    prompts(10);
     std::thread::sleep(std::time::Duration::from_millis(300));
     send(
         "CREATE TABLE o (x BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'printed');\n",
     );
-    prompts(8);
+    prompts(11);
     std::thread::sleep(std::time::Duration::from_millis(300));
     send("INSERT INTO o SELECT x FROM g;\n");
     wait_for("Job ID:");
-    prompts(9);
+    prompts(12);
     // The print sink's rows reach the terminal (above the prompt).
     wait_for("printed> +I[");
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -569,14 +577,20 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
 fn storage_credentials_are_not_printed() {
     let out = weir(
         &[],
-        Some("SET 's3.access-key' = 'AKIAEXAMPLEKEY';\nSET 's3.secret-key' = 'hunter2-secret';\nSET;\n"),
+        Some("SET 's3.access-key' = 'AKIAEXAMPLEKEY';\nSET 's3.secret-key' = 'hunter2-secret';\nSET 's3.endpoint' = 'http://admin:hunter3@127.0.0.1:9000';\nSET;\n"),
     );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(stdout.contains("s3.secret-key"), "{stdout}");
     assert!(stdout.contains("******"), "{stdout}");
     assert!(
-        !stdout.contains("hunter2") && !stdout.contains("AKIAEXAMPLE"),
+        stdout.contains("http://admin:******@127.0.0.1:9000"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2")
+            && !stdout.contains("AKIAEXAMPLE")
+            && !stdout.contains("hunter3"),
         "{stdout}"
     );
 }
@@ -956,4 +970,37 @@ fn deep_expressions_and_closed_pipes_end_cleanly() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// SIGINT on `weir run` whose bounded job has not finished stops it and
+/// exits 130 (the job did not finish), not 0.
+#[test]
+fn interrupting_a_bounded_job_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        "SET 'rest.port' = '0';\n\
+         CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100000', 'rows-per-second' = '100');\n\
+         CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n\
+         INSERT INTO o SELECT x FROM g;\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("run")
+        .arg(&job)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let int = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains(") stopped."), "{stderr}");
 }

@@ -289,3 +289,46 @@ async fn a_failed_stop_leaves_the_job_running_and_controllable() {
     job.stop().await.unwrap();
     assert_eq!(job.status(), JobStatus::Finished);
 }
+
+/// A request body that is not a JSON object is the client's mistake: 400,
+/// and nothing is triggered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_refuses_a_body_that_is_not_json() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ctx = checkpointed(dir.path(), "rest-body");
+    ctx.sql(UNBOUNDED).await.unwrap();
+    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
+        .await
+        .unwrap();
+    let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    let state = weir_repl::rest::RestState::default();
+    state.add_job(job.clone());
+    let mut config = weir::Config::new();
+    config.set("rest.port", "0").unwrap();
+    let addr = weir_repl::rest::start(&config, state)
+        .await
+        .unwrap()
+        .unwrap();
+    let id = job.id().to_string();
+    let response = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let body = "not json";
+        write!(
+            stream,
+            "POST /jobs/{id}/savepoints HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains("not JSON"), "{response}");
+    assert!(job.checkpoints().iter().all(|c| !c.savepoint));
+    job.cancel();
+    let _ = job.wait().await;
+}

@@ -34,7 +34,13 @@ pub struct StorageOptions {
 impl std::fmt::Debug for StorageOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageOptions")
-            .field("s3_endpoint", &self.s3_endpoint)
+            .field(
+                "s3_endpoint",
+                &self.s3_endpoint.as_ref().map(|e| match e.split_once('@') {
+                    Some((_, host)) => format!("******@{host}"),
+                    None => e.clone(),
+                }),
+            )
             .field(
                 "s3_access_key",
                 &self.s3_access_key.as_ref().map(|_| "******"),

@@ -17,6 +17,10 @@ enum Kind {
     /// A TCP port, 0 to 65535.
     Port,
     Duration,
+    /// A duration above zero.
+    PositiveDuration,
+    /// A URL whose user information (`user:password@`) is never shown.
+    Url,
     MemorySize,
     Bool,
     Text,
@@ -143,7 +147,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "execution.checkpointing.timeout",
-        kind: Kind::Duration,
+        kind: Kind::PositiveDuration,
         default: Some("10 min"),
         doc: "abort a checkpoint that has not completed in this time",
     },
@@ -267,7 +271,7 @@ const KEYS: &[Key] = &[
     },
     Key {
         name: "s3.endpoint",
-        kind: Kind::Text,
+        kind: Kind::Url,
         default: None,
         doc: "S3-compatible server for s3:// checkpoint locations",
     },
@@ -476,6 +480,9 @@ impl Config {
                 let mut v = set.cloned().or_else(|| k.default.map(str::to_string))?;
                 if matches!(k.kind, Kind::Secret) {
                     v = "******".into();
+                }
+                if matches!(k.kind, Kind::Url) {
+                    v = mask_url(&v);
                 }
                 Some((k.name.to_string(), v, set.is_some()))
             })
@@ -748,6 +755,10 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
             Ok(_) => Ok(()),
             Err(_) => bad("a duration such as '60000', '60 s', '1 min' or '10s'"),
         },
+        Kind::PositiveDuration => match parse_duration(value) {
+            Ok(d) if !d.is_zero() => Ok(()),
+            _ => bad("a duration above zero, such as '60000', '60 s', '1 min' or '10s'"),
+        },
         Kind::MemorySize => match parse_memory_size(value) {
             Ok(_) => Ok(()),
             Err(_) => bad("a memory size such as '64mb', '512 kb' or '1gb'"),
@@ -759,7 +770,7 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
                 bad("'true' or 'false'")
             }
         }
-        Kind::Text | Kind::Secret => Ok(()),
+        Kind::Text | Kind::Secret | Kind::Url => Ok(()),
         Kind::OneOf(options) => {
             if options.iter().any(|o| o.eq_ignore_ascii_case(value)) {
                 Ok(())
@@ -769,6 +780,23 @@ fn validate(name: &str, kind: Kind, value: &str) -> Result<()> {
                 bad(&format!("one of {}", uniq.join(", ")))
             }
         }
+    }
+}
+
+/// A URL as it may be shown: a password in it (`http://user:pass@host`)
+/// replaced by `******`.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:******@{host}{path}")
+        }
+        None => url.to_string(),
     }
 }
 

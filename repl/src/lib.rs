@@ -422,6 +422,14 @@ async fn wait_jobs(jobs: &[JobHandle]) -> Result<(), ExitCode> {
     loop {
         tokio::select! {
             next = waits.join_next() => match next {
+                // A bounded job stopped before its end did not finish: 130,
+                // as a shell reports an interrupted command.
+                None if outcome.is_ok()
+                    && stopping
+                    && jobs.iter().any(|j| j.is_bounded() && j.stop_requested()) =>
+                {
+                    return Err(ExitCode::from(130))
+                }
                 None => return outcome,
                 Some(Ok((job, result))) => {
                     if report_end(&job, result, stopping).is_err() && outcome.is_ok() {

@@ -182,7 +182,10 @@ async fn handle(state: &RestState, req: Request<hyper::body::Incoming>) -> Respo
                 (&Method::GET, []) => reply(StatusCode::OK, job_details(&job)),
                 (&Method::GET, ["checkpoints"]) => reply(StatusCode::OK, checkpoints(&job)),
                 (&Method::POST, ["savepoints"]) => {
-                    let body = parse_body(&body);
+                    let body = match parse_body(&body) {
+                        Ok(b) => b,
+                        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                    };
                     let target = body
                         .get("target-directory")
                         .and_then(Value::as_str)
@@ -194,7 +197,10 @@ async fn handle(state: &RestState, req: Request<hyper::body::Incoming>) -> Respo
                     trigger(state, job, target, cancel.then_some(false))
                 }
                 (&Method::POST, ["stop"]) => {
-                    let body = parse_body(&body);
+                    let body = match parse_body(&body) {
+                        Ok(b) => b,
+                        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+                    };
                     let drain = body.get("drain").and_then(Value::as_bool).unwrap_or(false);
                     let target = body
                         .get("targetDirectory")
@@ -216,8 +222,17 @@ async fn handle(state: &RestState, req: Request<hyper::body::Incoming>) -> Respo
     }
 }
 
-fn parse_body(body: &Bytes) -> Value {
-    serde_json::from_slice(body).unwrap_or(Value::Null)
+/// A request's JSON body; an empty one is `{}` (every field is optional),
+/// anything else that is not a JSON object is the client's mistake.
+fn parse_body(body: &Bytes) -> Result<Value, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("the request body must be a JSON object".into()),
+        Err(e) => Err(format!("the request body is not JSON: {e}")),
+    }
 }
 
 fn now_ms() -> i64 {

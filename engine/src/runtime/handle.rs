@@ -230,6 +230,7 @@ impl JobHandle {
         if self.status() != JobStatus::Running {
             return Ok(());
         }
+        self.shared.stop_requested.store(true, Ordering::SeqCst);
         if !self.periodic_checkpoints {
             self.cancel();
             return match self.wait().await {
@@ -237,7 +238,6 @@ impl JobHandle {
                 other => other,
             };
         }
-        self.shared.stop_requested.store(true, Ordering::SeqCst);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = self.shared.savepoints.send(checkpoint::SavepointRequest {
             target: None,

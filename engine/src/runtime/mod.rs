@@ -51,6 +51,15 @@ use crate::operators::TaskContext;
 /// same checkpoint directory (or from `execution.savepoint.path`), and
 /// restarts after a failure per `restart-strategy.*`.
 pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHandle> {
+    // Every subtask owns at least one key group.
+    let max_parallelism = config.max_parallelism();
+    if let Some(node) = graph.nodes.iter().find(|n| n.parallelism > max_parallelism) {
+        return Err(EngineError::Config(format!(
+            "parallelism {} of {} is above pipeline.max-parallelism ({max_parallelism}), the number of key groups: lower parallelism.default or raise pipeline.max-parallelism",
+            node.parallelism,
+            node.describe()
+        )));
+    }
     let checkpointing = config.checkpoint_settings()?;
     let state = Arc::new(config.state_settings()?);
     state.validate()?;

@@ -72,6 +72,14 @@ impl DatagenSource {
         let rows_per_second = options
             .parse::<f64>("rows-per-second", "a positive number")?
             .unwrap_or(10_000.0);
+        if !(rows_per_second > 0.0 && rows_per_second.is_finite()) {
+            return Err(EngineError::option(
+                "datagen",
+                format!(
+                    "option 'rows-per-second' must be a positive number, found '{rows_per_second}'"
+                ),
+            ));
+        }
         let mut rows = options.parse::<u64>("number-of-rows", "a non-negative integer")?;
         let table_seed = options.parse::<u64>("seed", "a non-negative integer")?;
         let base_seed = table_seed.unwrap_or_else(fresh_seed);
@@ -123,19 +131,47 @@ impl DatagenSource {
                 ));
             }
             let gen = match kind.as_str() {
-                "random" => FieldGen::Random {
-                    min: num(take("min"), "min")?.unwrap_or(if matches!(field.data_type(), DataType::Int8) { -128.0 } else { 0.0 }),
-                    max: num(take("max"), "max")?.unwrap_or(match field.data_type() {
-                        DataType::Int8 => 127.0,
-                        DataType::Int16 => 32767.0,
-                        DataType::Int32 => i32::MAX as f64,
-                        DataType::Int64 => i64::MAX as f64,
-                        _ => 1.0,
-                    }),
-                    length: num(take("length"), "length")?.unwrap_or(100.0) as usize,
-                    null_rate: num(take("null-rate"), "null-rate")?.unwrap_or(0.0),
-                    max_past: num(take("max-past"), "max-past")?.unwrap_or(0.0) as i64,
-                },
+                "random" => {
+                    // What the column's type can hold, for integer types.
+                    let range = match field.data_type() {
+                        DataType::Int8 => Some((i8::MIN as f64, i8::MAX as f64)),
+                        DataType::Int16 => Some((i16::MIN as f64, i16::MAX as f64)),
+                        DataType::Int32 => Some((i32::MIN as f64, i32::MAX as f64)),
+                        DataType::Int64 => Some((i64::MIN as f64, i64::MAX as f64)),
+                        _ => None,
+                    };
+                    let min = num(take("min"), "min")?.unwrap_or(if matches!(field.data_type(), DataType::Int8) { -128.0 } else { 0.0 });
+                    let max = num(take("max"), "max")?.unwrap_or(range.map_or(1.0, |(_, hi)| hi));
+                    if min > max {
+                        return Err(EngineError::option(
+                            "datagen",
+                            format!("option 'fields.{name}.min' ({min}) is above 'fields.{name}.max' ({max})"),
+                        ));
+                    }
+                    if let Some((lo, hi)) = range.filter(|(lo, hi)| min < *lo || max > *hi) {
+                        return Err(EngineError::option(
+                            "datagen",
+                            format!(
+                                "options 'fields.{name}.min'/'max' ({min} to {max}) go beyond what column '{name}' of type {} holds ({lo} to {hi})",
+                                field.data_type()
+                            ),
+                        ));
+                    }
+                    let null_rate = num(take("null-rate"), "null-rate")?.unwrap_or(0.0);
+                    if !(0.0..=1.0).contains(&null_rate) {
+                        return Err(EngineError::option(
+                            "datagen",
+                            format!("option 'fields.{name}.null-rate' must be between 0 and 1, found {null_rate}"),
+                        ));
+                    }
+                    FieldGen::Random {
+                        min,
+                        max,
+                        length: num(take("length"), "length")?.unwrap_or(100.0) as usize,
+                        null_rate,
+                        max_past: num(take("max-past"), "max-past")?.unwrap_or(0.0) as i64,
+                    }
+                }
                 "sequence" => {
                     let start = num(take("start"), "start")?;
                     let end = num(take("end"), "end")?;

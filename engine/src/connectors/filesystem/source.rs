@@ -276,23 +276,45 @@ impl SourceReader for FileReader {
                     let mut buf = std::mem::take(&mut self.line_buffer);
                     buf.clear();
                     let mut ends: Vec<usize> = Vec::with_capacity(self.batch_size);
-                    let first_line = *line + 1;
+                    // The line each record starts on.
+                    let mut starts: Vec<u64> = Vec::with_capacity(self.batch_size);
+                    // A CSV field in quotes may hold line breaks: a record
+                    // goes on while it has an odd number of quotes.
+                    let quote = matches!(self.options.format, FileFormat::Csv)
+                        .then_some(self.options.quote);
                     while ends.len() < self.batch_size {
                         let start = buf.len();
-                        let n = reader
-                            .read_until(b'\n', &mut buf)
-                            .map_err(|e| EngineError::io(format!("reading '{path}'"), e))?;
-                        if n == 0 {
-                            break;
+                        let mut open_quote = false;
+                        let mut record_line = None;
+                        loop {
+                            let from = buf.len();
+                            let n = reader
+                                .read_until(b'\n', &mut buf)
+                                .map_err(|e| EngineError::io(format!("reading '{path}'"), e))?;
+                            if n == 0 {
+                                break;
+                            }
+                            *line += 1;
+                            *offset += n as u64;
+                            record_line.get_or_insert(*line);
+                            if let Some(q) = quote {
+                                let quotes = buf[from..].iter().filter(|b| **b == q).count();
+                                open_quote ^= quotes % 2 == 1;
+                            }
+                            if !open_quote {
+                                break;
+                            }
                         }
-                        *line += 1;
-                        *offset += n as u64;
+                        let Some(record_line) = record_line else {
+                            break;
+                        };
                         let mut end = buf.len();
                         while end > start && matches!(buf[end - 1], b'\n' | b'\r') {
                             end -= 1;
                         }
                         buf.truncate(end);
                         ends.push(end);
+                        starts.push(record_line);
                     }
                     let path = path.clone();
                     let batch = if ends.is_empty() {
@@ -302,7 +324,7 @@ impl SourceReader for FileReader {
                             let bad = ends.partition_point(|&end| end <= e.valid_up_to());
                             EngineError::BadRecord {
                                 file: path.clone(),
-                                line: first_line + bad as u64,
+                                line: starts.get(bad).copied().unwrap_or(*line),
                                 reason: "the line is not valid UTF-8".into(),
                             }
                         })?;
@@ -313,8 +335,8 @@ impl SourceReader for FileReader {
                             start = end;
                         }
                         Some(match self.options.format {
-                            FileFormat::Json => self.parse_json(&lines, &path, first_line)?,
-                            _ => self.parse_csv(&lines, &path, first_line)?,
+                            FileFormat::Json => self.parse_json(&lines, &path, &starts)?,
+                            _ => self.parse_csv(&lines, &path, &starts)?,
                         })
                     };
                     self.line_buffer = buf;
@@ -505,15 +527,14 @@ impl FileReader {
         }
     }
 
-    fn parse_csv(&self, lines: &[&str], path: &str, first_line: u64) -> Result<RecordBatch> {
+    fn parse_csv(&self, lines: &[&str], path: &str, starts: &[u64]) -> Result<RecordBatch> {
         let width = self.schema.fields().len();
         let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
         let mut line_of_row: Vec<u64> = Vec::with_capacity(lines.len());
         let mut shape_errors: Vec<(u64, String)> = Vec::new();
         let null_literal = self.options.null_literal.as_deref();
         let mut fields = Vec::with_capacity(width);
-        for (i, text) in lines.iter().enumerate() {
-            let line = first_line + i as u64;
+        for (text, &line) in lines.iter().zip(starts) {
             if text.is_empty() {
                 continue;
             }
@@ -622,7 +643,7 @@ impl FileReader {
         }
     }
 
-    fn parse_json(&self, lines: &[&str], path: &str, first_line: u64) -> Result<RecordBatch> {
+    fn parse_json(&self, lines: &[&str], path: &str, starts: &[u64]) -> Result<RecordBatch> {
         let decode = |rows: &[&str]| -> std::result::Result<Option<RecordBatch>, String> {
             let mut decoder = JsonReaderBuilder::new(self.schema.clone())
                 .with_batch_size(rows.len().max(1))
@@ -651,7 +672,7 @@ impl FileReader {
             match decode(&[text]) {
                 Ok(Some(b)) => good.push(b),
                 Ok(None) => {}
-                Err(reason) => self.bad(path, first_line + i as u64, reason)?,
+                Err(reason) => self.bad(path, starts.get(i).copied().unwrap_or(0), reason)?,
             }
         }
         Ok(datafusion::arrow::compute::concat_batches(

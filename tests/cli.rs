@@ -738,8 +738,8 @@ fn committed_numbers(dir: &std::path::Path) -> Vec<u64> {
 }
 
 /// Starts `weir run job`, lets it run for `after`, sends one SIGTERM and
-/// waits for it to exit; returns its stderr.
-fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration) -> String {
+/// waits for it to exit with `code`; returns its stderr.
+fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration, code: i32) -> String {
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("run")
         .arg(job)
@@ -761,7 +761,7 @@ fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration) -> String
         "took {:?} to stop: {stderr}",
         started.elapsed()
     );
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
     stderr
 }
 
@@ -791,7 +791,8 @@ fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
     }
     std::fs::write(&job, sql).unwrap();
 
-    let first = run_then_sigterm(&job, std::time::Duration::from_millis(2500));
+    // A sequence of 10^9 rows is bounded: stopped before its end, 130.
+    let first = run_then_sigterm(&job, std::time::Duration::from_millis(2500), 130);
     assert!(first.contains("Stopping 2 running jobs"), "{first}");
     assert_eq!(first.matches(") stopped.").count(), 2, "{first}");
     let (a1, b1) = (committed_numbers(&out_a), committed_numbers(&out_b));
@@ -807,7 +808,7 @@ fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
         );
     }
 
-    let second = run_then_sigterm(&job, std::time::Duration::from_millis(2500));
+    let second = run_then_sigterm(&job, std::time::Duration::from_millis(2500), 130);
     for name in ["sigterm-a", "sigterm-b"] {
         assert!(
             second.contains(&format!("Resuming job '{name}' from checkpoint")),
@@ -918,9 +919,9 @@ fn datagen_is_random_unless_seeded_and_a_resumed_job_keeps_its_seeds() {
         let at = meta.find("\"seeds\":").unwrap();
         meta[at..].split(']').next().unwrap().to_string()
     };
-    run_then_sigterm(&job, std::time::Duration::from_millis(1500));
+    run_then_sigterm(&job, std::time::Duration::from_millis(1500), 0);
     let first = seeds();
-    let resumed = run_then_sigterm(&job, std::time::Duration::from_millis(1500));
+    let resumed = run_then_sigterm(&job, std::time::Duration::from_millis(1500), 0);
     assert!(resumed.contains("Resuming job 'seeds'"), "{resumed}");
     assert_eq!(seeds(), first);
 }
@@ -1003,4 +1004,47 @@ fn interrupting_a_bounded_job_exits_130() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains(") stopped."), "{stderr}");
+}
+
+/// A checkpoint store that accepts connections and never answers is an
+/// error within a bounded time, not a silent wait.
+#[test]
+fn a_store_that_never_answers_fails_the_job_in_bounded_time() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'pipeline.name' = 'silent-store';\n\
+             SET 'execution.checkpointing.interval' = '1 s';\n\
+             SET 'execution.checkpointing.dir' = 's3://bucket/checkpoints';\n\
+             SET 's3.endpoint' = 'http://127.0.0.1:{port}';\n\
+             SET 's3.access-key' = 'key';\n\
+             SET 's3.secret-key' = 'secret';\n\
+             SET 's3.region' = 'us-east-1';\n\
+             CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');\n\
+             CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole');\n\
+             INSERT INTO o SELECT x FROM g;\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = weir(&["run", job.to_str().unwrap()], None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(90),
+        "took {:?}: {stderr}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("failed"), "{stderr}");
 }

@@ -31,6 +31,13 @@ pub struct StorageOptions {
     pub s3_path_style: bool,
 }
 
+/// How long connecting to a remote store may take.
+const STORE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long one request to a remote store may take.
+const STORE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a request and its retries may take in all.
+const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 impl std::fmt::Debug for StorageOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageOptions")
@@ -121,11 +128,20 @@ impl CheckpointStorage {
             Some("s3" | "s3a") => {
                 let url = location.replacen("s3a://", "s3://", 1);
                 let mut b = object_store::aws::AmazonS3Builder::from_env().with_url(&url);
+                // A server that accepts connections and never answers is an
+                // error within a minute, not a silent wait of minutes.
+                let mut client = object_store::ClientOptions::new()
+                    .with_connect_timeout(STORE_CONNECT_TIMEOUT)
+                    .with_timeout(STORE_REQUEST_TIMEOUT);
                 if let Some(e) = &options.s3_endpoint {
-                    b = b
-                        .with_endpoint(e)
-                        .with_allow_http(e.starts_with("http://"));
+                    client = client.with_allow_http(e.starts_with("http://"));
+                    b = b.with_endpoint(e);
                 }
+                b = b.with_client_options(client).with_retry(object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: STORE_RETRY_TIMEOUT,
+                    ..Default::default()
+                });
                 if let Some(k) = &options.s3_access_key {
                     b = b.with_access_key_id(k);
                 }
@@ -138,6 +154,7 @@ impl CheckpointStorage {
                 if options.s3_path_style || options.s3_endpoint.is_some() {
                     b = b.with_virtual_hosted_style_request(false);
                 }
+
                 let store = b.build().map_err(|e| config("cannot open S3 location", e))?;
                 (Arc::new(store), path_of(&url))
             }

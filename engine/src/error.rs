@@ -22,11 +22,11 @@ pub enum EngineError {
         message: String,
     },
     /// An input record could not be parsed.
-    #[error("malformed record in {file} at line {line}: {reason}")]
+    #[error("malformed record in {file}{}: {reason}", at_line(*.line))]
     BadRecord {
         /// The file the record came from.
         file: String,
-        /// 1-based line number.
+        /// 1-based line number; 0 for formats without lines (Parquet).
         line: u64,
         /// Why it could not be read.
         reason: String,
@@ -96,5 +96,14 @@ impl From<weir_state::StateError> for EngineError {
 impl From<ArrowError> for EngineError {
     fn from(e: ArrowError) -> Self {
         EngineError::Arrow(Box::new(e))
+    }
+}
+
+/// ` at line N`, or nothing for a record without a line.
+fn at_line(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" at line {line}")
     }
 }

@@ -42,7 +42,7 @@ pub enum CheckpointError {
     #[error("checkpoint storage: {0}")]
     Config(String),
     /// The object store failed.
-    #[error("checkpoint storage '{location}': {source}")]
+    #[error("checkpoint storage '{location}': {}", without_user_info(&source.to_string()))]
     Store {
         /// The object's path (no credentials).
         location: String,
@@ -72,3 +72,43 @@ pub enum CheckpointError {
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, CheckpointError>;
+
+/// `text` with the user information of every URL in it (`http://user:pass@`)
+/// masked: a store's errors quote the URLs it requested, endpoint included.
+pub fn without_user_info(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(user_end) => {
+                out.push_str("******@");
+                rest = &tail[user_end + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod user_info_tests {
+    use super::without_user_info;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            without_user_info("GET http://admin:hunter2@127.0.0.1:9000/b?x=1 failed"),
+            "GET http://******@127.0.0.1:9000/b?x=1 failed"
+        );
+        assert_eq!(
+            without_user_info("s3://bucket/path and http://host/x"),
+            "s3://bucket/path and http://host/x"
+        );
+    }
+}

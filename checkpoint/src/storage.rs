@@ -93,7 +93,9 @@ impl CheckpointStorage {
         let location = location.trim().trim_end_matches('/');
         let scheme = location.split_once("://").map(|(s, _)| s);
         let config = |what: &str, e: object_store::Error| {
-            CheckpointError::Config(format!("{what} '{location}': {e}"))
+            CheckpointError::Config(crate::without_user_info(&format!(
+                "{what} '{location}': {e}"
+            )))
         };
         let mut local = None;
         let (store, base): (Arc<dyn ObjectStore>, String) = match scheme {

@@ -64,10 +64,13 @@ fn piped_errors_are_reported_and_the_script_goes_on() {
     let out = weir(&[], Some("SELECT * FROM nowhere;\nSELECT 2 AS two;"));
     assert!(!out.status.success());
     let stdout = text(&out.stdout);
+    // Errors go to stderr, results to stdout.
+    let stderr = text(&out.stderr);
     assert!(
-        stdout.contains("table or view 'nowhere' not found") || stdout.contains("nowhere"),
-        "{stdout}"
+        stderr.contains("Object 'nowhere' not found at line 1, column 15"),
+        "{stderr}"
     );
+    assert!(!stdout.contains("nowhere"), "{stdout}");
     assert!(stdout.contains("Received a total of 1 row"), "{stdout}");
 }
 
@@ -401,9 +404,9 @@ fn json_source_reports_or_skips_bad_lines() {
     );
     let out = weir(&[], Some(&table(false)));
     assert!(
-        text(&out.stdout).contains("in.json at line 2"),
+        text(&out.stderr).contains("in.json at line 2"),
         "{}",
-        text(&out.stdout)
+        text(&out.stderr)
     );
 }
 
@@ -856,10 +859,10 @@ fn a_rest_port_in_use_is_an_error() {
         "{stderr}"
     );
     let out = weir(&[], Some("SET 'rest.port' = '99999';"));
-    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
     assert!(
-        stdout.contains("'rest.port'") && stdout.contains("from 0 to 65535"),
-        "{stdout}"
+        stderr.contains("'rest.port'") && stderr.contains("from 0 to 65535"),
+        "{stderr}"
     );
     drop(taken);
 }
@@ -937,8 +940,9 @@ fn deep_expressions_and_closed_pipes_end_cleanly() {
         Some(&format!("SELECT {chain} AS s;\nSELECT 2 AS two;\n")),
     );
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("nested more than 200 levels"), "{stdout}");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("nested more than 200 levels"), "{stderr}");
     assert!(
         stdout.contains("Received a total of 1 row"),
         "the next statement ran: {stdout}"

@@ -27,6 +27,11 @@ fn normalize(output: &str, sort: bool) -> String {
         // Job ids are random.
         let line = if line.starts_with("Job ID: ") {
             "Job ID: <id>".to_string()
+        } else if let Some(rest) = line.strip_prefix("[INFO] Job ") {
+            match rest.split_once(' ') {
+                Some((_, tail)) => format!("[INFO] Job <id> {tail}"),
+                None => line.to_string(),
+            }
         } else {
             line.to_string()
         };
@@ -124,22 +129,28 @@ fn sql_files_match_expected_output() {
             if pass.conf.is_some() {
                 command.arg("--conf").arg(&conf_path);
             }
+            // Results on stdout, errors and job messages on stderr: one
+            // pipe for both keeps them in the order they were written.
+            let (mut reader, writer) = std::io::pipe().unwrap();
             let mut child = command
                 .current_dir(manifest_dir())
                 .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stdout(writer.try_clone().unwrap())
+                .stderr(writer)
                 .spawn()
                 .unwrap();
+            drop(command);
             child
                 .stdin
                 .take()
                 .unwrap()
                 .write_all(sql.as_bytes())
                 .unwrap();
-            let output = child.wait_with_output().unwrap();
+            let mut output = String::new();
+            std::io::Read::read_to_string(&mut reader, &mut output).unwrap();
+            child.wait().unwrap();
             let sort = sql.starts_with("-- sort") || !pass.exact_order;
-            let actual = normalize(&String::from_utf8_lossy(&output.stdout), sort);
+            let actual = normalize(&output, sort);
             let expected_path = file.with_extension("out");
             if regenerate {
                 std::fs::write(&expected_path, &actual).unwrap();

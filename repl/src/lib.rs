@@ -339,7 +339,8 @@ async fn run_script(
                 return ExitCode::FAILURE;
             }
             Err(e) => {
-                outln!("{}\n", error_text(&e));
+                // Piped: errors on stderr, results on stdout.
+                eprintln!("{}\n", error_text(&e));
                 failed = true;
             }
         }

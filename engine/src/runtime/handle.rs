@@ -224,8 +224,9 @@ impl JobHandle {
     ///
     /// # Errors
     ///
-    /// When the final checkpoint fails the job fails over as after any
-    /// failure (`restart-strategy.*`) and the error says why.
+    /// When the final checkpoint fails, the job is cancelled instead (its
+    /// next run resumes from its latest completed checkpoint) and the error
+    /// says why.
     pub async fn stop(&self) -> Result<()> {
         if self.status() != JobStatus::Running {
             return Ok(());

@@ -603,6 +603,11 @@ fn damage_and_rerun(backend: &str, damage: Damage) {
         assert!(stderr.contains("does not match its checksum"), "{stderr}");
     }
     assert!(stderr.contains("withdrew"), "{stderr}");
+    assert!(
+        stderr.contains("newer completed checkpoint")
+            && stderr.contains("its sinks take back what they committed"),
+        "{stderr}"
+    );
     let rows = committed_rows(&out);
     assert!(
         rows == expected,

@@ -555,6 +555,14 @@ fn damaged_checkpoints_are_skipped_with_a_warning() {
         stderr.contains(&format!("from checkpoint {previous} ")),
         "{stderr}"
     );
+    // The blackhole sink is at least once: it is told to write the
+    // skipped checkpoint's output again.
+    assert!(
+        stderr.contains(
+            "these sinks write their output of 1 checkpoint again: connector=[blackhole]"
+        ),
+        "{stderr}"
+    );
 
     // Broken metadata in the newest checkpoint now.
     let newest = *checkpoint_ids(&job_dir).last().unwrap();

@@ -171,6 +171,12 @@ pub trait SinkFactory: Send + Sync {
     fn accepts_updates(&self) -> bool;
     /// One line for `EXPLAIN` (no secrets).
     fn describe(&self) -> String;
+    /// Whether the sink takes back what checkpoints after the one a job
+    /// resumes from committed ([`SinkWriter::withdraw_after`]), so that a
+    /// fall-back past damaged checkpoints writes nothing twice.
+    fn takes_back_committed_output(&self) -> bool {
+        false
+    }
 }
 
 /// Connector options, consumed as they are read, so that what is left over

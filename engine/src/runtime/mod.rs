@@ -319,6 +319,7 @@ impl Driver {
                     job.checkpoint_url(metadata.checkpoint_id)
                 );
                 self.record_restore(&job.checkpoint_url(metadata.checkpoint_id));
+                self.warn_of_fallback(&job, metadata.checkpoint_id).await;
                 let mut restore = self.checked(metadata, job)?;
                 if let Some(r) = restore.as_mut() {
                     r.resumed = true;
@@ -327,6 +328,45 @@ impl Driver {
             }
             None => Ok(None),
         }
+    }
+
+    /// Says what resuming from `restored`, older than the newest completed
+    /// checkpoint, means for each sink: filesystem sinks take back what the
+    /// skipped checkpoints committed; the others write it again.
+    async fn warn_of_fallback(&self, job: &weir_checkpoint::JobCheckpoints, restored: u64) {
+        let skipped = job
+            .completed_ids()
+            .await
+            .map(|ids| ids.into_iter().filter(|id| *id > restored).count())
+            .unwrap_or(0);
+        if skipped == 0 {
+            return;
+        }
+        let again: Vec<String> = self
+            .graph
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                NodeKind::Sink(f) if !f.takes_back_committed_output() => Some(f.describe()),
+                _ => None,
+            })
+            .collect();
+        let what = if again.is_empty() {
+            "its sinks take back what they committed".to_string()
+        } else {
+            format!(
+                "these sinks write their output of {} checkpoint{} again: {}",
+                skipped,
+                if skipped == 1 { "" } else { "s" },
+                again.join(", ")
+            )
+        };
+        tracing::warn!(job = %self.name, restored, skipped, "resuming from an older checkpoint");
+        eprintln!(
+            "[WARN] Job '{}' resumes from checkpoint {restored}, older than {skipped} newer completed checkpoint{} that could not be used: {what}",
+            self.name,
+            if skipped == 1 { "" } else { "s" }
+        );
     }
 
     fn record_restore(&self, from: &str) {

@@ -86,6 +86,9 @@ impl SinkFactory for FileSink {
     fn accepts_updates(&self) -> bool {
         false
     }
+    fn takes_back_committed_output(&self) -> bool {
+        true
+    }
     fn describe(&self) -> String {
         format!(
             "connector=[filesystem], path=[{}], format=[{}]",

@@ -40,6 +40,18 @@ const UNBOUNDED: &str = "CREATE TABLE g (x BIGINT) WITH ('connector' = 'datagen'
      'rows-per-second' = '2000', 'fields.x.kind' = 'sequence', 'fields.x.start' = '1', \
      'fields.x.end' = '1000000000')";
 
+/// A checkpointed job named `name` copying an unbounded sequence `g` into
+/// a blackhole `o`, and its context.
+async fn unbounded_job(dir: &Path, name: &str) -> (StreamContext, weir::JobHandle) {
+    let mut ctx = checkpointed(dir, name);
+    ctx.sql(UNBOUNDED).await.unwrap();
+    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
+        .await
+        .unwrap();
+    let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    (ctx, job)
+}
+
 async fn wait_for_a_checkpoint(job: &weir::JobHandle) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !job.checkpoints().iter().any(|c| c.status == "COMPLETED") {
@@ -119,12 +131,7 @@ async fn a_statement_set_is_one_job_sharing_its_source() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_name_one_running_job_and_a_stopped_job_resumes_under_a_new_id() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ctx = checkpointed(dir.path(), "shared-name");
-    ctx.sql(UNBOUNDED).await.unwrap();
-    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
-        .await
-        .unwrap();
-    let first = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    let (mut ctx, first) = unbounded_job(dir.path(), "shared-name").await;
     let refused = ctx
         .insert("INSERT INTO o SELECT x + 1 FROM g")
         .await
@@ -167,12 +174,7 @@ async fn one_name_one_running_job_and_a_stopped_job_resumes_under_a_new_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_job_has_its_own_id_and_stop_job_of_an_ended_job_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ctx = checkpointed(dir.path(), "restored");
-    ctx.sql(UNBOUNDED).await.unwrap();
-    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
-        .await
-        .unwrap();
-    let first = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    let (mut ctx, first) = unbounded_job(dir.path(), "restored").await;
     wait_for_a_checkpoint(&first).await;
     let savepoint = first.stop_with_savepoint(None, false).await.unwrap();
     ctx.sql(&format!("SET 'execution.savepoint.path' = '{savepoint}'"))
@@ -271,12 +273,7 @@ async fn rest_reports_the_end_time_and_duration_of_an_ended_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_stop_leaves_the_job_running_and_controllable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ctx = checkpointed(dir.path(), "failed-stop");
-    ctx.sql(UNBOUNDED).await.unwrap();
-    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
-        .await
-        .unwrap();
-    let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    let (_ctx, job) = unbounded_job(dir.path(), "failed-stop").await;
     wait_for_a_checkpoint(&job).await;
     let failed = job.stop_with_savepoint(Some("/proc/nope"), false).await;
     assert!(failed.is_err(), "{failed:?}");
@@ -296,12 +293,7 @@ async fn a_failed_stop_leaves_the_job_running_and_controllable() {
 async fn rest_refuses_a_body_that_is_not_json() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let mut ctx = checkpointed(dir.path(), "rest-body");
-    ctx.sql(UNBOUNDED).await.unwrap();
-    ctx.sql("CREATE TABLE o (x BIGINT) WITH ('connector' = 'blackhole')")
-        .await
-        .unwrap();
-    let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
+    let (_ctx, job) = unbounded_job(dir.path(), "rest-body").await;
     let state = weir_repl::rest::RestState::default();
     state.add_job(job.clone());
     let mut config = weir::Config::new();

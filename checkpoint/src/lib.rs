@@ -29,7 +29,7 @@ pub use metadata::{
 };
 pub use restore::{plan_restore, NodeRestore, RestorePlan};
 pub use storage::{
-    dispose_savepoint, open_snapshot, parse_checkpoint_url, parse_snapshot_url,
+    dispose_savepoint, open_snapshot, parse_checkpoint_url, parse_snapshot_url, random_u64,
     savepoint_folder_name, CheckpointStorage, JobCheckpoints, SnapshotPath, StorageOptions,
 };
 pub use upload::SharedFiles;

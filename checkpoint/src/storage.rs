@@ -617,16 +617,26 @@ pub async fn dispose_savepoint(url: &str, options: &StorageOptions) -> Result<()
 /// A new savepoint folder's name for job `job_id`, like Flink's
 /// `savepoint-<6 hex digits of the job id>-<12 random hex digits>`.
 pub fn savepoint_folder_name(job_id: &str) -> String {
+    let short: String = job_id.chars().take(6).collect();
+    format!(
+        "savepoint-{short}-{:012x}",
+        random_u64(0) & 0xffff_ffff_ffff
+    )
+}
+
+/// 64 random bits for names and seeds (not for cryptography): the
+/// process's randomly keyed hasher over the clock and `salt`.
+pub fn random_u64(salt: u64) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
     h.write_u128(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0),
     );
-    let short: String = job_id.chars().take(6).collect();
-    format!("savepoint-{short}-{:012x}", h.finish() & 0xffff_ffff_ffff)
+    h.finish()
 }
 
 /// Splits a checkpoint URL (`<dir>/<job-id>/chk-<n>`, optionally with

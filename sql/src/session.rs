@@ -179,12 +179,7 @@ impl Session {
     /// The names of the session's tables and views and of their columns
     /// (for completion in the shell), sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .tables
-            .keys()
-            .chain(self.views.keys())
-            .cloned()
-            .collect();
+        let mut names = self.table_and_view_names();
         for t in self.tables.values() {
             names.extend(t.columns.iter().map(|c| c.field.name().clone()));
         }
@@ -194,6 +189,14 @@ impl Session {
         names.sort();
         names.dedup();
         names
+    }
+
+    fn table_and_view_names(&self) -> Vec<String> {
+        self.tables
+            .keys()
+            .chain(self.views.keys())
+            .cloned()
+            .collect()
     }
 
     /// Jobs started by this session.
@@ -267,12 +270,7 @@ impl Session {
                 Ok(StatementResult::Done("Execute statement succeeded.".into()))
             }
             FlinkStatement::ShowTables => {
-                let mut names: Vec<String> = self
-                    .tables
-                    .keys()
-                    .chain(self.views.keys())
-                    .cloned()
-                    .collect();
+                let mut names = self.table_and_view_names();
                 names.sort();
                 Ok(StatementResult::Table {
                     header: vec!["table name".into()],

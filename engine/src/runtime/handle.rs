@@ -319,20 +319,11 @@ impl JobHandle {
 
 /// A fresh random job id (32 hex digits).
 pub fn new_job_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    format!(
+        "{:016x}{:016x}",
+        weir_checkpoint::random_u64(0),
+        weir_checkpoint::random_u64(1)
+    )
 }
 
 /// A job id derived from the job's name: a job started again under the same

@@ -53,19 +53,6 @@ pub struct DatagenSource {
     seeds: Vec<u64>,
 }
 
-/// A seed nobody chose: different in every process and every table.
-fn fresh_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
 impl DatagenSource {
     /// Reads the options; every field's kind and type is checked here.
     pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
@@ -82,7 +69,8 @@ impl DatagenSource {
         }
         let mut rows = options.parse::<u64>("number-of-rows", "a non-negative integer")?;
         let table_seed = options.parse::<u64>("seed", "a non-negative integer")?;
-        let base_seed = table_seed.unwrap_or_else(fresh_seed);
+        // A seed nobody chose: different in every process and every table.
+        let base_seed = table_seed.unwrap_or_else(|| weir_checkpoint::random_u64(0x5eed));
         let mut seeds = Vec::new();
         let mut field_opts: BTreeMap<String, String> = options.with_prefix("fields.");
         options.finish()?;

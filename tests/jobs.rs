@@ -209,6 +209,18 @@ async fn a_restored_job_has_its_own_id_and_stop_job_of_an_ended_job_changes_noth
     assert_eq!(second.status(), JobStatus::Cancelled);
 }
 
+/// Serves `job` through the REST API on a free port.
+async fn serve(job: &weir::JobHandle) -> std::net::SocketAddr {
+    let state = weir_repl::rest::RestState::default();
+    state.add_job(job.clone());
+    let mut config = weir::Config::new();
+    config.set("rest.port", "0").unwrap();
+    weir_repl::rest::start(&config, state)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The number after `"key":` in a JSON text.
 fn json_number(json: &str, key: &str) -> i64 {
     let at = json
@@ -236,14 +248,7 @@ async fn rest_reports_the_end_time_and_duration_of_an_ended_job() {
     .unwrap();
     let job = ctx.insert("INSERT INTO o SELECT x FROM g").await.unwrap();
     job.wait().await.unwrap();
-    let state = weir_repl::rest::RestState::default();
-    state.add_job(job.clone());
-    let mut config = weir::Config::new();
-    config.set("rest.port", "0").unwrap();
-    let addr = weir_repl::rest::start(&config, state)
-        .await
-        .unwrap()
-        .unwrap();
+    let addr = serve(&job).await;
     let body = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
         write!(
@@ -294,14 +299,7 @@ async fn rest_refuses_a_body_that_is_not_json() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let (_ctx, job) = unbounded_job(dir.path(), "rest-body").await;
-    let state = weir_repl::rest::RestState::default();
-    state.add_job(job.clone());
-    let mut config = weir::Config::new();
-    config.set("rest.port", "0").unwrap();
-    let addr = weir_repl::rest::start(&config, state)
-        .await
-        .unwrap()
-        .unwrap();
+    let addr = serve(&job).await;
     let id = job.id().to_string();
     let response = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();

@@ -454,20 +454,12 @@ async fn wait_jobs(jobs: &[JobHandle]) -> Result<(), ExitCode> {
 /// Stops every running job in the background ([`JobHandle::stop`]); their
 /// ends are reported by whoever waits for them.
 fn stop_all(jobs: &[JobHandle]) {
-    let running: Vec<&JobHandle> = jobs
-        .iter()
-        .filter(|j| j.status() == weir_engine::JobStatus::Running)
-        .collect();
+    let running = running(jobs);
     if running.is_empty() {
         return;
     }
-    eprintln!(
-        "[INFO] Stopping {} running job{} ...",
-        running.len(),
-        if running.len() == 1 { "" } else { "s" }
-    );
+    eprintln!("[INFO] Stopping {} ...", count_jobs(running.len()));
     for job in running {
-        let job = job.clone();
         tokio::spawn(async move {
             if let Err(e) = job.stop().await {
                 eprintln!(
@@ -480,20 +472,28 @@ fn stop_all(jobs: &[JobHandle]) {
     }
 }
 
-/// Stops the shell's running jobs and waits for them, saying what it does.
-async fn stop_before_leaving(jobs: &[JobHandle]) {
-    let running: Vec<JobHandle> = jobs
-        .iter()
+/// The jobs that are still running.
+fn running(jobs: &[JobHandle]) -> Vec<JobHandle> {
+    jobs.iter()
         .filter(|j| j.status() == weir_engine::JobStatus::Running)
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// `1 running job`, `2 running jobs`.
+fn count_jobs(n: usize) -> String {
+    format!("{n} running job{}", if n == 1 { "" } else { "s" })
+}
+
+/// Stops the shell's running jobs and waits for them, saying what it does.
+async fn stop_before_leaving(jobs: &[JobHandle]) {
+    let running = running(jobs);
     if running.is_empty() {
         return;
     }
     outln!(
-        "[INFO] Stopping {} running job{} before leaving (with a final checkpoint where checkpointing is on) ...",
-        running.len(),
-        if running.len() == 1 { "" } else { "s" }
+        "[INFO] Stopping {} before leaving (with a final checkpoint where checkpointing is on) ...",
+        count_jobs(running.len())
     );
     for job in &running {
         match job.stop().await {

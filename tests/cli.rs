@@ -748,9 +748,14 @@ fn committed_numbers(dir: &std::path::Path) -> Vec<u64> {
     rows
 }
 
-/// Starts `weir run job`, lets it run for `after`, sends one SIGTERM and
-/// waits for it to exit with `code`; returns its stderr.
-fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration, code: i32) -> String {
+/// Starts `weir run job`, lets it run for `after`, sends one `signal`
+/// (`TERM`, `INT`) and waits for it to exit with `code`; returns its stderr.
+fn run_then_signal(
+    job: &std::path::Path,
+    after: std::time::Duration,
+    signal: &str,
+    code: i32,
+) -> String {
     let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("run")
         .arg(job)
@@ -759,11 +764,11 @@ fn run_then_sigterm(job: &std::path::Path, after: std::time::Duration, code: i32
         .spawn()
         .unwrap();
     std::thread::sleep(after);
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(term.success());
+    assert!(sent.success());
     let started = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
@@ -803,7 +808,7 @@ fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
     std::fs::write(&job, sql).unwrap();
 
     // A sequence of 10^9 rows is bounded: stopped before its end, 130.
-    let first = run_then_sigterm(&job, std::time::Duration::from_millis(2500), 130);
+    let first = run_then_signal(&job, std::time::Duration::from_millis(2500), "TERM", 130);
     assert!(first.contains("Stopping 2 running jobs"), "{first}");
     assert_eq!(first.matches(") stopped.").count(), 2, "{first}");
     let (a1, b1) = (committed_numbers(&out_a), committed_numbers(&out_b));
@@ -819,7 +824,7 @@ fn one_sigterm_stops_every_job_with_a_final_checkpoint() {
         );
     }
 
-    let second = run_then_sigterm(&job, std::time::Duration::from_millis(2500), 130);
+    let second = run_then_signal(&job, std::time::Duration::from_millis(2500), "TERM", 130);
     for name in ["sigterm-a", "sigterm-b"] {
         assert!(
             second.contains(&format!("Resuming job '{name}' from checkpoint")),
@@ -930,9 +935,9 @@ fn datagen_is_random_unless_seeded_and_a_resumed_job_keeps_its_seeds() {
         let at = meta.find("\"seeds\":").unwrap();
         meta[at..].split(']').next().unwrap().to_string()
     };
-    run_then_sigterm(&job, std::time::Duration::from_millis(1500), 0);
+    run_then_signal(&job, std::time::Duration::from_millis(1500), "TERM", 0);
     let first = seeds();
-    let resumed = run_then_sigterm(&job, std::time::Duration::from_millis(1500), 0);
+    let resumed = run_then_signal(&job, std::time::Duration::from_millis(1500), "TERM", 0);
     assert!(resumed.contains("Resuming job 'seeds'"), "{resumed}");
     assert_eq!(seeds(), first);
 }
@@ -999,22 +1004,7 @@ fn interrupting_a_bounded_job_exits_130() {
          INSERT INTO o SELECT x FROM g;\n",
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("run")
-        .arg(&job)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let int = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(int.success());
-    let out = child.wait_with_output().unwrap();
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let stderr = run_then_signal(&job, std::time::Duration::from_millis(1500), "INT", 130);
     assert!(stderr.contains(") stopped."), "{stderr}");
 }
 

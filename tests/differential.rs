@@ -314,3 +314,82 @@ async fn late_rows_are_dropped_and_counted() {
         .sum();
     assert_eq!(late, 1);
 }
+
+/// `UNION ALL` of three branches of `t` (the rows of one branch reach the
+/// union before the others'), as rows, under a windowed aggregate (the
+/// union's watermark is the minimum of its inputs', so no row is late) and
+/// under an updating aggregate, against the batch query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn union_all_matches_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 3000);
+    let branches = "SELECT k, v, ts FROM t WHERE k % 3 = 0 \
+         UNION ALL SELECT k, v * 2 AS v, ts FROM t WHERE k % 3 = 1 \
+         UNION ALL SELECT k + 100 AS k, v, ts FROM t WHERE v > 900";
+    let rows = format!("SELECT k, v FROM ({branches}) AS u");
+    let grouped = format!("SELECT k, COUNT(*), SUM(v) FROM ({branches}) AS u GROUP BY k");
+    let windowed_batch = format!(
+        "SELECT k, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00') AS ws, COUNT(*), SUM(v) \
+         FROM ({branches}) AS u GROUP BY k, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00')"
+    );
+    let expected_rows = batch_answer(&csv, &rows).await;
+    let expected_grouped = batch_answer(&csv, &grouped).await;
+    let expected_windows = batch_answer(&csv, &windowed_batch).await;
+    assert!(expected_windows.len() > 50, "{}", expected_windows.len());
+    for settings in state_variants(dir.path()).into_iter().step_by(2) {
+        for parallelism in [1, 2] {
+            let (batches, updating, _) =
+                stream_rows(&csv, parallelism, 100, &settings, &rows).await;
+            assert!(!updating);
+            assert_eq!(
+                sorted(rows_of(&batches, false)),
+                expected_rows,
+                "p={parallelism} {settings:?}"
+            );
+
+            let mut ctx = events_context(&csv, parallelism, 100, &settings).await;
+            ctx.sql(&format!("CREATE VIEW u AS {branches}"))
+                .await
+                .unwrap();
+            let result = ctx
+                .query(
+                    "SELECT k, window_start, COUNT(*), SUM(v) \
+                     FROM TABLE(TUMBLE(TABLE u, DESCRIPTOR(ts), INTERVAL '2' SECOND)) GROUP BY k, window_start, window_end",
+                )
+                .await
+                .unwrap();
+            let batches = result.collect().await.unwrap();
+            assert_eq!(
+                sorted(rows_of(&batches, false)),
+                expected_windows,
+                "p={parallelism} {settings:?}"
+            );
+
+            let (batches, updating, _) =
+                stream_rows(&csv, parallelism, 100, &settings, &grouped).await;
+            assert!(updating);
+            let mut table: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for b in &batches {
+                let ops = b
+                    .column(b.num_columns() - 1)
+                    .as_primitive::<datafusion::arrow::datatypes::Int8Type>();
+                for (row, op) in rows_of(std::slice::from_ref(b), true)
+                    .into_iter()
+                    .zip(ops.values())
+                {
+                    if matches!(op, 0 | 2) {
+                        table.insert(row[0].clone(), row);
+                    } else {
+                        assert_eq!(table.remove(&row[0]).as_ref(), Some(&row));
+                    }
+                }
+            }
+            assert_eq!(
+                sorted(table.into_values().collect()),
+                expected_grouped,
+                "p={parallelism} {settings:?}"
+            );
+        }
+    }
+}

@@ -62,7 +62,11 @@ fn has_state(info: &OperatorInfo) -> bool {
 pub fn plan_restore(snapshot: &CheckpointMetadata, job: &[OperatorInfo]) -> RestorePlan {
     let mut nodes = Vec::with_capacity(job.len());
     for info in job {
-        let old = snapshot.operators.iter().find(|o| o.uid == info.uid);
+        let old = snapshot
+            .operators
+            .iter()
+            .find(|o| o.uid == info.uid)
+            .or_else(|| legacy_sink(snapshot, job, info));
         let fate = match old {
             _ if !has_state(info) && info.role != NodeRole::Sink => NodeRestore::Stateless,
             None => NodeRestore::New,
@@ -93,6 +97,25 @@ pub fn plan_restore(snapshot: &CheckpointMetadata, job: &[OperatorInfo]) -> Rest
         unclaimed,
         same_layout,
     }
+}
+
+/// The sink of a snapshot written before sinks were named after their
+/// table (`sink[<table>]`), when their uid was `sink[<description>]`: the
+/// old sink with the same description that no node of the job claims.
+fn legacy_sink<'a>(
+    snapshot: &'a CheckpointMetadata,
+    job: &[OperatorInfo],
+    info: &OperatorInfo,
+) -> Option<&'a OperatorInfo> {
+    if info.role != NodeRole::Sink {
+        return None;
+    }
+    let legacy = format!("sink[{}]", info.description);
+    snapshot.operators.iter().find(|o| {
+        o.role == NodeRole::Sink
+            && o.uid.split('#').next() == Some(legacy.as_str())
+            && !job.iter().any(|n| n.uid == o.uid)
+    })
 }
 
 /// Why `new` cannot take the state `old` wrote, if it cannot.

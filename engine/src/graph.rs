@@ -66,6 +66,13 @@ pub struct Node {
     pub schema: SchemaRef,
     /// Whether the emitted stream is updating (carries change kinds).
     pub updating: bool,
+    /// The node's id in snapshots, from its place in the plan (see
+    /// [`JobGraph::operator_infos`]); the planner names sinks after their
+    /// table with [`JobGraph::set_uid`].
+    pub uid: String,
+    /// What a stateful node downstream names this one by: its uid when it
+    /// keeps state or reads a table, else its inputs' lineage.
+    lineage: String,
 }
 
 impl Node {
@@ -97,6 +104,28 @@ impl JobGraph {
         updating: bool,
     ) -> NodeId {
         let id = self.nodes.len();
+        let lineage = || {
+            inputs
+                .iter()
+                .filter_map(|(i, _)| self.nodes.get(*i).map(|n| n.lineage.clone()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let (uid, lineage) = match &kind {
+            NodeKind::Source(s) => {
+                let uid = format!("source[{}]", s.table);
+                (uid.clone(), uid)
+            }
+            NodeKind::Operator(o) => {
+                let uid = format!("{}({})", o.kind(), lineage());
+                if o.is_stateful() {
+                    (uid.clone(), uid)
+                } else {
+                    (uid, lineage())
+                }
+            }
+            NodeKind::Sink(_) => ("sink".to_string(), lineage()),
+        };
         self.nodes.push(Node {
             id,
             kind,
@@ -104,8 +133,18 @@ impl JobGraph {
             inputs,
             schema,
             updating,
+            uid,
+            lineage,
         });
         id
+    }
+
+    /// Gives `node` an explicit uid (the planner names sinks after their
+    /// table: `sink[<table>]`).
+    pub fn set_uid(&mut self, node: NodeId, uid: impl Into<String>) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.uid = uid.into();
+        }
     }
 
     /// Whether every source of the graph ends by itself.
@@ -119,54 +158,31 @@ impl JobGraph {
     /// Each node with its stable id and state shape, as snapshots record
     /// them (see `weir_checkpoint::restore`).
     ///
-    /// A node's id comes from what it does and what it reads, not from its
-    /// place in the graph: a source is `source[<table>]`; an operator with
-    /// keyed state is `<Kind>(<its inputs' lineage>)`, where the lineage of a
+    /// A node's id comes from what it does and what it reads, never from
+    /// its `EXPLAIN` text: a source is `source[<table>]`; an operator is
+    /// `<kind>(<its inputs' lineage>)` with the stable
+    /// [`crate::operators::OperatorFactory::kind`], where the lineage of a
     /// stateless operator is that of its inputs; a sink is
-    /// `sink[<connector>]`. So adding a filter or projection after an
-    /// aggregate, or another sink, leaves the aggregate's id alone. Equal
-    /// ids get `#1`, `#2`… in graph order.
+    /// `sink[<table>]`. So adding a filter or projection after an
+    /// aggregate, another sink, or rewording a label leaves the aggregate's
+    /// id alone. Equal ids get `#1`, `#2`… in graph order.
     pub fn operator_infos(&self) -> Vec<weir_checkpoint::OperatorInfo> {
         use weir_checkpoint::NodeRole;
-        let mut lineage: Vec<String> = Vec::with_capacity(self.nodes.len());
-        let mut seen: std::collections::HashMap<String, usize> = Default::default();
+        let mut seen: std::collections::HashMap<&str, usize> = Default::default();
         let mut out = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
-            let inputs = || {
-                node.inputs
-                    .iter()
-                    .map(|(i, _)| lineage[*i].clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let (role, state) = match &node.kind {
+                NodeKind::Source(_) => (NodeRole::Source, None),
+                NodeKind::Operator(o) => (NodeRole::Operator, o.state_signature()),
+                NodeKind::Sink(_) => (NodeRole::Sink, None),
             };
-            let (role, base, state) = match &node.kind {
-                NodeKind::Source(s) => (NodeRole::Source, format!("source[{}]", s.table), None),
-                NodeKind::Operator(o) => match o.state_signature() {
-                    Some(sig) => {
-                        let describe = o.describe();
-                        let kind = describe.split('(').next().unwrap_or("Operator");
-                        (
-                            NodeRole::Operator,
-                            format!("{kind}({})", inputs()),
-                            Some(sig),
-                        )
-                    }
-                    None => (NodeRole::Operator, format!("Calc({})", inputs()), None),
-                },
-                NodeKind::Sink(s) => (NodeRole::Sink, format!("sink[{}]", s.describe()), None),
-            };
-            let n = seen.entry(base.clone()).or_default();
+            let n = seen.entry(node.uid.as_str()).or_default();
             let uid = if *n == 0 {
-                base.clone()
+                node.uid.clone()
             } else {
-                format!("{base}#{n}")
+                format!("{}#{n}", node.uid)
             };
             *n += 1;
-            lineage.push(if state.is_some() || role == NodeRole::Source {
-                uid.clone()
-            } else {
-                inputs()
-            });
             out.push(weir_checkpoint::OperatorInfo {
                 node: node.id,
                 uid,
@@ -214,5 +230,86 @@ impl JobGraph {
         for (input, ex) in &node.inputs {
             self.explain_node(*input, depth + 1, Some(ex), out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::operators::{Operator, OperatorFactory, TaskContext};
+
+    /// A stateful operator whose `EXPLAIN` label is free text.
+    struct Labelled(&'static str);
+
+    impl OperatorFactory for Labelled {
+        fn create(&self, _ctx: &TaskContext) -> crate::Result<Box<dyn Operator>> {
+            Err(crate::EngineError::Internal("not run".into()))
+        }
+        fn describe(&self) -> String {
+            self.0.to_string()
+        }
+        fn kind(&self) -> &'static str {
+            "TestAggregate"
+        }
+        fn is_stateful(&self) -> bool {
+            true
+        }
+    }
+
+    fn graph(label: &'static str, with_filter: bool) -> JobGraph {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let calc = || {
+            NodeKind::Operator(Arc::new(crate::operators::calc::CalcSpec {
+                filter: None,
+                projection: None,
+                output_schema: schema.clone(),
+            }))
+        };
+        let mut g = JobGraph::default();
+        let mut last = g.add(calc(), 1, vec![], schema.clone(), false);
+        if with_filter {
+            last = g.add(
+                calc(),
+                1,
+                vec![(last, Exchange::Forward)],
+                schema.clone(),
+                false,
+            );
+        }
+        let agg = g.add(
+            NodeKind::Operator(Arc::new(Labelled(label))),
+            1,
+            vec![(last, Exchange::Forward)],
+            schema.clone(),
+            false,
+        );
+        let _second = g.add(
+            NodeKind::Operator(Arc::new(Labelled(label))),
+            1,
+            vec![(agg, Exchange::Forward)],
+            schema,
+            false,
+        );
+        g
+    }
+
+    #[test]
+    fn uids_do_not_depend_on_explain_labels_or_stateless_nodes() {
+        let uids = |g: &JobGraph| -> Vec<String> {
+            g.operator_infos()
+                .into_iter()
+                .filter(|i| i.uid.starts_with("TestAggregate"))
+                .map(|i| i.uid)
+                .collect()
+        };
+        let before = uids(&graph("GroupAggregate(groupBy=[k])", false));
+        let after = uids(&graph("Aggregated by key: k (reworded)", true));
+        assert_eq!(before, after);
+        assert_eq!(before.len(), 2);
+        assert_ne!(before[0], before[1], "{before:?}");
     }
 }

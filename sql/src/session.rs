@@ -482,7 +482,7 @@ impl Session {
                 let (tx, rx) = mpsc::channel(16);
                 let mut translator = self.translator();
                 let stream = translator.plan(&plan)?;
-                translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
+                translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1, "collect");
                 let graph = translator.graph;
                 check_restore(&graph, &self.config).await?;
                 let dir = self.check_name_free(&name, line)?;
@@ -896,7 +896,7 @@ impl Session {
         } else {
             let stream = translator.plan(&plan)?;
             let (tx, _rx) = mpsc::channel(1);
-            translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1);
+            translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1, "collect");
         }
         let graph = translator.graph;
         let text = format!(

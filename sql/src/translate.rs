@@ -81,7 +81,7 @@ fn with_op_column(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn arrow_schema(schema: &DFSchema, updating: bool) -> SchemaRef {
+pub(crate) fn arrow_schema(schema: &DFSchema, updating: bool) -> SchemaRef {
     let plain: Schema = schema.as_arrow().clone();
     if updating {
         with_op_column(&plain)
@@ -138,25 +138,29 @@ impl<'a> Translator<'a> {
         }
     }
 
-    /// Adds the sink of an `INSERT INTO` or the collect sink of a `SELECT`.
+    /// Adds the sink of an `INSERT INTO` (`table`: the target) or the
+    /// collect sink of a `SELECT`; its uid is `sink[<table>]`.
     pub fn add_sink(
         &mut self,
         input: &Stream,
         sink: Arc<dyn SinkFactory>,
         parallelism: usize,
+        table: &str,
     ) -> NodeId {
         let exchange = if parallelism == 1 && input.parallelism > 1 {
             Exchange::Single
         } else {
             Exchange::Forward
         };
-        self.graph.add(
+        let node = self.graph.add(
             NodeKind::Sink(sink),
             parallelism,
             vec![(input.node, exchange)],
             arrow_schema(&input.schema, input.updating),
             input.updating,
-        )
+        );
+        self.graph.set_uid(node, format!("sink[{table}]"));
+        node
     }
 
     /// Translates an `INSERT INTO` plan, adding the target's sink.
@@ -188,7 +192,7 @@ impl<'a> Translator<'a> {
             )));
         }
         let parallelism = input.parallelism;
-        self.add_sink(&input, sink, parallelism);
+        self.add_sink(&input, sink, parallelism, &name);
         Ok(())
     }
 
@@ -281,7 +285,7 @@ impl<'a> Translator<'a> {
             LogicalPlan::Window(_) => Err(SqlError::Unsupported("OVER windows".into())),
             LogicalPlan::Sort(_) => Err(SqlError::Unsupported("ORDER BY on a stream (only window aggregates and Top-N, not yet implemented, can order)".into())),
             LogicalPlan::Limit(_) => Err(SqlError::Unsupported("LIMIT on a stream".into())),
-            LogicalPlan::Union(_) => Err(SqlError::Unsupported("UNION (not implemented yet)".into())),
+            LogicalPlan::Union(u) => self.union_all(u),
             LogicalPlan::Distinct(_) => Err(SqlError::Unsupported("DISTINCT (write it as GROUP BY)".into())),
             LogicalPlan::Subquery(_) => Err(SqlError::Unsupported("subqueries in expressions".into())),
             other => Err(SqlError::Unsupported(format!("the plan node {}", other.display()))),

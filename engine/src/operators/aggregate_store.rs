@@ -20,11 +20,11 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::logical_expr::GroupsAccumulator;
-use weir_state::{SnapshotInfo, StateBackend, StateDescriptor, StateId, StateKind, StateTtlConfig};
+use weir_state::{StateDescriptor, StateId};
 
 use super::aggregate_state::{groups_accumulator, AggregateSpec};
 use super::row_codec::{split_columns, EncodedRows, RowCodec};
-use super::TaskContext;
+use super::{StateHandle, TaskContext};
 use crate::error::Result;
 use crate::metrics::NodeMetrics;
 use crate::runtime::router::key_groups;
@@ -32,7 +32,7 @@ use crate::runtime::router::key_groups;
 /// An aggregate's state in its subtask's backend, with the codecs for its
 /// keys and accumulator states.
 pub struct AggregateStore {
-    backend: Box<dyn StateBackend>,
+    backend: StateHandle,
     state: StateId,
     keys: RowCodec,
     states: RowCodec,
@@ -52,18 +52,16 @@ pub struct AggregateStore {
 }
 
 impl AggregateStore {
-    /// Opens the subtask's backend and registers the aggregate's state.
+    /// Opens the aggregate's state, `descriptor`, in the backend the
+    /// runtime created for the subtask.
     pub fn open(
         spec: &AggregateSpec,
         partition_columns: Vec<usize>,
-        name: &str,
-        ttl: Option<StateTtlConfig>,
+        descriptor: &StateDescriptor,
         ctx: &TaskContext,
     ) -> Result<Self> {
-        let mut backend = ctx.create_state_backend()?;
-        let mut descriptor = StateDescriptor::new(name, StateKind::Raw);
-        descriptor.ttl = ttl;
-        let state = backend.register(&descriptor)?;
+        let backend = ctx.state()?;
+        let state = backend.lock()?.register(descriptor)?;
         let key_types: Vec<_> = spec
             .group_schema
             .fields()
@@ -93,19 +91,9 @@ impl AggregateStore {
         })
     }
 
-    /// Writes the backend's snapshot into `dir`: native, or canonical for
-    /// savepoints.
-    pub fn snapshot(&mut self, dir: &std::path::Path, canonical: bool) -> Result<SnapshotInfo> {
-        Ok(if canonical {
-            weir_state::write_canonical(self.backend.as_mut(), dir)?
-        } else {
-            self.backend.snapshot(dir)?
-        })
-    }
-
-    /// The backend, for snapshots.
-    pub fn backend(&mut self) -> &mut dyn StateBackend {
-        self.backend.as_mut()
+    /// The backend, for a few calls.
+    pub fn backend(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn weir_state::StateBackend>>> {
+        self.backend.lock()
     }
 
     /// The node's counters.
@@ -182,12 +170,12 @@ impl AggregateStore {
 
     /// Reads many entries.
     pub fn multi_get(&mut self, addresses: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        Ok(self.backend.multi_get(self.state, addresses)?)
+        Ok(self.backend.lock()?.multi_get(self.state, addresses)?)
     }
 
     /// Writes puts and deletes.
     pub fn write(&mut self, changes: Vec<weir_state::Change>) -> Result<()> {
-        Ok(self.backend.write(self.state, changes)?)
+        Ok(self.backend.lock()?.write(self.state, changes)?)
     }
 
     /// Calls `visit` for every entry whose address starts with
@@ -197,15 +185,15 @@ impl AggregateStore {
         suffix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<()> {
+        let mut backend = self.backend.lock()?;
         for group in self.range.start..self.range.end {
             let mut prefix = group.to_be_bytes().to_vec();
             prefix.extend_from_slice(suffix);
             let end = weir_state::key::prefix_end(&prefix);
-            self.backend
-                .scan(self.state, &prefix, end.as_deref(), &mut |k, v| {
-                    visit(k, v);
-                    Ok(weir_state::Scan::Continue)
-                })?;
+            backend.scan(self.state, &prefix, end.as_deref(), &mut |k, v| {
+                visit(k, v);
+                Ok(weir_state::Scan::Continue)
+            })?;
         }
         Ok(())
     }
@@ -215,21 +203,21 @@ impl AggregateStore {
     /// from one prefix to the next rather than reading every entry.
     pub fn stored_prefixes(&mut self) -> Result<std::collections::BTreeSet<[u8; 8]>> {
         let mut found = std::collections::BTreeSet::new();
+        let mut backend = self.backend.lock()?;
         for group in self.range.start..self.range.end {
             let group_prefix = group.to_be_bytes();
             let group_end = weir_state::key::prefix_end(&group_prefix);
             let mut start = group_prefix.to_vec();
             loop {
                 let mut next: Option<[u8; 8]> = None;
-                self.backend
-                    .scan(self.state, &start, group_end.as_deref(), &mut |k, _| {
-                        if let Some(p) = k.get(2..10) {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(p);
-                            next = Some(b);
-                        }
-                        Ok(weir_state::Scan::Stop)
-                    })?;
+                backend.scan(self.state, &start, group_end.as_deref(), &mut |k, _| {
+                    if let Some(p) = k.get(2..10) {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(p);
+                        next = Some(b);
+                    }
+                    Ok(weir_state::Scan::Stop)
+                })?;
                 let Some(prefix) = next else { break };
                 found.insert(prefix);
                 let mut skip = group_prefix.to_vec();
@@ -247,19 +235,19 @@ impl AggregateStore {
     /// for each key group of the subtask: one range deletion per key group
     /// (a range tombstone in RocksDB), not one per entry.
     pub fn delete_groups(&mut self, suffix: &[u8]) -> Result<()> {
+        let mut backend = self.backend.lock()?;
         for group in self.range.start..self.range.end {
             let mut prefix = group.to_be_bytes().to_vec();
             prefix.extend_from_slice(suffix);
             let end = weir_state::key::prefix_end(&prefix);
-            self.backend
-                .delete_range(self.state, &prefix, end.as_deref())?;
+            backend.delete_range(self.state, &prefix, end.as_deref())?;
         }
         Ok(())
     }
 
     /// Processing time of the backend's clock (for TTL stamps).
-    pub fn now_ms(&self) -> i64 {
-        self.backend.now_ms()
+    pub fn now_ms(&self) -> Result<i64> {
+        Ok(self.backend.lock()?.now_ms())
     }
 
     /// Counts groups written to (positive) or deleted from (negative) the
@@ -276,7 +264,7 @@ impl AggregateStore {
     /// Publishes state size: `entries` groups, and the backend's bytes plus
     /// `cached_bytes` held in memory.
     pub fn publish(&mut self, entries_now: u64, cached_bytes: usize) -> Result<()> {
-        let stats = self.backend.stats()?;
+        let stats = self.backend.lock()?.stats()?;
         let (mut entries, mut bytes) = self.published;
         NodeMetrics::set_share(&self.metrics.state_entries, &mut entries, entries_now);
         NodeMetrics::set_share(

@@ -12,7 +12,7 @@ use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::narrow::NarrowExprs;
-use super::{Operator, OperatorFactory, TaskContext};
+use super::{Operator, OperatorContext, OperatorFactory, TaskContext};
 use crate::error::Result;
 use crate::message::OP_COLUMN;
 
@@ -33,6 +33,10 @@ impl OperatorFactory for CalcSpec {
             spec: self.clone(),
             narrow: None,
         }))
+    }
+
+    fn kind(&self) -> &'static str {
+        "Calc"
     }
 
     fn describe(&self) -> String {
@@ -113,7 +117,7 @@ impl CalcOperator {
 }
 
 impl Operator for CalcOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()> {
         if self.narrow.is_none() {
             self.narrow = Some(self.plan(&batch.schema())?);
         }
@@ -141,7 +145,7 @@ impl Operator for CalcOperator {
             .map(|i| narrow.exprs.evaluate(i, &leaves, rows))
             .collect::<Result<_>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        out.push(RecordBatch::try_new_with_options(
+        ctx.emit(RecordBatch::try_new_with_options(
             self.spec.output_schema.clone(),
             columns,
             &options,

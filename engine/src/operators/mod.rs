@@ -1,22 +1,26 @@
-//! Runtime operators: each transforms batches of one input stream.
+//! Runtime operators: each transforms the batches of its inputs.
 //!
 //! An operator is written once as an [`Operator`]; the runtime calls it from
-//! one subtask (never concurrently) and routes what it emits. Its factory, an
-//! [`OperatorFactory`], is what the planner puts into the job graph.
+//! one subtask (never concurrently), routes what it emits, fires its timers
+//! and snapshots the state its [`OperatorFactory`] declares. The factory is
+//! what the planner puts into the job graph.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
+pub use timers::{TimeDomain, Timer, TimerService};
 
 pub mod aggregate_state;
 pub mod aggregate_store;
 pub mod calc;
 pub mod narrow;
 pub mod row_codec;
+pub mod timers;
+pub mod union;
 pub mod updating_aggregate;
 pub mod window_aggregate;
 pub mod window_assign;
@@ -42,26 +46,23 @@ pub struct TaskContext {
     pub node: usize,
     /// Where and how operators keep state.
     pub state: Arc<StateSettings>,
-    /// Snapshot folders to restore the operator's state from: one native
-    /// snapshot of the same backend and key groups, or several (another
-    /// parallelism, another backend, a savepoint's canonical files).
-    pub restore: Option<Vec<(std::path::PathBuf, weir_state::SnapshotFormat)>>,
+    /// The operator's state backend, created (and restored) by the runtime
+    /// when the factory declares states ([`OperatorFactory::states`]).
+    pub backend: Option<StateHandle>,
     /// Whether the job takes checkpoints (sinks then commit on them).
     pub checkpointing: bool,
 }
 
 impl TaskContext {
-    /// Creates this subtask's state backend (one RocksDB instance per
-    /// operator subtask with `rocksdb`).
-    pub fn create_state_backend(&self) -> Result<Box<dyn weir_state::StateBackend>> {
-        let name = format!("job-{}-op{}-{}", self.job_id, self.node, self.subtask);
-        match &self.restore {
-            Some(parts) => {
-                weir_state::restore_merged(&self.state.backend, &name, parts, self.key_groups())
-            }
-            None => self.state.backend.create(&name),
-        }
-        .map_err(|e| EngineError::State(e.to_string()))
+    /// The operator's state backend, with its declared states registered.
+    /// An error for an operator whose factory declared none.
+    pub fn state(&self) -> Result<StateHandle> {
+        self.backend.clone().ok_or_else(|| {
+            EngineError::Internal(format!(
+                "node {} uses state but its factory declares none",
+                self.node
+            ))
+        })
     }
 
     /// The key groups this subtask owns.
@@ -70,56 +71,185 @@ impl TaskContext {
     }
 }
 
-/// A streaming operator over one input.
+/// An operator subtask's state backend. The runtime creates it, restores
+/// it and takes its snapshots; the operator reads and writes it between.
+/// Hooks run on one thread, so the lock is never contended.
+#[derive(Clone)]
+pub struct StateHandle(Arc<Mutex<Box<dyn weir_state::StateBackend>>>);
+
+impl StateHandle {
+    /// Wraps a backend.
+    pub fn new(backend: Box<dyn weir_state::StateBackend>) -> Self {
+        Self(Arc::new(Mutex::new(backend)))
+    }
+
+    /// The backend, for a few calls.
+    pub fn lock(&self) -> Result<MutexGuard<'_, Box<dyn weir_state::StateBackend>>> {
+        self.0
+            .lock()
+            .map_err(|_| EngineError::Internal("a state backend was poisoned by a panic".into()))
+    }
+}
+
+/// What an operator's hooks act through: the batches they emit, the
+/// subtask's timers and clock, and the input watermark.
+pub struct OperatorContext<'a> {
+    out: &'a mut Vec<RecordBatch>,
+    timers: &'a mut TimerService,
+    clock: &'a dyn weir_state::Clock,
+    watermark: i64,
+}
+
+impl<'a> OperatorContext<'a> {
+    /// A context over these parts (the runtime builds one per hook call;
+    /// tests of single operators build their own).
+    pub fn new(
+        out: &'a mut Vec<RecordBatch>,
+        timers: &'a mut TimerService,
+        clock: &'a dyn weir_state::Clock,
+        watermark: i64,
+    ) -> Self {
+        Self {
+            out,
+            timers,
+            clock,
+            watermark,
+        }
+    }
+
+    /// Sends a batch downstream (after the hook returns, before the
+    /// watermark or end marker that triggered it).
+    pub fn emit(&mut self, batch: RecordBatch) {
+        self.out.push(batch);
+    }
+
+    /// The subtask's timers: register and delete them here.
+    pub fn timers(&mut self) -> &mut TimerService {
+        self.timers
+    }
+
+    /// Processing time now, in milliseconds since the epoch, from the job's
+    /// clock (the one TTL uses; tests can replace it).
+    pub fn processing_time(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The operator's watermark: the minimum over its inputs that have not
+    /// ended (`i64::MIN` before any).
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+}
+
+/// A streaming operator over one or more inputs.
 ///
 /// # Contract
-/// - Hooks are called from one task, in the order of the input stream, and
-///   must not block on I/O: blocking work belongs in sources and sinks.
-/// - Batches pushed to `out` are sent downstream after the hook returns, before
-///   the watermark or end marker that triggered them.
+/// - Hooks are called from one task, never concurrently, and must not block
+///   on I/O: blocking work belongs in sources and sinks.
+/// - Input `i` is the node's `i`th input in the job graph. Single-input
+///   operators implement [`Operator::process_batch`]; the others
+///   [`Operator::process_input`].
+/// - The watermark is the minimum over the inputs that have not ended.
+///   Event-time timers due at a watermark fire, in time order, before
+///   [`Operator::on_watermark`] sees it; processing-time timers fire when
+///   the job's clock reaches them.
+/// - Barriers are aligned across every input (or overtaken, unaligned) by
+///   the runtime, which then calls [`Operator::prepare_snapshot`] and
+///   snapshots the declared states and timers itself.
 /// - Errors fail the job; an operator never panics on input data.
 pub trait Operator: Send {
-    /// Processes one batch of rows.
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()>;
+    /// Processes one batch of a single-input operator's rows.
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()>;
 
-    /// Called when the input's watermark advances to `watermark` (ms), before
-    /// the watermark is forwarded. Windows whose end it passed fire here.
-    fn on_watermark(&mut self, _watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    /// Processes one batch of input `input`; by default, as
+    /// [`Operator::process_batch`].
+    fn process_input(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
+        let _ = input;
+        self.process_batch(batch, ctx)
+    }
+
+    /// Called when the operator's watermark advances to `watermark` (ms),
+    /// after the event-time timers it made due and before it is forwarded.
+    fn on_watermark(&mut self, _watermark: i64, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called for each timer that is due, in time order.
+    fn on_timer(
+        &mut self,
+        domain: TimeDomain,
+        timer: Timer,
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
+        Err(EngineError::Internal(format!(
+            "an operator registered a {domain:?} timer for {} but has no on_timer",
+            timer.time
+        )))
+    }
+
+    /// Called once when input `input` has ended (before [`Operator::on_end`]
+    /// when it is the last).
+    fn on_input_end(&mut self, _input: usize, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         Ok(())
     }
 
     /// Called once when every input has ended, before the end is forwarded.
-    fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn on_end(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         Ok(())
     }
 
-    /// Writes the operator's state into the empty directory `dir`, after
-    /// moving anything it caches in memory into the backend: in its
-    /// backend's native snapshot form for checkpoints, or in the canonical,
-    /// backend-independent form when `canonical` (savepoints). Stateless
-    /// operators return `None`.
-    ///
-    /// Called between two batches; the state must not change while it runs.
-    fn snapshot_state(
-        &mut self,
-        _dir: &std::path::Path,
-        _canonical: bool,
-    ) -> Result<Option<weir_state::SnapshotInfo>> {
-        Ok(None)
+    /// Called at a barrier, before the runtime snapshots the declared
+    /// states: move whatever is cached in memory into the backend. The state
+    /// must then not change until the next hook.
+    fn prepare_snapshot(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` completed: every subtask's snapshot of it is
+    /// durable (at most once per checkpoint; a later one may subsume an
+    /// earlier one's notification).
+    fn on_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` will not complete (declined, timed out).
+    fn on_checkpoint_aborted(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
     }
 }
 
 /// Builds one [`Operator`] per subtask; this is what the job graph holds.
 pub trait OperatorFactory: Send + Sync {
-    /// Creates the operator for one subtask.
+    /// Creates the operator for one subtask. Its declared states are in
+    /// `ctx.backend`, restored when the job resumes.
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>>;
-    /// One line for `EXPLAIN`.
+    /// One line for `EXPLAIN` (free to change: snapshots do not depend on it).
     fn describe(&self) -> String;
-    /// Whether the operator keeps keyed state in a backend: with a blocking
-    /// backend (RocksDB), its task runs on a thread where blocking is
-    /// allowed.
-    fn is_stateful(&self) -> bool {
+    /// What kind of operator this is, as part of its node's uid (see
+    /// [`crate::graph::JobGraph::operator_infos`]): stable across versions,
+    /// since savepoints match state by it.
+    fn kind(&self) -> &'static str;
+    /// The keyed and operator states the operator keeps: the runtime creates
+    /// the subtask's backend with them, snapshots, restores and
+    /// redistributes them. Empty for stateless operators. `settings` give
+    /// the job's defaults (`table.exec.state.ttl`).
+    fn states(&self, _settings: &StateSettings) -> Vec<weir_state::StateDescriptor> {
+        Vec::new()
+    }
+    /// Whether the operator registers timers (they are state too).
+    fn uses_timers(&self) -> bool {
         false
+    }
+    /// Whether the runtime keeps a backend for the operator: it declares
+    /// states or uses timers. With a blocking backend (RocksDB) its task
+    /// runs on a thread where blocking is allowed.
+    fn is_stateful(&self) -> bool {
+        self.uses_timers()
     }
     /// The shape of the operator's keyed state, part by part (keys,
     /// aggregates), as stored in snapshots: a restore into an operator whose

@@ -32,12 +32,13 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
 use weir_state::codec::{get_varint, put_varint};
 use weir_state::ttl::{unwrap_stamp, wrap_stamp};
-use weir_state::StateTtlConfig;
+use weir_state::{StateDescriptor, StateKind, StateTtlConfig};
 
 use super::aggregate_state::{AggregateSpec, GroupKeys};
 use super::aggregate_store::{take_columns, AggregateStore};
 use super::row_codec::{split_columns, RowCodec};
-use super::{Operator, OperatorFactory, TaskContext};
+use super::{Operator, OperatorContext, OperatorFactory, TaskContext};
+use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
 use crate::message::ChangeKind;
 use crate::metrics::NodeMetrics;
@@ -53,12 +54,12 @@ pub struct UpdatingAggregateSpec {
 
 impl OperatorFactory for UpdatingAggregateSpec {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
-        let ttl = ctx.state.ttl.map(StateTtlConfig::new);
+        let descriptor = self.descriptor(&ctx.state);
+        let ttl = descriptor.ttl.clone();
         let store = AggregateStore::open(
             &self.aggregate,
             self.partition_keys.clone(),
-            "group-aggregate",
-            ttl.clone(),
+            &descriptor,
             ctx,
         )?;
         let result_types: Vec<_> = self
@@ -88,12 +89,29 @@ impl OperatorFactory for UpdatingAggregateSpec {
         format!("GroupAggregate({})", self.aggregate.describe())
     }
 
+    fn kind(&self) -> &'static str {
+        "GroupAggregate"
+    }
+
+    fn states(&self, settings: &StateSettings) -> Vec<StateDescriptor> {
+        vec![self.descriptor(settings)]
+    }
+
     fn is_stateful(&self) -> bool {
         true
     }
 
     fn state_signature(&self) -> Option<Vec<(String, String)>> {
         Some(self.aggregate.state_signature(&self.partition_keys))
+    }
+}
+
+impl UpdatingAggregateSpec {
+    /// The groups' state: `table.exec.state.ttl` bounds it.
+    fn descriptor(&self, settings: &StateSettings) -> StateDescriptor {
+        let mut d = StateDescriptor::new("group-aggregate", StateKind::Raw);
+        d.ttl = settings.ttl.map(StateTtlConfig::new);
+        d
     }
 }
 
@@ -340,13 +358,13 @@ impl UpdatingAggregateOperator {
         let Some(ttl) = self.ttl.clone() else {
             return Ok(());
         };
-        let now = self.store.now_ms();
+        let now = self.store.now_ms()?;
         let mut seen = 0usize;
         let mut expired = Vec::new();
         let mut last = None;
         let start = std::mem::take(&mut self.sweep_from);
         let id = self.store.state_id();
-        self.store.backend().scan(id, &start, None, &mut |k, v| {
+        self.store.backend()?.scan(id, &start, None, &mut |k, v| {
             if seen == limit {
                 return Ok(weir_state::Scan::Stop);
             }
@@ -380,7 +398,7 @@ impl UpdatingAggregateOperator {
 }
 
 impl Operator for UpdatingAggregateOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let spec = self.spec.aggregate.clone();
         let rows = batch.num_rows();
         if rows == 0 {
@@ -404,7 +422,7 @@ impl Operator for UpdatingAggregateOperator {
                 a
             })
             .collect();
-        let now = self.store.now_ms();
+        let now = self.store.now_ms()?;
         let slots = self.slots(addresses, now)?;
 
         // Order the rows by group (a stable counting sort), so that each
@@ -511,22 +529,17 @@ impl Operator for UpdatingAggregateOperator {
         columns.push(Arc::new(Int8Array::from(ops)));
         let batch = RecordBatch::try_new(spec.output_schema.clone(), columns)?;
         NodeMetrics::add(&self.store.metrics().records_out, batch.num_rows());
-        out.push(batch);
+        ctx.emit(batch);
         Ok(())
     }
 
-    fn on_end(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn on_end(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         let bytes = self.cached_bytes();
         self.store.publish(self.store.stored(), bytes)
     }
 
-    fn snapshot_state(
-        &mut self,
-        dir: &std::path::Path,
-        canonical: bool,
-    ) -> Result<Option<weir_state::SnapshotInfo>> {
-        self.flush()?;
-        Ok(Some(self.store.snapshot(dir, canonical)?))
+    fn prepare_snapshot(&mut self) -> Result<()> {
+        self.flush()
     }
 }
 
@@ -548,7 +561,10 @@ mod tests {
     use crate::operators::aggregate_state::AggregateCall;
 
     /// `SELECT k, COUNT(v) FROM t GROUP BY k` on one subtask.
-    fn operator(kind: BackendKind, dir: &std::path::Path) -> (Box<dyn Operator>, BackendConfig) {
+    fn operator(
+        kind: BackendKind,
+        dir: &std::path::Path,
+    ) -> (Box<dyn Operator>, BackendConfig, super::super::StateHandle) {
         let input = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Int64, false),
             Field::new("v", DataType::Int64, false),
@@ -577,6 +593,17 @@ mod tests {
         };
         let mut backend = BackendConfig::new(kind);
         backend.local_dir = Some(dir.join("local"));
+        let settings = StateSettings {
+            backend: backend.clone(),
+            ttl: None,
+            // Large: every group stays cached until the snapshot.
+            cache_entries: 1000,
+        };
+        let mut state = backend.create("test").unwrap();
+        for d in spec.states(&settings) {
+            state.register(&d).unwrap();
+        }
+        let handle = super::super::StateHandle::new(state);
         let ctx = TaskContext {
             subtask: 0,
             parallelism: 1,
@@ -585,16 +612,11 @@ mod tests {
             metrics: Arc::new(NodeMetrics::new()),
             job_id: "test".into(),
             node: 0,
-            state: Arc::new(StateSettings {
-                backend: backend.clone(),
-                ttl: None,
-                // Large: every group stays cached until the snapshot.
-                cache_entries: 1000,
-            }),
-            restore: None,
+            state: Arc::new(settings),
+            backend: Some(handle.clone()),
             checkpointing: false,
         };
-        (spec.create(&ctx).unwrap(), backend)
+        (spec.create(&ctx).unwrap(), backend, handle)
     }
 
     fn batch(keys: Vec<i64>) -> RecordBatch {
@@ -612,10 +634,13 @@ mod tests {
     fn snapshots_include_cached_groups() {
         for kind in [BackendKind::HashMap, BackendKind::RocksDb] {
             let dir = tempfile::tempdir().unwrap();
-            let (mut op, config) = operator(kind, dir.path());
+            let (mut op, config, handle) = operator(kind, dir.path());
             let mut out = Vec::new();
-            op.process_batch(batch(vec![1, 2, 3, 1]), &mut out).unwrap();
-            op.process_batch(batch(vec![2]), &mut out).unwrap();
+            let mut timers = crate::operators::TimerService::default();
+            let clock = weir_state::SystemClock;
+            let mut ctx = OperatorContext::new(&mut out, &mut timers, &clock, i64::MIN);
+            op.process_batch(batch(vec![1, 2, 3, 1]), &mut ctx).unwrap();
+            op.process_batch(batch(vec![2]), &mut ctx).unwrap();
             let ops: Vec<i8> = out
                 .iter()
                 .flat_map(|b| b.column(2).as_primitive::<Int8Type>().values().to_vec())
@@ -625,7 +650,9 @@ mod tests {
 
             let snapshot = dir.path().join("snapshot");
             std::fs::create_dir_all(&snapshot).unwrap();
-            let info = op.snapshot_state(&snapshot, false).unwrap().unwrap();
+            // What the runtime does at a barrier.
+            op.prepare_snapshot().unwrap();
+            let info = handle.lock().unwrap().snapshot(&snapshot).unwrap();
             assert!(info.bytes > 0);
             let mut restored = weir_state::restore_backend(
                 &config,

@@ -26,9 +26,10 @@ use datafusion::logical_expr::EmitTo;
 use super::aggregate_state::{AggregateSpec, GroupKeys, GroupTable};
 use super::aggregate_store::{window_bytes, AggregateStore};
 use super::window_assign::as_millis;
-use super::{Operator, OperatorFactory, TaskContext};
+use super::{Operator, OperatorContext, OperatorFactory, TaskContext};
 use crate::error::Result;
 use crate::metrics::NodeMetrics;
+use weir_state::{StateDescriptor, StateKind};
 
 /// Planner output for a window aggregate.
 #[derive(Clone)]
@@ -43,27 +44,23 @@ pub struct WindowAggregateSpec {
 
 impl OperatorFactory for WindowAggregateSpec {
     fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
-        let store = AggregateStore::open(
+        let mut store = AggregateStore::open(
             &self.aggregate,
             self.partition_keys.clone(),
-            "window-aggregate",
-            None,
+            &Self::descriptor(),
             ctx,
         )?;
-        let mut store = store;
         // A restored backend holds flushed windows: they fire as usual.
         let mut windows = BTreeMap::new();
-        if ctx.restore.is_some() {
-            for prefix in store.stored_prefixes()? {
-                windows.insert(
-                    super::aggregate_store::window_from_bytes(prefix),
-                    OpenWindow {
-                        table: None,
-                        flushed: true,
-                        copied: 0,
-                    },
-                );
-            }
+        for prefix in store.stored_prefixes()? {
+            windows.insert(
+                super::aggregate_store::window_from_bytes(prefix),
+                OpenWindow {
+                    table: None,
+                    flushed: true,
+                    copied: 0,
+                },
+            );
         }
         Ok(Box::new(WindowAggregateOperator {
             spec: self.clone(),
@@ -83,12 +80,28 @@ impl OperatorFactory for WindowAggregateSpec {
         format!("WindowAggregate({})", self.aggregate.describe())
     }
 
+    fn kind(&self) -> &'static str {
+        "WindowAggregate"
+    }
+
+    fn states(&self, _settings: &crate::config::StateSettings) -> Vec<StateDescriptor> {
+        vec![Self::descriptor()]
+    }
+
     fn is_stateful(&self) -> bool {
         true
     }
 
     fn state_signature(&self) -> Option<Vec<(String, String)>> {
         Some(self.aggregate.state_signature(&self.partition_keys))
+    }
+}
+
+impl WindowAggregateSpec {
+    /// The windows' partial aggregates; a window's state goes when it
+    /// fires, so no TTL.
+    fn descriptor() -> StateDescriptor {
+        StateDescriptor::new("window-aggregate", StateKind::Raw)
     }
 }
 
@@ -300,7 +313,7 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
-    fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         let keys = self.spec.aggregate.keys(&batch)?;
         let ends: TimestampMillisecondArray = as_millis(&keys[self.spec.window_end_key])?;
         let values = ends.values();
@@ -350,7 +363,7 @@ impl Operator for WindowAggregateOperator {
         Ok(())
     }
 
-    fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn on_watermark(&mut self, watermark: i64, ctx: &mut OperatorContext<'_>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         while let Some(entry) = self.windows.first_entry() {
             let end = *entry.key();
@@ -380,17 +393,13 @@ impl Operator for WindowAggregateOperator {
             };
             if let Some(batch) = batch {
                 NodeMetrics::add(&self.store_metrics().records_out, batch.num_rows());
-                out.push(batch);
+                ctx.emit(batch);
             }
         }
         self.publish_state_size()
     }
 
-    fn snapshot_state(
-        &mut self,
-        dir: &std::path::Path,
-        canonical: bool,
-    ) -> Result<Option<weir_state::SnapshotInfo>> {
+    fn prepare_snapshot(&mut self) -> Result<()> {
         for (end, window) in self.windows.iter_mut() {
             Self::copy_for_snapshot(
                 &mut self.store,
@@ -400,7 +409,7 @@ impl Operator for WindowAggregateOperator {
                 &mut self.sequence,
             )?;
         }
-        Ok(Some(self.store.snapshot(dir, canonical)?))
+        Ok(())
     }
 }
 

@@ -9,7 +9,7 @@ use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use super::{Operator, OperatorFactory, TaskContext};
+use super::{Operator, OperatorContext, OperatorFactory, TaskContext};
 use crate::error::{EngineError, Result};
 
 /// Which windows a row belongs to. Durations are milliseconds.
@@ -146,6 +146,10 @@ impl OperatorFactory for WindowAssignSpec {
             self.time_column_name
         )
     }
+
+    fn kind(&self) -> &'static str {
+        "WindowTableFunction"
+    }
 }
 
 /// Runs a [`WindowAssignSpec`].
@@ -221,11 +225,11 @@ pub fn as_millis(column: &ArrayRef) -> Result<TimestampMillisecondArray> {
 }
 
 impl Operator for WindowAssignOperator {
-    fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let times = as_millis(batch.column(self.spec.time_column))?;
         if let WindowKind::Tumble { size } = self.spec.kind {
             if let Some(batch) = self.tumble(batch, &times, size)? {
-                out.push(batch);
+                ctx.emit(batch);
             }
             return Ok(());
         }
@@ -269,7 +273,7 @@ impl Operator for WindowAssignOperator {
         columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
         columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
         columns.push(Arc::new(TimestampMillisecondArray::from(times)));
-        out.push(RecordBatch::try_new(
+        ctx.emit(RecordBatch::try_new(
             self.spec.output_schema.clone(),
             columns,
         )?);

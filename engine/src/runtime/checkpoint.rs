@@ -109,6 +109,8 @@ pub(crate) struct TaskCheckpointing {
     pub incremental: bool,
     /// The latest completed checkpoint.
     pub completed: watch::Receiver<u64>,
+    /// The latest checkpoint that failed (declined, timed out).
+    pub aborted: watch::Receiver<u64>,
     /// Set when the attempt fails: tasks waiting for a checkpoint give up.
     pub failed: Arc<std::sync::atomic::AtomicBool>,
     /// Where each savepoint in progress goes, by id.
@@ -398,6 +400,8 @@ pub(crate) struct Coordinator {
     pub requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<SavepointRequest>>>,
     pub savepoints: SavepointTargets,
     pub completed: watch::Sender<u64>,
+    /// Tells operators that a checkpoint failed.
+    pub aborted: watch::Sender<u64>,
     pub next_id: u64,
     /// Completed checkpoints kept, oldest first, with their shared files.
     pub retained: Vec<(u64, Vec<String>)>,
@@ -659,6 +663,13 @@ impl Coordinator {
     ) -> bool {
         tracing::warn!(checkpoint = id, %reason, "checkpoint failed");
         self.record_failure(id, &r, reason.clone());
+        self.aborted.send_if_modified(|latest| {
+            let newer = id > *latest;
+            if newer {
+                *latest = id;
+            }
+            newer
+        });
         if let Some(mut savepoint) = r.savepoint {
             // A failed savepoint leaves nothing behind and does not count
             // against the checkpoints' tolerance.

@@ -30,8 +30,10 @@ use crate::message::{BarrierKind, Message};
 
 /// What the gate hands to the subtask.
 pub enum GateEvent {
-    /// Rows from some channel.
-    Batch(RecordBatch),
+    /// Rows of input `.0` (the node's `i`th input in the job graph).
+    Batch(usize, RecordBatch),
+    /// Every channel of input `.0` ended, and some other input has not.
+    InputEnded(usize),
     /// The combined watermark advanced.
     Watermark(i64),
     /// Take the snapshot of checkpoint `id` now.
@@ -62,6 +64,8 @@ pub enum GateEvent {
 
 struct Channel {
     inlet: Inlet,
+    /// Which input of the node it belongs to.
+    input: usize,
     watermark: i64,
     ended: bool,
     /// Data messages taken so far.
@@ -108,16 +112,24 @@ pub struct InputGate {
     replay: VecDeque<(usize, Message)>,
     /// An upstream task stopped without an end marker.
     broken: bool,
+    /// Events due before the next message is read.
+    queued: VecDeque<GateEvent>,
 }
 
 impl InputGate {
-    /// A gate over these channels.
+    /// A gate over the channels of a single input.
     pub fn new(inlets: Vec<Inlet>, mode: BarrierMode) -> Self {
+        Self::with_inputs(inlets.into_iter().map(|i| (0, i)).collect(), mode)
+    }
+
+    /// A gate over channels of several inputs: `(input, channel)`.
+    pub fn with_inputs(inlets: Vec<(usize, Inlet)>, mode: BarrierMode) -> Self {
         Self {
             channels: inlets
                 .into_iter()
-                .map(|inlet| Channel {
+                .map(|(input, inlet)| Channel {
                     inlet,
+                    input,
                     watermark: i64::MIN,
                     ended: false,
                     received: 0,
@@ -133,6 +145,7 @@ impl InputGate {
             current: None,
             replay: VecDeque::new(),
             broken: false,
+            queued: VecDeque::new(),
         }
     }
 
@@ -288,6 +301,9 @@ impl InputGate {
             if self.broken {
                 return None;
             }
+            if let Some(e) = self.queued.pop_front() {
+                return Some(e);
+            }
             if let Some((index, message)) = self.replay.pop_front() {
                 if let Some(e) = self.handle(index, message) {
                     return Some(e);
@@ -379,7 +395,7 @@ impl InputGate {
 
     fn handle(&mut self, index: usize, message: Message) -> Option<GateEvent> {
         match message {
-            Message::Batch(b) => Some(GateEvent::Batch(b)),
+            Message::Batch(b) => Some(GateEvent::Batch(self.channels[index].input, b)),
             Message::Watermark(w) => {
                 let ch = &mut self.channels[index];
                 ch.watermark = ch.watermark.max(w);
@@ -390,7 +406,20 @@ impl InputGate {
                 if self.channels.iter().all(|c| c.ended) {
                     return None;
                 }
-                self.advance()
+                let input = self.channels[index].input;
+                let advanced = self.advance();
+                if self
+                    .channels
+                    .iter()
+                    .filter(|c| c.input == input)
+                    .all(|c| c.ended)
+                {
+                    // The input's end first: its rows are all in, and the
+                    // watermark it no longer holds back comes after.
+                    self.queued.extend(advanced);
+                    return Some(GateEvent::InputEnded(input));
+                }
+                advanced
             }
         }
     }
@@ -424,7 +453,7 @@ mod tests {
 
     fn value(e: &GateEvent) -> Option<i64> {
         match e {
-            GateEvent::Batch(b) => Some(
+            GateEvent::Batch(_, b) => Some(
                 b.column(0)
                     .as_any()
                     .downcast_ref::<Int64Array>()
@@ -551,7 +580,7 @@ mod tests {
         let recorded = loop {
             match gate.next().await.unwrap() {
                 GateEvent::InflightDone { id: 1, recorded } => break recorded,
-                GateEvent::Batch(_) => {}
+                GateEvent::Batch(..) => {}
                 _ => panic!("unexpected event"),
             }
         };
@@ -581,5 +610,70 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Two inputs (two channels for input 0, one for input 1): batches
+    /// arrive tagged with their input, the watermark is the minimum over
+    /// the inputs that have not ended, a barrier aligns across both, and an
+    /// input that ends first stops holding the watermark back.
+    #[tokio::test]
+    async fn two_inputs_are_tagged_aligned_and_share_the_minimum_watermark() {
+        let (mut a0, ia0) = channel(8);
+        let (mut a1, ia1) = channel(8);
+        let (mut b, ib) = channel(8);
+        let mut gate =
+            InputGate::with_inputs(vec![(0, ia0), (0, ia1), (1, ib)], BarrierMode::Aligned);
+        a0.send(Message::Watermark(100)).await.unwrap();
+        a1.send(Message::Watermark(50)).await.unwrap();
+        b.send(batch(7)).await.unwrap();
+        assert!(matches!(gate.next().await.unwrap(), GateEvent::Batch(1, _)));
+        // Input 1 has no watermark yet: nothing advances.
+        b.send(Message::Watermark(80)).await.unwrap();
+        match gate.next().await.unwrap() {
+            GateEvent::Watermark(w) => assert_eq!(w, 50, "minimum over the inputs"),
+            _ => panic!("expected a watermark"),
+        }
+        // A barrier on input 0 only: input 0's channels are held back
+        // once they reach it, input 1 keeps flowing until it does too.
+        a0.announce(1, BarrierKind::Checkpoint).unwrap();
+        a1.announce(1, BarrierKind::Checkpoint).unwrap();
+        a0.send(batch(1)).await.unwrap();
+        b.send(batch(8)).await.unwrap();
+        match gate.next().await.unwrap() {
+            GateEvent::Batch(1, b) => assert_eq!(value(&GateEvent::Batch(1, b)), Some(8)),
+            _ => panic!("input 1 flows while input 0 is aligned"),
+        }
+        b.announce(1, BarrierKind::Checkpoint).unwrap();
+        assert!(matches!(
+            gate.next().await.unwrap(),
+            GateEvent::Barrier {
+                id: 1,
+                complete: true,
+                ..
+            }
+        ));
+        assert!(matches!(gate.next().await.unwrap(), GateEvent::Batch(0, _)));
+        // Input 1 ends: it no longer holds the watermark at 80.
+        a1.send(Message::Watermark(120)).await.unwrap();
+        match gate.next().await.unwrap() {
+            GateEvent::Watermark(w) => assert_eq!(w, 80),
+            _ => panic!("expected a watermark"),
+        }
+        b.send(Message::End).await.unwrap();
+        assert!(matches!(
+            gate.next().await.unwrap(),
+            GateEvent::InputEnded(1)
+        ));
+        match gate.next().await.unwrap() {
+            GateEvent::Watermark(w) => assert_eq!(w, 100, "input 0's minimum alone"),
+            _ => panic!("expected a watermark"),
+        }
+        a0.send(Message::End).await.unwrap();
+        match gate.next().await.unwrap() {
+            GateEvent::Watermark(w) => assert_eq!(w, 120, "the last open channel's"),
+            _ => panic!("expected a watermark"),
+        }
+        a1.send(Message::End).await.unwrap();
+        assert!(matches!(gate.next().await.unwrap(), GateEvent::End));
     }
 }

@@ -11,6 +11,7 @@
 //! - `restore`: which snapshot state goes to which subtask of a restored job.
 //! - `handle`: [`JobHandle`], what the starter of a job holds.
 
+mod chain;
 mod channel;
 pub(crate) mod checkpoint;
 mod gate;
@@ -429,18 +430,18 @@ impl Driver {
             .checkpointing
             .as_ref()
             .map_or(crate::config::BarrierMode::Aligned, |c| c.mode);
-        let chained = chained_inputs(graph);
+        let chained = chain::chained_inputs(graph);
 
         // Channels: routes[(node, subtask)] are the output edges of a subtask,
         // inputs[(node, subtask)] what it reads.
         let mut routes: HashMap<(usize, usize), Vec<Route>> = HashMap::new();
-        let mut inputs: HashMap<(usize, usize), Vec<Inlet>> = HashMap::new();
+        let mut inputs: HashMap<(usize, usize), Vec<(usize, Inlet)>> = HashMap::new();
         for node in &graph.nodes {
             let p = node.parallelism;
             for s in 0..p {
                 inputs.insert((node.id, s), Vec::new());
             }
-            for (upstream, exchange) in &node.inputs {
+            for (input_index, (upstream, exchange)) in node.inputs.iter().enumerate() {
                 if chained[node.id] == Some(*upstream) {
                     // Runs in its input's task: no channel.
                     continue;
@@ -456,7 +457,7 @@ impl Driver {
                     for s in &connected {
                         let (outlet, inlet) = channel::channel(capacity);
                         if let Some(list) = inputs.get_mut(&(node.id, *s)) {
-                            list.push(inlet);
+                            list.push((input_index, inlet));
                         }
                         outlets.push(outlet);
                     }
@@ -493,6 +494,7 @@ impl Driver {
         ));
         let (to_coordinator, events) = mpsc::unbounded_channel();
         let (completed_tx, completed_rx) = watch::channel(0u64);
+        let (aborted_tx, aborted_rx) = watch::channel(0u64);
         let (fail_tx, mut fail_rx) = mpsc::unbounded_channel::<EngineError>();
         let attempt_failed = Arc::new(AtomicBool::new(false));
         let savepoint_targets: checkpoint::SavepointTargets = Arc::default();
@@ -504,6 +506,7 @@ impl Driver {
                 scratch: scratch.clone(),
                 incremental: c.incremental,
                 completed: completed_rx,
+                aborted: aborted_rx,
                 failed: attempt_failed.clone(),
             }),
             _ => None,
@@ -517,7 +520,7 @@ impl Driver {
                 // Started as part of its chain's head.
                 continue;
             }
-            let chain = chain_from(graph, &chained, node.id);
+            let chain = chain::chain_from(graph, &chained, node.id);
             let tail = *chain.last().unwrap_or(&node.id);
             for s in 0..node.parallelism {
                 expected_acks += 1;
@@ -530,7 +533,7 @@ impl Driver {
                     job_id: self.folder.clone(),
                     node: id,
                     state: self.state.clone(),
-                    restore: None,
+                    backend: None,
                     checkpointing: task_cp.is_some(),
                 };
                 let ctx = context(node.id);
@@ -570,44 +573,47 @@ impl Driver {
                                     "node {id} chained but not an operator"
                                 )));
                             };
-                            let mut ctx = context(*id);
-                            if let Some(r) = &restore {
-                                let dir = scratch.join("restore").join(format!("op{id}-{s}"));
-                                ctx.restore = r.download(*id, s, node.parallelism, &dir).await?;
-                            }
+                            let ctx = context(*id);
+                            let parts = match &restore {
+                                Some(r) => {
+                                    let dir = scratch.join("restore").join(format!("op{id}-{s}"));
+                                    r.download(*id, s, node.parallelism, &dir).await?
+                                }
+                                None => None,
+                            };
                             shared_files.push(Arc::new(tokio::sync::Mutex::new(match &restore {
                                 Some(r) => r.shared_files(*id, s, &attempt_tag, &self.folder),
                                 None => weir_checkpoint::SharedFiles::new(attempt_tag.clone()),
                             })));
-                            factories.push((factory.clone(), ctx));
+                            factories.push((factory.clone(), ctx, parts));
                         }
-                        let mut gate = InputGate::new(inlets, mode);
+                        let mut gate = InputGate::with_inputs(inlets, mode);
                         if let Some(r) = &restore {
                             gate.replay_first(r.inflight(node.id, s).await?);
                         }
-                        let cp = task_cp.clone().map(|tc| ChainCheckpointing {
+                        let cp = task_cp.clone().map(|tc| chain::ChainCheckpointing {
                             tc,
                             shared: shared_files,
                             pending: HashMap::new(),
                         });
-                        let stateful = factories.iter().any(|(f, _)| f.is_stateful());
+                        let stateful = factories.iter().any(|(f, _, _)| f.is_stateful());
                         if stateful && (self.state.backend.kind.is_blocking() || cp.is_some()) {
                             // RocksDB calls and snapshots block on disk: the
                             // chain opens its state and runs on a blocking
                             // thread, waiting for its channels there.
                             let handle = tokio::runtime::Handle::current();
                             tasks.spawn_blocking(move || {
-                                let ops = create_operators(factories)?;
-                                handle.block_on(run_chain(ops, gate, router, cp))
+                                let ops = chain::Chain::create(factories)?;
+                                handle.block_on(chain::run_chain(ops, gate, router, cp))
                             });
                         } else {
-                            let ops = create_operators(factories)?;
-                            tasks.spawn(run_chain(ops, gate, router, cp));
+                            let ops = chain::Chain::create(factories)?;
+                            tasks.spawn(chain::run_chain(ops, gate, router, cp));
                         }
                     }
                     NodeKind::Sink(factory) => {
                         let writer = factory.create_writer(&ctx, node.schema.clone())?;
-                        let mut gate = InputGate::new(inlets, mode);
+                        let mut gate = InputGate::with_inputs(inlets, mode);
                         if let Some(r) = &restore {
                             gate.replay_first(r.inflight(node.id, s).await?);
                         }
@@ -664,6 +670,7 @@ impl Driver {
                 requests: self.requests.clone(),
                 savepoints: savepoint_targets.clone(),
                 completed: completed_tx,
+                aborted: aborted_tx,
                 next_id: last + 1,
                 retained: checkpoint::retained_from(&retained),
                 stats: self.stats.clone(),
@@ -896,187 +903,6 @@ fn run_source(
     }
 }
 
-/// For each node, the input it is chained to: an operator whose only input
-/// is a forward edge from an operator of the same parallelism that feeds
-/// nothing else runs in that operator's task, with no channel in between.
-fn chained_inputs(graph: &JobGraph) -> Vec<Option<usize>> {
-    let mut consumers = vec![0usize; graph.nodes.len()];
-    for node in &graph.nodes {
-        for (input, _) in &node.inputs {
-            consumers[*input] += 1;
-        }
-    }
-    graph
-        .nodes
-        .iter()
-        .map(|node| match (&node.kind, node.inputs.as_slice()) {
-            (NodeKind::Operator(_), [(input, Exchange::Forward)])
-                if matches!(graph.nodes[*input].kind, NodeKind::Operator(_))
-                    && graph.nodes[*input].parallelism == node.parallelism
-                    && consumers[*input] == 1 =>
-            {
-                Some(*input)
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// The nodes of the chain that starts at `head`, in order.
-fn chain_from(graph: &JobGraph, chained: &[Option<usize>], head: usize) -> Vec<usize> {
-    let mut chain = vec![head];
-    while let Some(next) = graph
-        .nodes
-        .iter()
-        .find(|n| chained[n.id] == chain.last().copied())
-    {
-        chain.push(next.id);
-    }
-    chain
-}
-
-type ChainOperators = Vec<(Box<dyn crate::operators::Operator>, TaskContext)>;
-
-fn create_operators(
-    factories: Vec<(Arc<dyn crate::operators::OperatorFactory>, TaskContext)>,
-) -> Result<ChainOperators> {
-    factories
-        .into_iter()
-        .map(|(f, ctx)| Ok((f.create(&ctx)?, ctx)))
-        .collect()
-}
-
-/// Runs batches through the chain from operator `start` on.
-fn push_through(
-    ops: &mut [(Box<dyn crate::operators::Operator>, TaskContext)],
-    start: usize,
-    mut batches: Vec<RecordBatch>,
-) -> Result<Vec<RecordBatch>> {
-    for (op, ctx) in ops.iter_mut().skip(start) {
-        let mut next = Vec::new();
-        for batch in batches {
-            NodeMetrics::add(&ctx.metrics.records_in, batch.num_rows());
-            op.process_batch(batch, &mut next)?;
-        }
-        batches = next;
-    }
-    Ok(batches)
-}
-
-/// Calls `hook` (a watermark or end-of-input hook) on each operator of the
-/// chain in order; what an operator emits travels down the rest of the chain
-/// before the next operator's hook runs.
-async fn fire_down_chain(
-    ops: &mut [(Box<dyn crate::operators::Operator>, TaskContext)],
-    router: &mut Router,
-    hook: impl Fn(&mut dyn crate::operators::Operator, &mut Vec<RecordBatch>) -> Result<()>,
-) -> Result<()> {
-    for i in 0..ops.len() {
-        let mut emitted = Vec::new();
-        hook(ops[i].0.as_mut(), &mut emitted)?;
-        for b in push_through(ops, i + 1, emitted)? {
-            router.send_batch(b).await?;
-        }
-    }
-    Ok(())
-}
-
-/// A chain's part in checkpoints.
-struct ChainCheckpointing {
-    tc: checkpoint::TaskCheckpointing,
-    /// Per operator of the chain: its files already in `shared/`.
-    shared: Vec<Arc<tokio::sync::Mutex<weir_checkpoint::SharedFiles>>>,
-    /// Unaligned checkpoints whose in-flight data is still being recorded.
-    pending: HashMap<u64, checkpoint::PendingUpload>,
-}
-
-async fn run_chain(
-    mut ops: Vec<(Box<dyn crate::operators::Operator>, TaskContext)>,
-    mut gate: InputGate,
-    mut router: Router,
-    mut checkpointing: Option<ChainCheckpointing>,
-) -> Result<()> {
-    // Set by a stop-with-savepoint barrier: the input ends without draining.
-    let mut stopping = false;
-    while let Some(event) = gate.next().await {
-        match event {
-            GateEvent::Batch(batch) => {
-                for b in push_through(&mut ops, 0, vec![batch])? {
-                    router.send_batch(b).await?;
-                }
-            }
-            GateEvent::Watermark(w) => {
-                fire_down_chain(&mut ops, &mut router, |op, out| op.on_watermark(w, out)).await?;
-                for (_, ctx) in &ops {
-                    ctx.metrics.watermark.store(w, Ordering::Relaxed);
-                }
-                router.broadcast(Message::Watermark(w)).await?;
-            }
-            GateEvent::Barrier {
-                id,
-                unaligned,
-                alignment,
-                complete,
-                kind,
-            } => {
-                stopping |= kind.stops_without_draining();
-                let Some(cp) = checkpointing.as_mut() else {
-                    router.announce_barrier(id, kind)?;
-                    continue;
-                };
-                // The synchronous part: each operator writes its snapshot
-                // locally (RocksDB: a checkpoint of hard links), then the
-                // barrier goes on and the upload runs in the background.
-                let mut snapshots = Vec::with_capacity(ops.len());
-                for ((op, ctx), shared) in ops.iter_mut().zip(&cp.shared) {
-                    let dir = cp.tc.local_dir(id, ctx.node, ctx.subtask)?;
-                    let state = match op.snapshot_state(&dir, kind.is_savepoint())? {
-                        Some(info) => Some(checkpoint::StateFiles {
-                            dir,
-                            info,
-                            shared: shared.clone(),
-                        }),
-                        None => {
-                            let _ = std::fs::remove_dir(&dir);
-                            None
-                        }
-                    };
-                    snapshots.push(checkpoint::LocalSnapshot {
-                        node: ctx.node,
-                        subtask: ctx.subtask,
-                        state,
-                        sink_state: None,
-                    });
-                }
-                router.announce_barrier(id, kind)?;
-                let upload = cp.tc.upload(id, snapshots, unaligned, alignment);
-                if complete {
-                    cp.tc.finish(id, upload, Vec::new());
-                } else {
-                    cp.pending.insert(id, upload);
-                }
-            }
-            GateEvent::InflightDone { id, recorded } => {
-                if let Some(cp) = checkpointing.as_mut() {
-                    if let Some(upload) = cp.pending.remove(&id) {
-                        cp.tc.finish(id, upload, recorded);
-                    }
-                }
-            }
-            GateEvent::End => {
-                if !stopping {
-                    fire_down_chain(&mut ops, &mut router, |op, out| op.on_end(out)).await?;
-                }
-                router.broadcast(Message::End).await?;
-                return Ok(());
-            }
-        }
-    }
-    // An upstream task stopped without an end marker (its own error is
-    // what the job reports).
-    Err(EngineError::Cancelled)
-}
-
 /// What a sink task reacts to: its input, or a completed checkpoint.
 enum SinkEvent {
     Input(Option<GateEvent>),
@@ -1135,11 +961,12 @@ fn run_sink(
             SinkEvent::Closed => completed = None,
             SinkEvent::Input(None) => return Err(EngineError::Cancelled),
             SinkEvent::Input(Some(event)) => match event {
-                GateEvent::Batch(b) => {
+                GateEvent::Batch(_, b) => {
                     NodeMetrics::add(&ctx.metrics.records_in, b.num_rows());
                     writer.write(&b)?;
                 }
                 GateEvent::Watermark(w) => ctx.metrics.watermark.store(w, Ordering::Relaxed),
+                GateEvent::InputEnded(_) => {}
                 GateEvent::Barrier {
                     id,
                     unaligned,
@@ -1200,64 +1027,5 @@ fn run_sink(
                 }
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use datafusion::arrow::datatypes::Schema;
-
-    use super::{chain_from, chained_inputs};
-    use crate::graph::{Exchange, JobGraph, NodeKind};
-    use crate::operators::calc::CalcSpec;
-
-    fn calc() -> NodeKind {
-        NodeKind::Operator(Arc::new(CalcSpec {
-            filter: None,
-            projection: None,
-            output_schema: Arc::new(Schema::empty()),
-        }))
-    }
-
-    #[test]
-    fn forward_operators_of_equal_parallelism_are_chained() {
-        let schema = Arc::new(Schema::empty());
-        let mut g = JobGraph::default();
-        let a = g.add(calc(), 2, vec![], schema.clone(), false);
-        let b = g.add(
-            calc(),
-            2,
-            vec![(a, Exchange::Forward)],
-            schema.clone(),
-            false,
-        );
-        let c = g.add(
-            calc(),
-            2,
-            vec![(b, Exchange::Hash(vec![]))],
-            schema.clone(),
-            false,
-        );
-        let d = g.add(
-            calc(),
-            2,
-            vec![(c, Exchange::Forward)],
-            schema.clone(),
-            false,
-        );
-        let e = g.add(
-            calc(),
-            1,
-            vec![(d, Exchange::Forward)],
-            schema.clone(),
-            false,
-        );
-        let chained = chained_inputs(&g);
-        assert_eq!(chained, vec![None, Some(a), None, Some(c), None]);
-        assert_eq!(chain_from(&g, &chained, a), vec![a, b]);
-        assert_eq!(chain_from(&g, &chained, c), vec![c, d]);
-        assert_eq!(chain_from(&g, &chained, e), vec![e]);
     }
 }

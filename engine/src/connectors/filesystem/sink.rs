@@ -222,12 +222,16 @@ impl PartFileWriter {
 
     /// Renames a pre-committed file into view; done already is fine.
     fn publish(&self, name: &str) -> Result<()> {
-        let hidden = self.dir.join(hidden_name(name));
-        match std::fs::rename(&hidden, self.dir.join(name)) {
+        Self::publish_in(&self.dir, name)
+    }
+
+    /// Commits part file `name` of folder `dir` (idempotent: a file already
+    /// committed is left as it is).
+    fn publish_in(dir: &std::path::Path, name: &str) -> Result<()> {
+        let hidden = dir.join(hidden_name(name));
+        match std::fs::rename(&hidden, dir.join(name)) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.dir.join(name).exists() => {
-                Ok(())
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.join(name).exists() => Ok(()),
             Err(e) => Err(EngineError::io(
                 format!("committing '{}'", hidden.display()),
                 e,
@@ -330,7 +334,8 @@ impl SinkWriter for PartFileWriter {
         }
         self.pre_committed.insert(checkpoint, files);
         let pending: Vec<&String> = self.pre_committed.values().flatten().collect();
-        Ok(serde_json::json!({ "pending": pending }))
+        let dir = std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        Ok(serde_json::json!({ "dir": dir.to_string_lossy(), "pending": pending }))
     }
 
     fn commit(&mut self, checkpoint: u64) -> Result<()> {
@@ -381,14 +386,18 @@ impl SinkWriter for PartFileWriter {
     }
 
     fn recover(&mut self, states: &[serde_json::Value]) -> Result<()> {
-        let pending: Vec<String> = states
-            .iter()
-            .filter_map(|s| s.get("pending").and_then(|p| p.as_array()))
-            .flatten()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
-        for name in &pending {
-            self.publish(name)?;
+        // Pending files are committed where they were written: a job
+        // restored from a savepoint may write into another folder.
+        for state in states {
+            let dir = state
+                .get("dir")
+                .and_then(|d| d.as_str())
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| self.dir.clone());
+            let names = state.get("pending").and_then(|p| p.as_array());
+            for name in names.into_iter().flatten().filter_map(|v| v.as_str()) {
+                Self::publish_in(&dir, name)?;
+            }
         }
         // Whatever else this subtask left hidden was never part of a
         // completed checkpoint: its rows will be produced again.

@@ -40,11 +40,11 @@ pub use weir_engine::{CheckpointStats, Config, EngineError, JobHandle, JobStatus
 pub use weir_sql::{NameScope, QueryResult, Session, SqlError, StatementResult};
 pub use weir_state as state;
 
-/// Registers Weir's Flink functions (`DATE_FORMAT`, `REGEXP_EXTRACT`,
-/// `SPLIT_INDEX`) with a plain DataFusion context, to run the same SQL as a
-/// batch query.
+/// Registers Weir's Flink functions (`DATE_FORMAT`, `MOD`, `PROCTIME`,
+/// `REGEXP_EXTRACT`, `SPLIT_INDEX`) with a plain DataFusion context, to run
+/// the same SQL as a batch query (`PROCTIME()` reads the system clock).
 pub fn register_flink_functions(ctx: &datafusion::prelude::SessionContext) {
-    weir_sql::functions::register(ctx);
+    weir_sql::functions::register(ctx, std::sync::Arc::new(weir_state::SystemClock));
 }
 
 /// The entry point for Rust programs: a SQL session with its configuration.
@@ -68,6 +68,14 @@ impl StreamContextBuilder {
     /// Uses a whole configuration (for example from [`Config::from_yaml`]).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Uses `clock` for processing time: `PROCTIME()`, processing-time
+    /// windows and timers, and state TTL. Tests pass a
+    /// [`weir_state::ManualClock`](crate::state::ManualClock) and move it.
+    pub fn clock(mut self, clock: std::sync::Arc<dyn crate::state::Clock>) -> Self {
+        self.config.set_clock(clock);
         self
     }
 

@@ -408,12 +408,43 @@ impl StateSettings {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     values: BTreeMap<String, String>,
+    clock: JobClock,
+}
+
+/// The processing-time clock of the jobs a configuration starts: what
+/// `PROCTIME()`, processing-time timers and state TTL read. The system
+/// clock unless a program (a test) installs its own.
+#[derive(Debug, Clone, Default)]
+struct JobClock(Option<std::sync::Arc<dyn weir_state::Clock>>);
+
+impl PartialEq for JobClock {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Config {
     /// An empty configuration: every key has its default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Installs the processing-time clock (tests use a
+    /// [`weir_state::ManualClock`] to move processing time by hand).
+    pub fn set_clock(&mut self, clock: std::sync::Arc<dyn weir_state::Clock>) {
+        self.clock = JobClock(Some(clock));
+    }
+
+    /// The processing-time clock: the system's unless one was installed.
+    pub fn clock(&self) -> std::sync::Arc<dyn weir_state::Clock> {
+        self.clock
+            .0
+            .clone()
+            .unwrap_or_else(|| std::sync::Arc::new(weir_state::SystemClock))
     }
 
     /// Resolves an alias to the key's current name and checks that it exists.
@@ -539,6 +570,7 @@ impl Config {
         )
         .map_err(|e| EngineError::Config(e.to_string()))?;
         let mut backend = weir_state::BackendConfig::new(kind);
+        backend.clock = self.clock();
         backend.local_dir = self
             .get("state.backend.rocksdb.localdir")
             .filter(|d| !d.trim().is_empty())

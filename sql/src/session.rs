@@ -106,7 +106,7 @@ pub struct Session {
 
 /// A DataFusion context configured for Weir (case-sensitive identifiers,
 /// plain UTF-8 strings, no rewrite of `COUNT(DISTINCT)` into two aggregates).
-fn datafusion_context() -> SessionContext {
+fn datafusion_context(clock: std::sync::Arc<dyn weir_state::Clock>) -> SessionContext {
     let mut config = SessionConfig::new();
     let options = config.options_mut();
     // Flink's identifiers are case-sensitive and its strings are plain UTF-8.
@@ -126,7 +126,7 @@ fn datafusion_context() -> SessionContext {
         .with_optimizer_rules(rules)
         .build();
     let ctx = SessionContext::new_with_state(state);
-    crate::functions::register(&ctx);
+    crate::functions::register(&ctx, clock);
     ctx
 }
 
@@ -140,8 +140,8 @@ impl Session {
     /// A session with this configuration.
     pub fn new(config: Config) -> Self {
         Self {
+            ctx: datafusion_context(config.clock()),
             config,
-            ctx: datafusion_context(),
             tables: BTreeMap::new(),
             views: BTreeMap::new(),
             windows: HashMap::new(),
@@ -780,10 +780,16 @@ impl Session {
                         .filter(|(col, _)| col == n)
                         .map(|(_, e)| e.clone())
                         .unwrap_or_default();
-                    let ty = if wm.is_empty() {
-                        flink_type_name(c.field.data_type())
-                    } else {
+                    let proctime = c
+                        .computed
+                        .as_deref()
+                        .is_some_and(crate::functions::proctime::is_proctime_call);
+                    let ty = if !wm.is_empty() {
                         format!("{} *ROWTIME*", flink_type_name(c.field.data_type()))
+                    } else if proctime {
+                        format!("{} *PROCTIME*", flink_type_name(c.field.data_type()))
+                    } else {
+                        flink_type_name(c.field.data_type())
                     };
                     vec![
                         n.clone(),

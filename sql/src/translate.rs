@@ -28,6 +28,7 @@ use weir_engine::operators::calc::CalcSpec;
 use weir_engine::operators::updating_aggregate::UpdatingAggregateSpec;
 use weir_engine::operators::window_aggregate::WindowAggregateSpec;
 use weir_engine::operators::window_assign::WindowAssignSpec;
+use weir_engine::operators::TimeDomain;
 use weir_engine::OP_COLUMN;
 
 use crate::catalog::TableDef;
@@ -44,8 +45,9 @@ pub struct Stream {
     pub schema: DFSchemaRef,
     /// Whether rows carry change kinds.
     pub updating: bool,
-    /// Whether it has window columns from a window table function.
-    pub windowed: bool,
+    /// Whether it has window columns from a window table function, and
+    /// whether its windows follow event time or processing time.
+    pub window: Option<TimeDomain>,
     /// Subtasks of the node.
     pub parallelism: usize,
 }
@@ -120,7 +122,7 @@ impl<'a> Translator<'a> {
         parallelism: usize,
         schema: DFSchemaRef,
         updating: bool,
-        windowed: bool,
+        window: Option<TimeDomain>,
     ) -> Stream {
         let node = self.graph.add(
             NodeKind::Operator(factory),
@@ -133,7 +135,7 @@ impl<'a> Translator<'a> {
             node,
             schema,
             updating,
-            windowed,
+            window,
             parallelism,
         }
     }
@@ -202,7 +204,7 @@ impl<'a> Translator<'a> {
             LogicalPlan::Projection(p) => {
                 let input = self.plan(&p.input)?;
                 let exprs = p.expr.iter().map(|e| self.physical(e, &input.schema)).collect::<Result<Vec<_>>>()?;
-                let windowed = input.windowed && p.schema.has_column_with_unqualified_name("window_end");
+                let windowed = input.window.filter(|_| p.schema.has_column_with_unqualified_name("window_end"));
                 let spec = CalcSpec { filter: None, projection: Some(exprs), output_schema: arrow_schema(&p.schema, input.updating) };
                 let (par, upd) = (input.parallelism, input.updating);
                 Ok(self.add_operator(Arc::new(spec), &input, Exchange::Forward, par, p.schema.clone(), upd, windowed))
@@ -211,7 +213,7 @@ impl<'a> Translator<'a> {
                 let input = self.plan(&f.input)?;
                 let predicate = self.physical(&f.predicate, &input.schema)?;
                 let spec = CalcSpec { filter: Some(predicate), projection: None, output_schema: arrow_schema(&input.schema, input.updating) };
-                let (par, upd, win, schema) = (input.parallelism, input.updating, input.windowed, input.schema.clone());
+                let (par, upd, win, schema) = (input.parallelism, input.updating, input.window, input.schema.clone());
                 Ok(self.add_operator(Arc::new(spec), &input, Exchange::Forward, par, schema, upd, win))
             }
             LogicalPlan::SubqueryAlias(a) => {
@@ -237,7 +239,7 @@ impl<'a> Translator<'a> {
                                 Arc::new(datafusion::physical_expr::expressions::Column::new(f.name(), *i)) as Arc<dyn PhysicalExpr>
                             })
                             .collect();
-                        let windowed = full.windowed && scan.projected_schema.has_column_with_unqualified_name("window_end");
+                        let windowed = full.window.filter(|_| scan.projected_schema.has_column_with_unqualified_name("window_end"));
                         let spec = CalcSpec { filter: None, projection: Some(exprs), output_schema: arrow_schema(&scan.projected_schema, false) };
                         let par = full.parallelism;
                         Ok(self.add_operator(Arc::new(spec), &full, Exchange::Forward, par, scan.projected_schema.clone(), false, windowed))
@@ -309,7 +311,7 @@ impl<'a> Translator<'a> {
             node,
             schema,
             updating: false,
-            windowed: false,
+            window: None,
             parallelism: 1,
         }
     }
@@ -354,6 +356,11 @@ impl<'a> Translator<'a> {
                     "window table functions over an updating stream".into(),
                 ));
             }
+            let time = if self.is_proctime(&call.input, &call.time_column)? {
+                TimeDomain::ProcessingTime
+            } else {
+                TimeDomain::EventTime
+            };
             let par = input.parallelism;
             return Ok(self.add_operator(
                 Arc::new(spec),
@@ -362,7 +369,7 @@ impl<'a> Translator<'a> {
                 par,
                 schema,
                 false,
-                true,
+                Some(time),
             ));
         }
         if let Some(table) = self.catalog.tables.get(name).cloned() {
@@ -373,6 +380,50 @@ impl<'a> Translator<'a> {
             return self.plan(&optimized);
         }
         Err(SqlError::Plan(format!("table or view '{name}' not found")))
+    }
+
+    /// Whether `column` of table or view `name` is a processing-time
+    /// attribute: a computed column `AS PROCTIME()`, or a view's column
+    /// that is `PROCTIME()` or such a column, through projections, filters
+    /// and aliases.
+    fn is_proctime(&self, name: &str, column: &str) -> Result<bool> {
+        if let Some(table) = self.catalog.tables.get(name) {
+            return Ok(table.columns.iter().any(|c| {
+                c.field.name() == column
+                    && c.computed
+                        .as_deref()
+                        .is_some_and(crate::functions::proctime::is_proctime_call)
+            }));
+        }
+        if let Some(view) = self.catalog.views.get(name) {
+            return Ok(self.plan_is_proctime(view, column));
+        }
+        Ok(false)
+    }
+
+    fn plan_is_proctime(&self, plan: &LogicalPlan, column: &str) -> bool {
+        match plan {
+            LogicalPlan::Projection(p) => {
+                let Some(i) = p.schema.fields().iter().position(|f| f.name() == column) else {
+                    return false;
+                };
+                let mut e = &p.expr[i];
+                while let Expr::Alias(a) = e {
+                    e = a.expr.as_ref();
+                }
+                match e {
+                    Expr::ScalarFunction(f) => f.name() == crate::functions::proctime::NAME,
+                    Expr::Column(c) => self.plan_is_proctime(&p.input, &c.name),
+                    _ => false,
+                }
+            }
+            LogicalPlan::Filter(f) => self.plan_is_proctime(&f.input, column),
+            LogicalPlan::SubqueryAlias(a) => self.plan_is_proctime(&a.input, column),
+            LogicalPlan::TableScan(scan) => self
+                .is_proctime(scan.table_name.table(), column)
+                .unwrap_or(false),
+            _ => false,
+        }
     }
 
     fn source(&mut self, table: &TableDef) -> Result<Stream> {
@@ -433,7 +484,7 @@ impl<'a> Translator<'a> {
             node,
             schema,
             updating: false,
-            windowed: false,
+            window: None,
             parallelism: self.parallelism,
         };
         self.sources.insert(table.name.clone(), stream.clone());
@@ -489,7 +540,7 @@ impl<'a> Translator<'a> {
                 .iter()
                 .position(|e| matches!(e, Expr::Column(c) if c.name == name))
         };
-        let window_end = window_key("window_end").filter(|_| input.windowed);
+        let window_end = window_key("window_end").filter(|_| input.window.is_some());
         // The keys other than the window columns partition the input (and
         // give each group its key group in state).
         let other_key_indexes: Vec<usize> = agg
@@ -513,6 +564,7 @@ impl<'a> Translator<'a> {
                         arrow_schema(&agg.schema, false),
                     ),
                     window_end_key: end_key,
+                    time: input.window.unwrap_or(TimeDomain::EventTime),
                     partition_keys: if other_key_indexes.is_empty() {
                         vec![end_key]
                     } else {
@@ -532,11 +584,11 @@ impl<'a> Translator<'a> {
                     par,
                     agg.schema.clone(),
                     false,
-                    false,
+                    None,
                 ))
             }
             None => {
-                if input.windowed && window_key("window_start").is_some() {
+                if input.window.is_some() && window_key("window_start").is_some() {
                     return Err(SqlError::Plan(
                         "a window aggregate must group by window_end as well as window_start"
                             .into(),
@@ -563,7 +615,7 @@ impl<'a> Translator<'a> {
                     par,
                     agg.schema.clone(),
                     true,
-                    false,
+                    None,
                 ))
             }
         }

@@ -30,7 +30,13 @@ impl Translator<'_> {
                     .into(),
             ));
         }
-        let windowed = inputs.iter().all(|s| s.windowed);
+        // Window columns survive a union when every branch has them, from
+        // windows of the same time.
+        let window = inputs
+            .iter()
+            .map(|s| s.window)
+            .reduce(|a, b| if a == b { a } else { None })
+            .flatten();
         let parallelism = inputs.iter().map(|s| s.parallelism).max().unwrap_or(1);
         let schema = union.schema.clone();
         let spec = UnionSpec {
@@ -47,7 +53,7 @@ impl Translator<'_> {
             node,
             schema,
             updating,
-            windowed,
+            window,
             parallelism,
         })
     }

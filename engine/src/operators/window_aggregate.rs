@@ -26,7 +26,7 @@ use datafusion::logical_expr::EmitTo;
 use super::aggregate_state::{AggregateSpec, GroupKeys, GroupTable};
 use super::aggregate_store::{window_bytes, AggregateStore};
 use super::window_assign::as_millis;
-use super::{Operator, OperatorContext, OperatorFactory, TaskContext};
+use super::{Operator, OperatorContext, OperatorFactory, TaskContext, TimeDomain, Timer};
 use crate::error::Result;
 use crate::metrics::NodeMetrics;
 use weir_state::{StateDescriptor, StateKind};
@@ -38,6 +38,10 @@ pub struct WindowAggregateSpec {
     pub aggregate: AggregateSpec,
     /// Which key is `window_end`.
     pub window_end_key: usize,
+    /// Event time: a window fires when the watermark passes its end.
+    /// Processing time: when the job's clock does, through a
+    /// processing-time timer per window and key group.
+    pub time: TimeDomain,
     /// The keys the input was hash-partitioned by (indexes into the keys).
     pub partition_keys: Vec<usize>,
 }
@@ -65,6 +69,8 @@ impl OperatorFactory for WindowAggregateSpec {
         Ok(Box::new(WindowAggregateOperator {
             spec: self.clone(),
             windows,
+            opened: Vec::new(),
+            key_groups: ctx.key_groups(),
             watermark: i64::MIN,
             cache_limit: ctx.state.cache_entries,
             store,
@@ -77,7 +83,17 @@ impl OperatorFactory for WindowAggregateSpec {
     }
 
     fn describe(&self) -> String {
-        format!("WindowAggregate({})", self.aggregate.describe())
+        match self.time {
+            TimeDomain::EventTime => format!("WindowAggregate({})", self.aggregate.describe()),
+            TimeDomain::ProcessingTime => format!(
+                "WindowAggregate({}, time=[processing])",
+                self.aggregate.describe()
+            ),
+        }
+    }
+
+    fn uses_timers(&self) -> bool {
+        self.time == TimeDomain::ProcessingTime
     }
 
     fn kind(&self) -> &'static str {
@@ -124,6 +140,10 @@ const SNAPSHOT_COPY: u64 = u64::MAX;
 pub struct WindowAggregateOperator {
     spec: WindowAggregateSpec,
     windows: BTreeMap<i64, OpenWindow>,
+    /// Windows opened by the current batch (processing time: they get
+    /// their timers).
+    opened: Vec<i64>,
+    key_groups: weir_state::KeyGroupRange,
     watermark: i64,
     cache_limit: usize,
     store: AggregateStore,
@@ -141,11 +161,17 @@ fn fired(end: i64, watermark: i64) -> bool {
 
 impl WindowAggregateOperator {
     fn update_window(&mut self, end: i64, batch: &RecordBatch, keys: &[ArrayRef]) -> Result<()> {
-        let window = self.windows.entry(end).or_insert(OpenWindow {
-            table: None,
-            flushed: false,
-            copied: 0,
-        });
+        let window = match self.windows.entry(end) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                self.opened.push(end);
+                e.insert(OpenWindow {
+                    table: None,
+                    flushed: false,
+                    copied: 0,
+                })
+            }
+        };
         let table = match &mut window.table {
             Some(t) => t,
             None => window.table.insert(GroupTable::new(&self.spec.aggregate)?),
@@ -313,7 +339,7 @@ impl WindowAggregateOperator {
 }
 
 impl Operator for WindowAggregateOperator {
-    fn process_batch(&mut self, batch: RecordBatch, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()> {
         let keys = self.spec.aggregate.keys(&batch)?;
         let ends: TimestampMillisecondArray = as_millis(&keys[self.spec.window_end_key])?;
         let values = ends.values();
@@ -350,6 +376,25 @@ impl Operator for WindowAggregateOperator {
                 self.update_window(end, &part, &part_keys)?;
             }
         }
+        if self.spec.time == TimeDomain::ProcessingTime {
+            // One timer per key group: they move with their key groups when
+            // the job is restored at another parallelism.
+            for end in self.opened.drain(..) {
+                for group in self.key_groups.start..self.key_groups.end {
+                    ctx.timers().register(
+                        TimeDomain::ProcessingTime,
+                        Timer {
+                            time: end - 1,
+                            key_group: group,
+                            key: Vec::new(),
+                            namespace: end.to_be_bytes().to_vec(),
+                        },
+                    );
+                }
+            }
+        } else {
+            self.opened.clear();
+        }
         let (cached, _) = self.cached();
         if cached > self.cache_limit {
             self.flush_all()?;
@@ -364,39 +409,37 @@ impl Operator for WindowAggregateOperator {
     }
 
     fn on_watermark(&mut self, watermark: i64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if self.spec.time == TimeDomain::ProcessingTime {
+            return Ok(());
+        }
         self.watermark = self.watermark.max(watermark);
-        while let Some(entry) = self.windows.first_entry() {
-            let end = *entry.key();
+        while let Some(&end) = self.windows.keys().next() {
             if !fired(end, self.watermark) {
                 break;
             }
-            let mut window = entry.remove();
-            let batch = if window.flushed {
-                Self::flush_window(&mut self.store, end, &mut window, &mut self.sequence)?;
-                self.read_window(end)?
-            } else {
-                if window.copied > 0 {
-                    // Only its snapshot copy is in the backend.
-                    self.store.delete_groups(&window_bytes(end))?;
-                    self.store.count_stored(-(window.copied as i64));
-                }
-                match window.table.as_mut() {
-                    Some(table) => {
-                        let columns = table.emit()?;
-                        Some(RecordBatch::try_new(
-                            self.spec.aggregate.output_schema.clone(),
-                            columns,
-                        )?)
-                    }
-                    None => None,
-                }
-            };
-            if let Some(batch) = batch {
-                NodeMetrics::add(&self.store_metrics().records_out, batch.num_rows());
-                ctx.emit(batch);
-            }
+            self.fire(end, ctx)?;
         }
         self.publish_state_size()
+    }
+
+    fn on_timer(
+        &mut self,
+        _domain: TimeDomain,
+        timer: Timer,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
+        let Ok(end) = <[u8; 8]>::try_from(timer.namespace.as_slice()) else {
+            return Err(crate::error::EngineError::State(
+                "a window timer without its window (damaged state)".into(),
+            ));
+        };
+        let end = i64::from_be_bytes(end);
+        // The first of the window's timers (one per key group) fires it.
+        if self.windows.contains_key(&end) {
+            self.fire(end, ctx)?;
+            self.publish_state_size()?;
+        }
+        Ok(())
     }
 
     fn prepare_snapshot(&mut self) -> Result<()> {
@@ -414,6 +457,38 @@ impl Operator for WindowAggregateOperator {
 }
 
 impl WindowAggregateOperator {
+    /// Emits window `end` and frees its state.
+    fn fire(&mut self, end: i64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let Some(mut window) = self.windows.remove(&end) else {
+            return Ok(());
+        };
+        let batch = if window.flushed {
+            Self::flush_window(&mut self.store, end, &mut window, &mut self.sequence)?;
+            self.read_window(end)?
+        } else {
+            if window.copied > 0 {
+                // Only its snapshot copy is in the backend.
+                self.store.delete_groups(&window_bytes(end))?;
+                self.store.count_stored(-(window.copied as i64));
+            }
+            match window.table.as_mut() {
+                Some(table) => {
+                    let columns = table.emit()?;
+                    Some(RecordBatch::try_new(
+                        self.spec.aggregate.output_schema.clone(),
+                        columns,
+                    )?)
+                }
+                None => None,
+            }
+        };
+        if let Some(batch) = batch {
+            NodeMetrics::add(&self.store_metrics().records_out, batch.num_rows());
+            ctx.emit(batch);
+        }
+        Ok(())
+    }
+
     fn store_metrics(&self) -> std::sync::Arc<NodeMetrics> {
         self.store.metrics()
     }

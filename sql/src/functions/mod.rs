@@ -1,6 +1,6 @@
 //! Flink's scalar functions that DataFusion does not have, so that Flink
 //! SQL (the Nexmark queries among it) runs unchanged: `DATE_FORMAT`,
-//! `MOD`, `REGEXP_EXTRACT`, `SPLIT_INDEX`. Each works on whole batches; patterns
+//! `MOD`, `PROCTIME`, `REGEXP_EXTRACT`, `SPLIT_INDEX`. Each works on whole batches; patterns
 //! that are literals are compiled once per batch.
 
 use std::sync::Arc;
@@ -12,13 +12,16 @@ use datafusion::prelude::SessionContext;
 
 mod date_format;
 mod modulo;
+pub mod proctime;
 mod regexp_extract;
 mod split_index;
 
 /// Registers Weir's Flink functions with a DataFusion context.
-pub fn register(ctx: &SessionContext) {
+/// `clock` is the jobs' processing-time clock, which `PROCTIME()` reads.
+pub fn register(ctx: &SessionContext, clock: Arc<dyn weir_state::Clock>) {
     ctx.register_udf(ScalarUDF::from(date_format::DateFormat::new()));
     ctx.register_udf(ScalarUDF::from(modulo::Modulo::new()));
+    ctx.register_udf(ScalarUDF::from(proctime::Proctime::new(clock)));
     ctx.register_udf(ScalarUDF::from(regexp_extract::RegexpExtract::new()));
     ctx.register_udf(ScalarUDF::from(split_index::SplitIndex::new()));
 }

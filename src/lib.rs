@@ -37,8 +37,25 @@
 pub use datafusion::arrow;
 pub use weir_checkpoint as checkpoint;
 pub use weir_engine::{CheckpointStats, Config, EngineError, JobHandle, JobStatus};
+pub use weir_sql::datastream::{DataStream, KeyedStream};
 pub use weir_sql::{NameScope, QueryResult, Session, SqlError, StatementResult};
 pub use weir_state as state;
+
+/// Rust functions between SQL tables (see [`StreamContext::table`]): the
+/// function traits, what their calls see, and the state primitives they
+/// keep (re-exported from [`state`]).
+pub mod functions {
+    pub use weir_engine::operators::keyed_process::{KeyedProcessFunction, ProcessContext, Row};
+    pub use weir_engine::operators::TimeDomain;
+    pub use weir_engine::EngineError as Error;
+    pub use weir_state::{
+        AggregateFunction, AggregatingState, KeyedState, ListState, MapState, ReducingState,
+        StateTtlConfig, StateVisibility, UpdateType, ValueState,
+    };
+    /// What a function's calls return.
+    pub type Result<T> = std::result::Result<T, Error>;
+    pub use datafusion::scalar::ScalarValue;
+}
 
 /// Registers Weir's Flink functions (`DATE_FORMAT`, `MOD`, `PROCTIME`,
 /// `REGEXP_EXTRACT`, `SPLIT_INDEX`) with a plain DataFusion context, to run
@@ -97,6 +114,18 @@ impl StreamContext {
     /// A builder with the default configuration.
     pub fn builder() -> StreamContextBuilder {
         StreamContextBuilder::default()
+    }
+
+    /// A stream of table or view `name` for Rust steps: key it, run a
+    /// [`functions::KeyedProcessFunction`] on it and write the result into
+    /// another table, all in one checkpointed job:
+    ///
+    /// ```ignore
+    /// let job = ctx.table("payments")?.key_by(["card"])?.process(MyFunction)?
+    ///     .insert_into("alerts").await?;
+    /// ```
+    pub fn table(&mut self, name: &str) -> Result<DataStream<'_>, SqlError> {
+        self.session.table(name)
     }
 
     /// Runs every statement of `sql` (DDL, `SET`, `INSERT INTO`, `SELECT`),

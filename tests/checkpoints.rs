@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::committed_rows;
+use common::{committed_rows, run_with_kills};
 
 mod common;
 
@@ -25,9 +25,6 @@ impl Rng {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
-    }
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
     }
 }
 
@@ -78,6 +75,13 @@ fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// `weir run <job>`.
+fn weir_run(job: &Path) -> Command {
+    let mut c = weir();
+    c.arg("run").arg(job);
+    c
+}
+
 /// Runs the job once, uninterrupted and without checkpoints.
 fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
     let out = work.join("reference");
@@ -102,83 +106,6 @@ fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
         String::from_utf8_lossy(&run.stderr)
     );
     committed_rows(&out)
-}
-
-struct Outcome {
-    kills: usize,
-    resumed: usize,
-    rows: Vec<String>,
-    stderr: String,
-}
-
-/// Runs the job, killing it at random moments, until it exits 0.
-fn run_with_kills(job: &Path, out: &Path, seed: u64) -> Outcome {
-    let mut rng = Rng(seed | 1);
-    let mut kills = 0;
-    let mut resumed = 0;
-    let mut stderr_all = String::new();
-    for round in 0..40 {
-        let stderr_path = job.with_extension(format!("stderr-{round}"));
-        let mut child = weir()
-            .arg("run")
-            .arg(job)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .unwrap();
-        // Kill within the first seconds; later rounds get more time, so the
-        // job always finishes eventually.
-        let kill_after = Duration::from_millis(rng.between(300, 1500 + round * 400));
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if started.elapsed() >= kill_after {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        if stderr.contains("Resuming job") {
-            resumed += 1;
-        }
-        stderr_all.push_str(&format!("--- round {round}\n{stderr}"));
-        match status {
-            None => kills += 1,
-            Some(s) if s.success() => {
-                return Outcome {
-                    kills,
-                    resumed,
-                    rows: committed_rows(out),
-                    stderr: stderr_all,
-                }
-            }
-            Some(s) => panic!("weir run failed ({s}):\n{stderr_all}"),
-        }
-    }
-    // Keep the stalled state (input, checkpoints, output) for a post-mortem:
-    // the temporary directory is deleted when the test unwinds.
-    let kept = std::env::temp_dir().join(format!("weir-crash-stalled-{}", std::process::id()));
-    let copied = job
-        .parent()
-        .map(|work| {
-            Command::new("cp")
-                .arg("-r")
-                .arg(work)
-                .arg(&kept)
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .unwrap_or(false);
-    let where_kept = if copied {
-        format!("state kept in {}", kept.display())
-    } else {
-        "state not kept".to_string()
-    };
-    panic!("the job did not finish in 40 rounds ({where_kept}):\n{stderr_all}");
 }
 
 /// `cache`: `table.exec.state.cache-size`, small to make windows move in
@@ -223,7 +150,7 @@ fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize, cache: 
     }
     std::fs::write(&job, job_sql(&input, &out, &settings)).unwrap();
     let seed = env_u64("WEIR_CRASH_SEED", 0x5eed) ^ (parallelism as u64) << 8;
-    let outcome = run_with_kills(&job, &out, seed);
+    let outcome = run_with_kills(|| weir_run(&job), &job, &out, seed);
     assert!(
         outcome.kills >= 1,
         "the job finished before the first kill; raise WEIR_CRASH_ROWS:\n{}",
@@ -369,7 +296,7 @@ fn two_sinks_survive_kills(statement_set: bool) {
     let job = work.path().join("job.sql");
     std::fs::write(&job, &sql).unwrap();
 
-    let outcome = run_with_kills(&job, &out_a, 0x7a0);
+    let outcome = run_with_kills(|| weir_run(&job), &job, &out_a, 0x7a0);
     assert!(
         outcome.kills >= 1,
         "finished before the first kill:\n{}",

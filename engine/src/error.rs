@@ -52,6 +52,14 @@ pub enum EngineError {
     /// Taking, storing or restoring a checkpoint failed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A user-defined function (a Rust process function) failed.
+    #[error("function '{function}': {message}")]
+    Function {
+        /// The function's name.
+        function: String,
+        /// What it reported.
+        message: String,
+    },
     /// A task of the job panicked or failed in a way that is Weir's bug.
     #[error("internal error (a bug in Weir): {0}")]
     Internal(String),

@@ -9,6 +9,7 @@
 //! - [`session`]: runs statements; what the shell and the facade call.
 
 pub mod catalog;
+pub mod datastream;
 pub mod error;
 pub mod functions;
 pub mod limits;

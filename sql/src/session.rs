@@ -22,6 +22,7 @@ use weir_engine::{check_restore, start_job, Config, JobHandle};
 
 use crate::catalog::async_trait_shim::Provider;
 use crate::catalog::{flink_type_name, ColumnDef, StreamTable, TableDef};
+use crate::datastream::DataStream;
 use crate::error::{Result, SqlError};
 use crate::parser::{
     dialect, parse_statement, split_shift_right, split_statements, ColumnSpec, CreateTable,
@@ -439,12 +440,7 @@ impl Session {
                 let mut translator = self.translator();
                 translator.insert(&plan)?;
                 let graph = translator.graph;
-                check_restore(&graph, &self.config).await?;
-                let dir = self.check_name_free(&name, line)?;
-                let job = start_job(&graph, &self.config, &name)?;
-                self.claim(dir, &name, &job, line);
-                self.jobs.push(job.clone());
-                Ok(StatementResult::Job(job))
+                Ok(StatementResult::Job(self.start(graph, &name, line).await?))
             }
             FlinkStatement::StatementSet(inserts) => {
                 let line = inserts.first().map_or(0, |t| first_line(t));
@@ -468,12 +464,7 @@ impl Session {
                     translator.insert(plan)?;
                 }
                 let graph = translator.graph;
-                check_restore(&graph, &self.config).await?;
-                let dir = self.check_name_free(&name, line)?;
-                let job = start_job(&graph, &self.config, &name)?;
-                self.claim(dir, &name, &job, line);
-                self.jobs.push(job.clone());
-                Ok(StatementResult::Job(job))
+                Ok(StatementResult::Job(self.start(graph, &name, line).await?))
             }
             FlinkStatement::Query(tokens) => {
                 let line = first_line(&tokens);
@@ -484,11 +475,7 @@ impl Session {
                 let stream = translator.plan(&plan)?;
                 translator.add_sink(&stream, Arc::new(CollectSink::new(tx)), 1, "collect");
                 let graph = translator.graph;
-                check_restore(&graph, &self.config).await?;
-                let dir = self.check_name_free(&name, line)?;
-                let job = start_job(&graph, &self.config, &name)?;
-                self.claim(dir, &name, &job, line);
-                self.jobs.push(job.clone());
+                let job = self.start(graph, &name, line).await?;
                 Ok(StatementResult::Query(QueryResult {
                     job,
                     schema: Arc::new(stream.schema.as_arrow().clone()),
@@ -502,6 +489,42 @@ impl Session {
     /// Refuses a job whose `pipeline.name` another job of the session holds
     /// (with checkpointing on, in the same checkpoint directory); returns
     /// the directory the new job's name will hold, if it holds one.
+    /// A stream of table or view `name`, for Rust steps after it
+    /// ([`DataStream::key_by`], then a function, then
+    /// [`DataStream::insert_into`]).
+    pub fn table(&mut self, name: &str) -> Result<DataStream<'_>> {
+        let schema = if let Some(t) = self.tables.get(name) {
+            t.schema.clone()
+        } else if let Some(v) = self.views.get(name) {
+            Arc::new(v.schema().as_arrow().clone())
+        } else {
+            return Err(SqlError::Plan(format!("Object '{name}' not found")));
+        };
+        Ok(DataStream::new(self, name, schema))
+    }
+
+    /// A table of the catalog.
+    pub(crate) fn table_def(&self, name: &str) -> Option<TableDef> {
+        self.tables.get(name).cloned()
+    }
+
+    /// Starts `graph` as job `name` (the statement at `line`; 0 for the
+    /// Rust API): refuses a restore that cannot work and a second
+    /// checkpointed job under a held name, then starts and remembers it.
+    pub(crate) async fn start(
+        &mut self,
+        graph: weir_engine::JobGraph,
+        name: &str,
+        line: u64,
+    ) -> Result<JobHandle> {
+        check_restore(&graph, &self.config).await?;
+        let dir = self.check_name_free(name, line)?;
+        let job = start_job(&graph, &self.config, name)?;
+        self.claim(dir, name, &job, line);
+        self.jobs.push(job.clone());
+        Ok(job)
+    }
+
     fn check_name_free(&self, name: &str, line: u64) -> Result<Option<String>> {
         let Some(settings) = self.config.checkpoint_settings()? else {
             return Ok(None);
@@ -546,7 +569,7 @@ impl Session {
             })
     }
 
-    fn translator(&self) -> Translator<'_> {
+    pub(crate) fn translator(&self) -> Translator<'_> {
         Translator::new(
             Catalog {
                 tables: &self.tables,

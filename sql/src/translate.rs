@@ -70,7 +70,7 @@ pub struct Translator<'a> {
     catalog: Catalog<'a>,
     /// The graph built so far.
     pub graph: JobGraph,
-    parallelism: usize,
+    pub(crate) parallelism: usize,
     props: ExecutionProps,
     /// Sources by table: a table read twice in one job (the INSERTs of a
     /// statement set) is read once and fanned out.
@@ -317,7 +317,7 @@ impl<'a> Translator<'a> {
     }
 
     /// The full stream of a table, view or window table function.
-    fn scan_named(&mut self, name: &str) -> Result<Stream> {
+    pub(crate) fn scan_named(&mut self, name: &str) -> Result<Stream> {
         if let Some(call) = self.catalog.windows.get(name).cloned() {
             let input = self.scan_named(&call.input)?;
             let time_column = input

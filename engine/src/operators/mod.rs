@@ -17,6 +17,7 @@ pub use timers::{TimeDomain, Timer, TimerService};
 pub mod aggregate_state;
 pub mod aggregate_store;
 pub mod calc;
+pub mod keyed_process;
 pub mod narrow;
 pub mod row_codec;
 pub mod timers;
@@ -88,6 +89,92 @@ impl StateHandle {
         self.0
             .lock()
             .map_err(|_| EngineError::Internal("a state backend was poisoned by a panic".into()))
+    }
+}
+
+impl StateHandle {
+    /// The backend as a `StateBackend` of its own, for code written against
+    /// the trait (the keyed state primitives): every call locks the handle.
+    pub fn shared(&self) -> Box<dyn weir_state::StateBackend> {
+        Box::new(SharedBackend(self.clone()))
+    }
+}
+
+/// A [`StateHandle`] seen as a backend: each call takes the lock.
+struct SharedBackend(StateHandle);
+
+impl SharedBackend {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut dyn weir_state::StateBackend) -> weir_state::Result<T>,
+    ) -> weir_state::Result<T> {
+        let mut guard = (self.0).0.lock().map_err(|_| {
+            weir_state::StateError::Internal("a state backend was poisoned by a panic".into())
+        })?;
+        f(guard.as_mut())
+    }
+}
+
+impl weir_state::StateBackend for SharedBackend {
+    fn kind(&self) -> weir_state::BackendKind {
+        self.with(|b| Ok(b.kind()))
+            .unwrap_or(weir_state::BackendKind::HashMap)
+    }
+    fn register(
+        &mut self,
+        descriptor: &weir_state::StateDescriptor,
+    ) -> weir_state::Result<weir_state::StateId> {
+        self.with(|b| b.register(descriptor))
+    }
+    fn descriptors(&self) -> Vec<weir_state::StateDescriptor> {
+        self.with(|b| Ok(b.descriptors())).unwrap_or_default()
+    }
+    fn get(
+        &mut self,
+        state: weir_state::StateId,
+        address: &[u8],
+    ) -> weir_state::Result<Option<Vec<u8>>> {
+        self.with(|b| b.get(state, address))
+    }
+    fn multi_get(
+        &mut self,
+        state: weir_state::StateId,
+        addresses: &[&[u8]],
+    ) -> weir_state::Result<Vec<Option<Vec<u8>>>> {
+        self.with(|b| b.multi_get(state, addresses))
+    }
+    fn write(
+        &mut self,
+        state: weir_state::StateId,
+        changes: Vec<weir_state::Change>,
+    ) -> weir_state::Result<()> {
+        self.with(|b| b.write(state, changes))
+    }
+    fn scan(
+        &mut self,
+        state: weir_state::StateId,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut weir_state::backend::Visit<'_>,
+    ) -> weir_state::Result<()> {
+        self.with(|b| b.scan(state, start, end, visit))
+    }
+    fn delete_range(
+        &mut self,
+        state: weir_state::StateId,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> weir_state::Result<()> {
+        self.with(|b| b.delete_range(state, start, end))
+    }
+    fn stats(&self) -> weir_state::Result<weir_state::StateStats> {
+        self.with(|b| b.stats())
+    }
+    fn now_ms(&self) -> i64 {
+        self.with(|b| Ok(b.now_ms())).unwrap_or(0)
+    }
+    fn snapshot(&mut self, dir: &std::path::Path) -> weir_state::Result<weir_state::SnapshotInfo> {
+        self.with(|b| b.snapshot(dir))
     }
 }
 

@@ -476,8 +476,8 @@ impl Coordinator {
                                 return;
                             }
                             if kind == BarrierKind::Final {
-                                // The final checkpoint must complete: try again.
-                                self.trigger(&mut running, BarrierKind::Final, None);
+                                self.final_failed(id);
+                                return;
                             }
                         }
                     }
@@ -500,7 +500,8 @@ impl Coordinator {
                                     return;
                                 }
                                 if kind == BarrierKind::Final {
-                                    self.trigger(&mut running, BarrierKind::Final, None);
+                                    self.final_failed(id);
+                                    return;
                                 }
                             }
                         }
@@ -546,6 +547,17 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// The final checkpoint of a bounded job failed. Its barrier was the
+    /// sources' last act (they ended after it), so another one could never
+    /// be injected: the attempt fails, and the job restarts from its latest
+    /// completed checkpoint (or, without restarts, reports the failure),
+    /// rather than waiting for a checkpoint that cannot come.
+    fn final_failed(&self, id: u64) {
+        let _ = self.fail.send(EngineError::Checkpoint(format!(
+            "the final checkpoint {id} failed after the input ended; the job restarts from its latest completed checkpoint"
+        )));
     }
 
     /// Creates the savepoint's folder and triggers it (or, without a target,

@@ -36,6 +36,9 @@
 
 pub use datafusion::arrow;
 pub use weir_checkpoint as checkpoint;
+/// The `tracing` target of the engine's messages for the user (a job
+/// resuming, a checkpoint failing): print these, log the rest.
+pub use weir_engine::USER as USER_LOG_TARGET;
 pub use weir_engine::{CheckpointStats, Config, EngineError, JobHandle, JobStatus};
 pub use weir_sql::datastream::{DataStream, KeyedStream};
 pub use weir_sql::{NameScope, QueryResult, Session, SqlError, StatementResult};

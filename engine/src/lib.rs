@@ -11,6 +11,13 @@
 //!
 //! Nothing here knows SQL text: `weir-sql` builds the graph.
 
+/// The `tracing` target of the messages meant for the person running a job
+/// (a job resuming, a checkpoint failing, a restart): the `weir` CLI prints
+/// them as `[INFO] …` / `[WARN] …` lines; embedding programs see them with
+/// any `tracing` subscriber. Everything else the engine logs is diagnosis,
+/// under the crates' own targets.
+pub const USER: &str = "weir::user";
+
 pub mod config;
 pub mod connectors;
 pub mod error;

@@ -36,6 +36,7 @@ mod client;
 mod complete;
 mod display;
 pub mod rest;
+mod user_log;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -110,11 +111,24 @@ pub fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG")
         .or_else(|_| std::env::var("WEIR_LOG"))
         .unwrap_or_else(|_| "off".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        // The engine's messages for the user are printed whatever the
+        // filter; the filter picks the diagnosis.
+        let diagnosis = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(tracing_subscriber::EnvFilter::new(format!(
+                "{filter},{}=off",
+                weir_engine::USER
+            )));
+        let _ = tracing_subscriber::registry()
+            .with(user_log::UserLines)
+            .with(diagnosis)
+            .try_init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Planning and evaluating recurse over expression trees: stacks with
     // room for the deepest expression a statement may hold

@@ -673,7 +673,6 @@ impl Coordinator {
         reason: String,
         failures: &mut usize,
     ) -> bool {
-        tracing::warn!(checkpoint = id, %reason, "checkpoint failed");
         self.record_failure(id, &r, reason.clone());
         self.aborted.send_if_modified(|latest| {
             let newer = id > *latest;
@@ -685,7 +684,7 @@ impl Coordinator {
         if let Some(mut savepoint) = r.savepoint {
             // A failed savepoint leaves nothing behind and does not count
             // against the checkpoints' tolerance.
-            eprintln!("[WARN] Savepoint {id} failed: {reason}");
+            tracing::warn!(target: crate::USER, "Savepoint {id} failed: {reason}");
             if let Ok(mut map) = self.savepoints.lock() {
                 map.remove(&id);
             }
@@ -704,7 +703,7 @@ impl Coordinator {
             }
             return false;
         }
-        eprintln!("[WARN] Checkpoint {id} failed: {reason}");
+        tracing::warn!(target: crate::USER, "Checkpoint {id} failed: {reason}");
         let _ = self.job.delete_checkpoint(id).await;
         if let Some(reply) = r.stop_reply.take() {
             // The sources have stopped: the job cannot go on.

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 pub use channel::{channel, Announcement, Inlet, Outlet};
 pub use checkpoint::CheckpointStats;
@@ -115,15 +116,20 @@ pub fn start_job(graph: &JobGraph, config: &Config, name: &str) -> Result<JobHan
         stats: stats.clone(),
     };
     let supervisor_shared = shared.clone();
-    tokio::spawn(async move {
-        let status = driver.run().await;
-        tracing::info!(status = status.flink_name(), "job ended");
-        supervisor_shared
-            .ended_ms
-            .store(now_ms().max(1), Ordering::SeqCst);
-        let _ = status_tx.send(status);
-        drop(supervisor_shared);
-    });
+    // Every event of the job, its tasks' included, carries its id and name.
+    let span = tracing::info_span!("job", id = %id, name = %name);
+    tokio::spawn(
+        async move {
+            let status = driver.run().await;
+            tracing::info!(status = status.flink_name(), "job ended");
+            supervisor_shared
+                .ended_ms
+                .store(now_ms().max(1), Ordering::SeqCst);
+            let _ = status_tx.send(status);
+            drop(supervisor_shared);
+        }
+        .instrument(span),
+    );
     Ok(JobHandle {
         id,
         name: name.to_string(),
@@ -196,8 +202,9 @@ impl Driver {
                 Err(e) if restarts < attempts && !self.shared.cancelled.load(Ordering::SeqCst) => {
                     restarts += 1;
                     self.shared.restarts.store(restarts, Ordering::SeqCst);
-                    eprintln!(
-                        "[WARN] Job {} failed: {e}. Restarting in {:?} (attempt {restarts} of {attempts}, restart-strategy.fixed-delay.attempts).",
+                    tracing::warn!(
+                        target: crate::USER,
+                        "Job {} failed: {e}. Restarting in {:?} (attempt {restarts} of {attempts}, restart-strategy.fixed-delay.attempts).",
                         self.name, delay
                     );
                     tokio::time::sleep(delay).await;
@@ -268,7 +275,7 @@ impl Driver {
                     .map_err(|e| {
                         EngineError::Checkpoint(format!("execution.savepoint.path: {e}"))
                     })?;
-            eprintln!("[INFO] Restoring job '{}' from {path}", self.name);
+            tracing::info!(target: crate::USER, "Restoring job '{}' from {path}", self.name);
             self.record_restore(&path);
             return self.checked(metadata, job);
         }
@@ -308,13 +315,13 @@ impl Driver {
             )));
         }
         for w in &warnings {
-            tracing::warn!("{w}");
-            eprintln!("[WARN] {w}");
+            tracing::warn!(target: crate::USER, "{w}");
         }
         match found {
             Some(metadata) => {
-                eprintln!(
-                    "[INFO] Resuming job '{}' from checkpoint {} ({})",
+                tracing::info!(
+                    target: crate::USER,
+                    "Resuming job '{}' from checkpoint {} ({})",
                     self.name,
                     metadata.checkpoint_id,
                     job.checkpoint_url(metadata.checkpoint_id)
@@ -362,9 +369,9 @@ impl Driver {
                 again.join(", ")
             )
         };
-        tracing::warn!(job = %self.name, restored, skipped, "resuming from an older checkpoint");
-        eprintln!(
-            "[WARN] Job '{}' resumes from checkpoint {restored}, older than {skipped} newer completed checkpoint{} that could not be used: {what}",
+        tracing::warn!(
+            target: crate::USER,
+            "Job '{}' resumes from checkpoint {restored}, older than {skipped} newer completed checkpoint{} that could not be used: {what}",
             self.name,
             if skipped == 1 { "" } else { "s" }
         );
@@ -414,8 +421,7 @@ impl Driver {
                 .bool("execution.savepoint.ignore-unclaimed-state"),
         )?;
         for w in warnings {
-            tracing::warn!("{w}");
-            eprintln!("[WARN] {w}");
+            tracing::warn!(target: crate::USER, "{w}");
         }
         Ok(Some(restore))
     }
@@ -560,7 +566,9 @@ impl Driver {
                             }
                             None => None,
                         };
+                        let span = task_span(node.id, s, &node.describe());
                         tasks.spawn_blocking(move || {
+                            let _span = span.enter();
                             run_source(spec, ctx, router, shared, cp, position)
                         });
                     }
@@ -602,13 +610,16 @@ impl Driver {
                             // chain opens its state and runs on a blocking
                             // thread, waiting for its channels there.
                             let handle = tokio::runtime::Handle::current();
+                            let span = task_span(node.id, s, &node.describe());
                             tasks.spawn_blocking(move || {
+                                let _span = span.enter();
                                 let ops = chain::Chain::create(factories)?;
                                 handle.block_on(chain::run_chain(ops, gate, router, cp))
                             });
                         } else {
                             let ops = chain::Chain::create(factories)?;
-                            tasks.spawn(chain::run_chain(ops, gate, router, cp));
+                            let span = task_span(node.id, s, &node.describe());
+                            tasks.spawn(chain::run_chain(ops, gate, router, cp).instrument(span));
                         }
                     }
                     NodeKind::Sink(factory) => {
@@ -634,7 +645,9 @@ impl Driver {
                         });
                         let handle = tokio::runtime::Handle::current();
                         let shared = self.shared.clone();
+                        let span = task_span(node.id, s, &node.describe());
                         tasks.spawn_blocking(move || {
+                            let _span = span.enter();
                             run_sink(writer, ctx, gate, cp, handle, shared)
                         });
                     }
@@ -676,7 +689,11 @@ impl Driver {
                 stats: self.stats.clone(),
                 fail: fail_tx,
             };
-            coordinator_task = Some(tokio::spawn(coordinator.run(stop_rx)));
+            coordinator_task = Some(tokio::spawn(
+                coordinator
+                    .run(stop_rx)
+                    .instrument(tracing::Span::current()),
+            ));
         } else {
             drop(fail_tx);
         }
@@ -691,6 +708,12 @@ impl Driver {
         let _ = std::fs::remove_dir_all(&scratch);
         result
     }
+}
+
+/// The span of one subtask's task (inside its job's span).
+fn task_span(node: usize, subtask: usize, what: &str) -> tracing::Span {
+    let what = what.split('(').next().unwrap_or(what);
+    tracing::info_span!("task", node, subtask, operator = %what)
 }
 
 /// Waits for the tasks of an attempt; the first failure stops the others.

@@ -375,9 +375,9 @@ impl SinkWriter for PartFileWriter {
             }
         }
         if withdrawn > 0 {
-            tracing::warn!(dir = %self.dir.display(), withdrawn, checkpoint, "withdrew part files committed after the restored checkpoint");
-            eprintln!(
-                "[WARN] filesystem sink '{}': withdrew {withdrawn} part file{} committed after checkpoint {checkpoint}, which the job resumes from: their rows are written again",
+            tracing::warn!(
+                target: crate::USER,
+                "filesystem sink '{}': withdrew {withdrawn} part file{} committed after checkpoint {checkpoint}, which the job resumes from: their rows are written again",
                 self.dir.display(),
                 if withdrawn == 1 { "" } else { "s" }
             );

@@ -200,6 +200,8 @@ fn demo_input(dir: &std::path::Path) -> std::io::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    // The engine's messages ("Resuming job …") on stderr.
+    weir::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let demo = tempfile::tempdir()?;
     let (input, output) = match (args.first(), args.get(1)) {

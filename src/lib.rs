@@ -36,6 +36,7 @@
 
 pub use datafusion::arrow;
 pub use weir_checkpoint as checkpoint;
+pub use weir_engine::init_logging;
 /// The `tracing` target of the engine's messages for the user (a job
 /// resuming, a checkpoint failing): print these, log the rest.
 pub use weir_engine::USER as USER_LOG_TARGET;
@@ -48,12 +49,15 @@ pub use weir_state as state;
 /// function traits, what their calls see, and the state primitives they
 /// keep (re-exported from [`state`]).
 pub mod functions {
-    pub use weir_engine::operators::keyed_process::{KeyedProcessFunction, ProcessContext, Row};
+    pub use weir_engine::operators::keyed_process::{
+        FunctionContext, KeyedProcessFunction, ProcessContext, ProcessFunction, RestoredState, Row,
+    };
     pub use weir_engine::operators::TimeDomain;
     pub use weir_engine::EngineError as Error;
     pub use weir_state::{
-        AggregateFunction, AggregatingState, KeyedState, ListState, MapState, ReducingState,
-        StateTtlConfig, StateVisibility, UpdateType, ValueState,
+        AggregateFunction, AggregatingState, KeyedState, ListState, MapState, OperatorListState,
+        OperatorStateSnapshot, Redistribution, ReducingState, StateTtlConfig, StateVisibility,
+        UpdateType, ValueState,
     };
     /// What a function's calls return.
     pub type Result<T> = std::result::Result<T, Error>;

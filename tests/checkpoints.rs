@@ -568,3 +568,86 @@ fn damaged_state_file_of_the_same_size_is_skipped_rocksdb() {
 fn all_checkpoints_damaged_is_refused_until_fresh() {
     damage_and_rerun("hashmap", Damage::AllMetadata);
 }
+
+/// A sink slower than its input (a print sink whose reader drains a few
+/// kilobytes at a time) holds the barriers back: checkpoints time out
+/// (`execution.checkpointing.timeout`), and once more fail in a row than
+/// `tolerable-failed-checkpoints` allows, the job fails over (restarts, per
+/// `restart-strategy`), then fails for good.
+#[test]
+fn a_slow_sink_makes_checkpoints_time_out_until_the_job_fails_over() {
+    use std::io::Read;
+    let work = tempfile::tempdir().unwrap();
+    let job = work.path().join("job.sql");
+    std::fs::write(
+        &job,
+        format!(
+            "SET 'pipeline.name' = 'slow-sink';\n\
+             SET 'rest.port' = '0';\n\
+             SET 'execution.checkpointing.interval' = '100 ms';\n\
+             SET 'execution.checkpointing.timeout' = '300 ms';\n\
+             SET 'execution.checkpointing.tolerable-failed-checkpoints' = '1';\n\
+             SET 'execution.checkpointing.dir' = '{}';\n\
+             SET 'restart-strategy.type' = 'fixed-delay';\n\
+             SET 'restart-strategy.fixed-delay.attempts' = '1';\n\
+             SET 'restart-strategy.fixed-delay.delay' = '100 ms';\n\
+             SET 'execution.buffer-capacity' = '2';\n\
+             CREATE TABLE g (k BIGINT, s STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '50000', \
+               'fields.s.length' = '40');\n\
+             CREATE TABLE p (k BIGINT, s STRING) WITH ('connector' = 'print');\n\
+             INSERT INTO p SELECT k, s FROM g;\n",
+            work.path().join("chk").display()
+        ),
+    )
+    .unwrap();
+    let mut child = weir_run(&job)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The slow reader: 8 KB every 20 ms (400 KB/s, far below the rows'
+    // 2.5 MB/s), until the process ends.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut total = 0usize;
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        total
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the job did not fail over: {}", errors.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let printed = reader.join().unwrap();
+    let stderr = errors.join().unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(printed > 0, "the sink printed nothing");
+    assert!(
+        stderr.contains("expired after") && stderr.contains("execution.checkpointing.timeout"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Restarting in"), "no failover:\n{stderr}");
+    assert!(
+        stderr.contains("tolerable-failed-checkpoints is 1"),
+        "{stderr}"
+    );
+}

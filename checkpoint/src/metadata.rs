@@ -125,6 +125,11 @@ pub struct TaskSnapshot {
     /// A sink's pre-committed, not yet committed output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_state: Option<serde_json::Value>,
+    /// An operator's operator (non-keyed) state: lists that are split
+    /// evenly or broadcast whole (union) when restored at another
+    /// parallelism (`[{"name", "mode": "split"|"union", "items": [hex]}]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_state: Option<serde_json::Value>,
     /// The state backend that wrote `files` (`hashmap`, `rocksdb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,

@@ -27,6 +27,7 @@ pub mod message;
 pub mod metrics;
 pub mod operators;
 pub mod runtime;
+pub mod user_log;
 
 pub use config::{Config, StateSettings};
 pub use error::{EngineError, Result};
@@ -35,3 +36,4 @@ pub use message::{BarrierKind, ChangeKind, Message, OP_COLUMN};
 pub use runtime::{
     check_restore, new_job_id, plan_restore, start_job, CheckpointStats, JobHandle, JobStatus,
 };
+pub use user_log::init_logging;

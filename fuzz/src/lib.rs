@@ -66,6 +66,7 @@ fn task_context() -> TaskContext {
             cache_entries: usize::MAX,
         }),
         backend: None,
+        operator_state: Vec::new(),
         checkpointing: false,
     }
 }

@@ -36,7 +36,6 @@ mod client;
 mod complete;
 mod display;
 pub mod rest;
-mod user_log;
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -106,29 +105,9 @@ Ctrl-C cancels a running query; Ctrl-D leaves. The command line: weir --help.";
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    // The CLI prints what users need itself; the library's log is for
-    // diagnosis, on request (`RUST_LOG=warn`, or `WEIR_LOG`).
-    let filter = std::env::var("RUST_LOG")
-        .or_else(|_| std::env::var("WEIR_LOG"))
-        .unwrap_or_else(|_| "off".into());
-    {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        use tracing_subscriber::Layer;
-        // The engine's messages for the user are printed whatever the
-        // filter; the filter picks the diagnosis.
-        let diagnosis = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_filter(tracing_subscriber::EnvFilter::new(format!(
-                "{filter},{}=off",
-                weir_engine::USER
-            )));
-        let _ = tracing_subscriber::registry()
-            .with(user_log::UserLines)
-            .with(diagnosis)
-            .try_init();
-    }
+    // The engine's messages for the user as [INFO]/[WARN] lines; its
+    // log for diagnosis on request (`RUST_LOG=warn`, or `WEIR_LOG`).
+    weir_engine::init_logging();
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Planning and evaluating recurse over expression trees: stacks with
     // room for the deepest expression a statement may hold

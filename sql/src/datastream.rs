@@ -20,7 +20,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
 use weir_engine::connectors::create_sink;
 use weir_engine::graph::{Exchange, NodeKind};
-use weir_engine::operators::keyed_process::{KeyedProcessFunction, KeyedProcessSpec};
+use weir_engine::operators::keyed_process::{
+    KeyedProcessFunction, KeyedProcessSpec, ProcessFunction, ProcessSpec,
+};
 use weir_engine::JobHandle;
 
 use crate::error::{Result, SqlError};
@@ -34,6 +36,20 @@ enum Step {
         factory: weir_engine::operators::keyed_process::FunctionFactory,
         output: SchemaRef,
     },
+    ProcessAll {
+        name: String,
+        factory: weir_engine::operators::keyed_process::ProcessFunctionFactory,
+        output: SchemaRef,
+    },
+}
+
+/// A function's name: its type's, without the path.
+fn type_name<F>() -> String {
+    std::any::type_name::<F>()
+        .rsplit("::")
+        .next()
+        .unwrap_or("function")
+        .to_string()
 }
 
 /// A stream of a catalog table, with Rust steps after it; started by
@@ -97,6 +113,31 @@ impl<'a> DataStream<'a> {
         Ok(KeyedStream { inner: self })
     }
 
+    /// Runs the non-keyed `function` on the stream, one instance per subtask,
+    /// with operator state (lists split evenly or given whole when the job
+    /// is restored at another parallelism).
+    pub fn process<F>(self, function: F) -> Result<DataStream<'a>>
+    where
+        F: ProcessFunction + Clone + Sync + 'static,
+    {
+        self.process_named(&type_name::<F>(), function)
+    }
+
+    /// [`DataStream::process`] under an explicit name.
+    pub fn process_named<F>(mut self, name: &str, function: F) -> Result<DataStream<'a>>
+    where
+        F: ProcessFunction + Clone + Sync + 'static,
+    {
+        let output = function.output_schema();
+        self.schema = output.clone();
+        self.steps.push(Step::ProcessAll {
+            name: name.to_string(),
+            factory: Arc::new(move || Box::new(function.clone())),
+            output,
+        });
+        Ok(self)
+    }
+
     /// Writes the stream into table `table` of the catalog and starts the
     /// job (named by `pipeline.name`, else `insert-into_<table>`), with the
     /// session's configuration: checkpoints, restore, parallelism.
@@ -128,6 +169,37 @@ impl<'a> DataStream<'a> {
                     }
                     stream =
                         add_process(&mut translator, &stream, name, factory, output, &columns)?;
+                }
+                Step::ProcessAll {
+                    name,
+                    factory,
+                    output,
+                } => {
+                    if stream.updating {
+                        return Err(SqlError::Unsupported(format!(
+                            "function '{name}' over a changelog (an updating aggregate's output)"
+                        )));
+                    }
+                    let spec = ProcessSpec {
+                        name,
+                        function: factory,
+                        output_schema: output.clone(),
+                    };
+                    let parallelism = translator.parallelism;
+                    let node = translator.graph.add(
+                        NodeKind::Operator(Arc::new(spec)),
+                        parallelism,
+                        vec![(stream.node, Exchange::Forward)],
+                        output.clone(),
+                        false,
+                    );
+                    stream = Stream {
+                        node,
+                        schema: Arc::new(DFSchema::try_from(output.as_ref().clone())?),
+                        updating: false,
+                        window: None,
+                        parallelism,
+                    };
                 }
             }
         }
@@ -177,12 +249,7 @@ impl<'a> KeyedStream<'a> {
     where
         F: KeyedProcessFunction + Clone + Sync + 'static,
     {
-        let name = std::any::type_name::<F>()
-            .rsplit("::")
-            .next()
-            .unwrap_or("function")
-            .to_string();
-        self.process_named(&name, function)
+        self.process_named(&type_name::<F>(), function)
     }
 
     /// [`KeyedStream::process`] under an explicit name.

@@ -17,7 +17,6 @@ mod names;
 pub mod parser;
 pub mod session;
 pub mod translate;
-mod union;
 pub mod values;
 pub mod window_tvf;
 

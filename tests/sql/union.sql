@@ -1,3 +1,4 @@
+-- sort: the branches of a union interleave in any order
 CREATE TABLE events (id INT, name STRING, v BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
 WITH ('connector' = 'filesystem', 'path' = 'tests/data/events.csv', 'format' = 'csv');
 

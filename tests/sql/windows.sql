@@ -19,3 +19,13 @@ GROUP BY window_start, window_end;
 
 -- The window columns themselves.
 SELECT id, window_start, window_end, window_time FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND));
+
+-- The window columns are recognised by where they come from: renamed in a
+-- subquery they still make a window aggregate (insert-only: no op column)...
+SELECT ws, we, COUNT(*) AS c
+FROM (SELECT window_start AS ws, window_end AS we, v
+      FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND)))
+GROUP BY ws, we;
+
+-- ...while a column merely named window_end makes an updating aggregate.
+SELECT window_end, COUNT(*) AS c FROM (SELECT ts AS window_end FROM events) GROUP BY window_end;

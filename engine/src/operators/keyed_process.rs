@@ -299,44 +299,55 @@ impl KeyedProcessOperator {
     }
 
     fn emit(&self, rows: Vec<Vec<ScalarValue>>, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let schema = &self.spec.output_schema;
-        let width = schema.fields().len();
-        if let Some(bad) = rows.iter().find(|r| r.len() != width) {
-            return Err(EngineError::Function {
-                function: self.spec.name.clone(),
-                message: format!(
-                    "emitted a row of {} values; its output schema has {width} columns",
-                    bad.len()
-                ),
-            });
-        }
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
-        for (c, field) in schema.fields().iter().enumerate() {
-            let values = rows.iter().map(|r| r[c].clone());
-            let array = if values.len() == 0 {
-                datafusion::arrow::array::new_empty_array(field.data_type())
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
-            let array = if array.data_type() == field.data_type() {
-                array
-            } else {
-                datafusion::arrow::compute::cast(&array, field.data_type())?
-            };
-            columns.push(array);
-        }
-        let batch =
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| EngineError::Function {
-                function: self.spec.name.clone(),
-                message: format!("its rows do not fit its output schema: {e}"),
-            })?;
-        NodeMetrics::add(&self.metrics.records_out, batch.num_rows());
-        ctx.emit(batch);
-        Ok(())
+        emit_rows(
+            &self.spec.name,
+            &self.spec.output_schema,
+            &self.metrics,
+            rows,
+            ctx,
+        )
     }
+}
+
+/// Emits a function's rows as one batch of its output schema.
+fn emit_rows(
+    function: &str,
+    schema: &SchemaRef,
+    metrics: &NodeMetrics,
+    rows: Vec<Vec<ScalarValue>>,
+    ctx: &mut OperatorContext<'_>,
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let width = schema.fields().len();
+    if let Some(bad) = rows.iter().find(|r| r.len() != width) {
+        return Err(EngineError::Function {
+            function: function.to_string(),
+            message: format!(
+                "emitted a row of {} values; its output schema has {width} columns",
+                bad.len()
+            ),
+        });
+    }
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+    for (c, field) in schema.fields().iter().enumerate() {
+        let array = ScalarValue::iter_to_array(rows.iter().map(|r| r[c].clone()))?;
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            datafusion::arrow::compute::cast(&array, field.data_type())?
+        };
+        columns.push(array);
+    }
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| EngineError::Function {
+            function: function.to_string(),
+            message: format!("its rows do not fit its output schema: {e}"),
+        })?;
+    NodeMetrics::add(&metrics.records_out, batch.num_rows());
+    ctx.emit(batch);
+    Ok(())
 }
 
 impl Operator for KeyedProcessOperator {
@@ -403,5 +414,173 @@ impl Operator for KeyedProcessOperator {
             return Err(self.fail(e));
         }
         self.emit(emitted, ctx)
+    }
+}
+
+/// The operator state lists a non-keyed function's subtask restores.
+pub struct RestoredState<'a> {
+    lists: &'a [weir_state::OperatorStateSnapshot],
+    subtask: usize,
+    parallelism: usize,
+}
+
+impl RestoredState<'_> {
+    /// List `name` as restored (split evenly or whole, per `mode`, when the
+    /// job was restored at another parallelism), or empty on a fresh start.
+    pub fn list_state<T: weir_state::StateCodec>(
+        &self,
+        name: &str,
+        mode: weir_state::Redistribution,
+    ) -> Result<weir_state::OperatorListState<T>> {
+        match self.lists.iter().find(|l| l.name == name) {
+            Some(l) if l.mode != mode => Err(EngineError::State(format!(
+                "operator state '{name}' was stored as {:?} and is asked for as {mode:?}",
+                l.mode
+            ))),
+            Some(l) => Ok(weir_state::OperatorListState::restore(l)?),
+            None => Ok(weir_state::OperatorListState::new(name, mode)),
+        }
+    }
+
+    /// This subtask's index.
+    pub fn subtask(&self) -> usize {
+        self.subtask
+    }
+
+    /// The number of subtasks.
+    pub fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+}
+
+/// What a non-keyed function's calls act through.
+pub struct FunctionContext<'a, 'b> {
+    inner: &'a mut OperatorContext<'b>,
+    emitted: &'a mut Vec<Vec<ScalarValue>>,
+}
+
+impl FunctionContext<'_, '_> {
+    /// Emits one row of the function's output schema.
+    pub fn emit(&mut self, row: Vec<ScalarValue>) {
+        self.emitted.push(row);
+    }
+
+    /// Processing time now (the job's clock), in ms.
+    pub fn processing_time(&self) -> i64 {
+        self.inner.processing_time()
+    }
+
+    /// The watermark (`i64::MIN` before the first), in ms.
+    pub fn watermark(&self) -> i64 {
+        self.inner.watermark()
+    }
+}
+
+/// A Rust function over a stream that is not keyed (Flink's
+/// `ProcessFunction` with `CheckpointedFunction`): its state is operator
+/// state, lists of its subtask, split evenly or given whole (union) to the
+/// subtasks when the job is restored at another parallelism.
+pub trait ProcessFunction: Send {
+    /// The schema of the rows the function emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Called once per subtask, with the lists it restores (none on a fresh
+    /// start).
+    fn open(&mut self, _restored: &RestoredState<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called for each input row.
+    fn process_element(&mut self, row: &Row<'_>, ctx: &mut FunctionContext<'_, '_>) -> Result<()>;
+
+    /// The function's lists, for a checkpoint
+    /// (`OperatorListState::snapshot` of each).
+    fn snapshot_state(&mut self) -> Result<Vec<weir_state::OperatorStateSnapshot>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Makes one non-keyed function instance per subtask.
+pub type ProcessFunctionFactory = Arc<dyn Fn() -> Box<dyn ProcessFunction> + Send + Sync>;
+
+/// The job graph's node for a [`ProcessFunction`].
+#[derive(Clone)]
+pub struct ProcessSpec {
+    /// The function's name (in `EXPLAIN` and in its state's shape).
+    pub name: String,
+    /// Makes the function.
+    pub function: ProcessFunctionFactory,
+    /// What the function emits.
+    pub output_schema: SchemaRef,
+}
+
+impl OperatorFactory for ProcessSpec {
+    fn create(&self, ctx: &TaskContext) -> Result<Box<dyn Operator>> {
+        let mut function = (self.function)();
+        function.open(&RestoredState {
+            lists: &ctx.operator_state,
+            subtask: ctx.subtask,
+            parallelism: ctx.parallelism,
+        })?;
+        Ok(Box::new(ProcessOperator {
+            spec: self.clone(),
+            function,
+            metrics: ctx.metrics.clone(),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("Process(function=[{}])", self.name)
+    }
+
+    fn kind(&self) -> &'static str {
+        "Process"
+    }
+
+    fn state_signature(&self) -> Option<Vec<(String, String)>> {
+        Some(vec![("function".into(), self.name.clone())])
+    }
+}
+
+/// Runs a [`ProcessSpec`].
+struct ProcessOperator {
+    spec: ProcessSpec,
+    function: Box<dyn ProcessFunction>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl Operator for ProcessOperator {
+    fn process_batch(&mut self, batch: RecordBatch, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        let mut emitted = Vec::new();
+        for i in 0..batch.num_rows() {
+            let mut fctx = FunctionContext {
+                inner: ctx,
+                emitted: &mut emitted,
+            };
+            let row = Row {
+                batch: &batch,
+                row: i,
+            };
+            self.function
+                .process_element(&row, &mut fctx)
+                .map_err(|e| match e {
+                    EngineError::Function { .. } => e,
+                    other => EngineError::Function {
+                        function: self.spec.name.clone(),
+                        message: other.to_string(),
+                    },
+                })?;
+        }
+        emit_rows(
+            &self.spec.name,
+            &self.spec.output_schema,
+            &self.metrics,
+            emitted,
+            ctx,
+        )
+    }
+
+    fn snapshot_operator_state(&mut self) -> Result<Vec<weir_state::OperatorStateSnapshot>> {
+        self.function.snapshot_state()
     }
 }

@@ -50,6 +50,9 @@ pub struct TaskContext {
     /// The operator's state backend, created (and restored) by the runtime
     /// when the factory declares states ([`OperatorFactory::states`]).
     pub backend: Option<StateHandle>,
+    /// The operator (non-keyed) state lists this subtask restores, already
+    /// redistributed when the parallelism changed.
+    pub operator_state: Vec<weir_state::OperatorStateSnapshot>,
     /// Whether the job takes checkpoints (sinks then commit on them).
     pub checkpointing: bool,
 }
@@ -295,6 +298,14 @@ pub trait Operator: Send {
     /// must then not change until the next hook.
     fn prepare_snapshot(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    /// The operator's operator (non-keyed) state lists, for a snapshot;
+    /// each is split evenly or given whole (union) to the subtasks of a
+    /// job restored at another parallelism, and comes back in
+    /// [`TaskContext::operator_state`].
+    fn snapshot_operator_state(&mut self) -> Result<Vec<weir_state::OperatorStateSnapshot>> {
+        Ok(Vec::new())
     }
 
     /// Checkpoint `checkpoint` completed: every subtask's snapshot of it is

@@ -614,6 +614,7 @@ mod tests {
             node: 0,
             state: Arc::new(settings),
             backend: Some(handle.clone()),
+            operator_state: Vec::new(),
             checkpointing: false,
         };
         (spec.create(&ctx).unwrap(), backend, handle)

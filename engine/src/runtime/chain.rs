@@ -119,6 +119,12 @@ impl Slot {
         })
     }
 
+    /// The operator's operator state, as the metadata stores it.
+    fn operator_state(&mut self) -> Result<Option<serde_json::Value>> {
+        let lists = self.op.snapshot_operator_state()?;
+        Ok((!lists.is_empty()).then(|| super::restore::encode_operator_state(&lists)))
+    }
+
     /// Calls one hook with a context over this slot; returns what it emitted.
     fn call(
         &mut self,
@@ -412,6 +418,7 @@ pub(super) async fn run_chain(
                         subtask: slot.ctx.subtask,
                         state,
                         sink_state: None,
+                        operator_state: slot.operator_state()?,
                     });
                 }
                 router.announce_barrier(id, kind)?;

@@ -8,7 +8,7 @@
 //! the metadata (the checkpoint is now complete), tells the sinks to commit,
 //! and deletes checkpoints beyond the number retained.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use weir_checkpoint::{
     SnapshotType, TaskSnapshot,
 };
 
+use super::schedule::{Action, Event, Rules, Schedule};
 use crate::config::CheckpointSettings;
 use crate::error::{EngineError, Result};
 use crate::message::{BarrierKind, Message};
@@ -135,6 +136,8 @@ pub(crate) struct LocalSnapshot {
     pub state: Option<StateFiles>,
     /// A sink's pre-committed output.
     pub sink_state: Option<serde_json::Value>,
+    /// An operator's operator state (see [`super::restore::encode_operator_state`]).
+    pub operator_state: Option<serde_json::Value>,
 }
 
 /// A state backend's snapshot folder and the operator's uploaded files.
@@ -199,6 +202,7 @@ impl TaskCheckpointing {
                     node: s.node,
                     subtask: s.subtask,
                     sink_state: s.sink_state.clone(),
+                    operator_state: s.operator_state.clone(),
                     ..Default::default()
                 };
                 if let Some(state) = &s.state {
@@ -367,11 +371,11 @@ struct SavepointTarget {
     reply: Option<oneshot::Sender<Result<String>>>,
 }
 
+/// What the coordinator gathers for a running checkpoint.
 struct Running {
     trigger_ms: i64,
     started: Instant,
     kind: BarrierKind,
-    acks: usize,
     tasks: Vec<TaskSnapshot>,
     uploaded: u64,
     state_bytes: u64,
@@ -380,6 +384,33 @@ struct Running {
     savepoint: Option<SavepointTarget>,
     /// Who waits for a stop with a final checkpoint.
     stop_reply: Option<oneshot::Sender<Result<String>>>,
+    /// Where it was written, once it was.
+    path: Option<String>,
+    /// The shared files its metadata lists.
+    shared: Vec<String>,
+}
+
+/// A user's request between its arrival and its trigger.
+enum PendingRequest {
+    Savepoint(SavepointTarget),
+    Stop(oneshot::Sender<Result<String>>),
+}
+
+impl PendingRequest {
+    fn refuse(self, reason: String, savepoints: &SavepointTargets) {
+        let reply = match self {
+            PendingRequest::Savepoint(mut target) => {
+                if let Ok(mut map) = savepoints.lock() {
+                    map.retain(|_, j| j.url() != target.job.url());
+                }
+                target.reply.take()
+            }
+            PendingRequest::Stop(reply) => Some(reply),
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(EngineError::Checkpoint(reason)));
+        }
+    }
 }
 
 /// Drives the checkpoints of one attempt of a job.
@@ -412,173 +443,173 @@ pub(crate) struct Coordinator {
 
 impl Coordinator {
     /// Runs until the final checkpoint (or the savepoint of a stop)
-    /// completed, or the attempt ends.
+    /// completed, or the attempt ends. The decisions are the
+    /// [`Schedule`]'s; this loop turns what happens into its events and
+    /// carries out its actions.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let requests = self.requests.clone();
         let mut requests = requests.lock().await;
-        let mut ticker = tokio::time::interval(self.settings.interval);
+        let rules = Rules {
+            interval: self.settings.periodic.then_some(self.settings.interval),
+            timeout: self.settings.timeout,
+            min_pause: self.settings.min_pause,
+            max_concurrent: self.settings.max_concurrent,
+            tolerable_failures: self.settings.tolerable_failures,
+            sources: self.sources.len(),
+            expected_acks: self.expected_acks,
+        };
+        let mut schedule = Schedule::new(rules, self.next_id, Instant::now());
+        let mut running: HashMap<u64, Running> = HashMap::new();
+        // Fine enough for the interval and for timeouts.
+        let every =
+            (self.settings.interval / 5).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        let mut running: BTreeMap<u64, Running> = BTreeMap::new();
-        let mut last_completed_at: Option<Instant> = None;
-        let mut finished_sources = 0usize;
-        // Set once the sources were told to end (final checkpoint or stop).
-        let mut ending = false;
-        let mut final_triggered = false;
-        let mut failures = 0usize;
-        let mut timeout_check = tokio::time::interval(Duration::from_millis(100));
         loop {
-            tokio::select! {
+            let mut request = None;
+            let event = tokio::select! {
                 _ = stop.changed() => return,
-                Some(request) = requests.recv() => {
-                    if ending && request.target.is_none() {
-                        // A graceful stop of a job that is ending anyway:
-                        // its end is what the caller waits for.
-                        let _ = request.reply.send(Ok(String::new()));
-                        continue;
+                Some(r) = requests.recv() => match self.prepare(r, schedule.next_id()) {
+                    Some((kind, pending)) => {
+                        request = Some(pending);
+                        Event::Request { kind }
                     }
-                    if ending {
-                        let _ = request.reply.send(Err(EngineError::Checkpoint(
-                            "the job is already finishing or stopping".into(),
-                        )));
-                        continue;
-                    }
-                    // A request that could not start (a bad directory)
-                    // leaves the job running and controllable.
-                    let stop = request.stop;
-                    if self.start_savepoint(&mut running, request) {
-                        ending |= stop;
-                    }
-                }
-                _ = ticker.tick(), if self.settings.periodic => {
-                    let paused = last_completed_at
-                        .is_some_and(|t| t.elapsed() < self.settings.min_pause);
-                    let periodic = running.values().filter(|r| r.savepoint.is_none()).count();
-                    if ending || paused || periodic >= self.settings.max_concurrent {
-                        continue;
-                    }
-                    self.trigger(&mut running, BarrierKind::Checkpoint, None);
-                }
-                _ = timeout_check.tick() => {
-                    let expired: Vec<u64> = running
-                        .iter()
-                        .filter(|(_, r)| r.started.elapsed() > self.settings.timeout)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in expired {
-                        if let Some(r) = running.remove(&id) {
-                            let reason = format!(
-                                "expired after {:?} (execution.checkpointing.timeout)",
-                                self.settings.timeout
-                            );
-                            let kind = r.kind;
-                            if self.failed(id, r, reason, &mut failures).await {
-                                return;
-                            }
-                            if kind == BarrierKind::Final {
-                                self.final_failed(id);
-                                return;
-                            }
-                        }
-                    }
-                }
-                event = self.events.recv() => {
-                    let Some(event) = event else { return };
-                    match event {
-                        ToCoordinator::SourceFinished => {
-                            finished_sources += 1;
-                            if finished_sources == self.sources.len() && !final_triggered {
-                                final_triggered = true;
-                                ending = true;
-                                self.trigger(&mut running, BarrierKind::Final, None);
-                            }
-                        }
-                        ToCoordinator::Decline { id, reason } => {
-                            if let Some(r) = running.remove(&id) {
-                                let kind = r.kind;
-                                if self.failed(id, r, reason, &mut failures).await {
-                                    return;
-                                }
-                                if kind == BarrierKind::Final {
-                                    self.final_failed(id);
-                                    return;
-                                }
-                            }
-                        }
-                        ToCoordinator::Ack { id, tasks, uploaded, state_bytes, unaligned, alignment } => {
-                            let Some(r) = running.get_mut(&id) else { continue };
-                            r.acks += 1;
+                    None => continue,
+                },
+                _ = ticker.tick() => Event::Tick { periodic: true },
+                event = self.events.recv() => match event {
+                    None => return,
+                    Some(ToCoordinator::SourceFinished) => Event::SourceFinished,
+                    Some(ToCoordinator::Decline { id, reason }) => Event::Decline { id, reason },
+                    Some(ToCoordinator::Ack { id, tasks, uploaded, state_bytes, unaligned, alignment }) => {
+                        if let Some(r) = running.get_mut(&id) {
                             r.tasks.extend(tasks);
                             r.uploaded += uploaded;
                             r.state_bytes += state_bytes;
                             r.unaligned |= unaligned;
                             r.alignment = r.alignment.max(alignment);
-                            if r.acks < self.expected_acks {
-                                continue;
-                            }
-                            let Some(r) = running.remove(&id) else { continue };
-                            let kind = r.kind;
-                            match self.complete(id, r).await {
-                                Ok(()) => {
-                                    failures = 0;
-                                    last_completed_at = Some(Instant::now());
-                                    // Older checkpoints still running can no longer matter.
-                                    let older: Vec<u64> = running
-                                        .range(..id)
-                                        .filter(|(_, r)| r.savepoint.is_none())
-                                        .map(|(k, _)| *k)
-                                        .collect();
-                                    for k in older {
-                                        if let Some(o) = running.remove(&k) {
-                                            self.record_failure(k, &o, "subsumed by a newer checkpoint".into());
-                                        }
-                                    }
-                                    if kind.ends_input() {
-                                        return;
-                                    }
-                                }
-                                Err(e) => {
-                                    let _ = self.fail.send(e);
-                                    return;
-                                }
-                            }
+                        }
+                        Event::Ack { id }
+                    }
+                },
+            };
+            if self.act(&mut schedule, &mut running, event, request).await {
+                return;
+            }
+        }
+    }
+
+    /// Carries out what `event` makes the schedule decide (and what the
+    /// results of that make it decide next); `true` once the coordinator
+    /// is done (the job ends, or must fail).
+    async fn act(
+        &mut self,
+        schedule: &mut Schedule,
+        running: &mut HashMap<u64, Running>,
+        event: Event,
+        mut request: Option<PendingRequest>,
+    ) -> bool {
+        let mut events = std::collections::VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            for action in schedule.handle(event, Instant::now()) {
+                match action {
+                    Action::Trigger { id, kind } => {
+                        let (savepoint, stop_reply) = match request.take() {
+                            Some(PendingRequest::Savepoint(target)) => (Some(target), None),
+                            Some(PendingRequest::Stop(reply)) => (None, Some(reply)),
+                            None => (None, None),
+                        };
+                        running.insert(
+                            id,
+                            Running {
+                                trigger_ms: now_ms(),
+                                started: Instant::now(),
+                                kind,
+                                tasks: Vec::new(),
+                                uploaded: 0,
+                                state_bytes: 0,
+                                unaligned: false,
+                                alignment: Duration::ZERO,
+                                savepoint,
+                                stop_reply,
+                                path: None,
+                                shared: Vec::new(),
+                            },
+                        );
+                        tracing::debug!(checkpoint = id, ?kind, "triggering checkpoint");
+                        for s in &self.sources {
+                            let _ = s.send(Trigger { id, kind });
+                        }
+                    }
+                    Action::Complete { id } => {
+                        let result = match running.get_mut(&id) {
+                            Some(r) => self.write_metadata(id, r).await,
+                            None => Err("no record of the checkpoint".to_string()),
+                        };
+                        events.push_back(Event::Written { id, result });
+                    }
+                    Action::Completed { id } => {
+                        if let Some(r) = running.remove(&id) {
+                            self.completed(id, r).await;
+                        }
+                    }
+                    Action::Abort {
+                        id,
+                        reason,
+                        fail_job,
+                    } => {
+                        if let Some(r) = running.remove(&id) {
+                            self.failed(id, r, reason).await;
+                        }
+                        if let Some(why) = fail_job {
+                            let _ = self.fail.send(EngineError::Checkpoint(why));
+                            return true;
+                        }
+                    }
+                    Action::Subsumed { id } => {
+                        if let Some(r) = running.remove(&id) {
+                            self.record_failure(id, &r, "subsumed by a newer checkpoint".into());
+                        }
+                    }
+                    Action::Finish => return true,
+                    Action::Refuse { reason } => {
+                        if let Some(pending) = request.take() {
+                            pending.refuse(reason, &self.savepoints);
+                        }
+                    }
+                    Action::AlreadyEnding => {
+                        // A graceful stop of a job that is ending anyway:
+                        // its end is what the caller waits for.
+                        if let Some(PendingRequest::Stop(reply)) = request.take() {
+                            let _ = reply.send(Ok(String::new()));
                         }
                     }
                 }
             }
         }
+        false
     }
 
-    /// The final checkpoint of a bounded job failed. Its barrier was the
-    /// sources' last act (they ended after it), so another one could never
-    /// be injected: the attempt fails, and the job restarts from its latest
-    /// completed checkpoint (or, without restarts, reports the failure),
-    /// rather than waiting for a checkpoint that cannot come.
-    fn final_failed(&self, id: u64) {
-        let _ = self.fail.send(EngineError::Checkpoint(format!(
-            "the final checkpoint {id} failed after the input ended; the job restarts from its latest completed checkpoint"
-        )));
-    }
-
-    /// Creates the savepoint's folder and triggers it (or, without a target,
-    /// the final checkpoint of a stop); `false` when it could not start.
-    fn start_savepoint(
-        &mut self,
-        running: &mut BTreeMap<u64, Running>,
+    /// Turns a user's request into the kind of barrier it needs, with the
+    /// savepoint's folder ready (registered for the tasks under `next_id`);
+    /// `None` when it cannot start (a bad directory), answered at once —
+    /// the job stays running and controllable.
+    fn prepare(
+        &self,
         request: SavepointRequest,
-    ) -> bool {
+        next_id: u64,
+    ) -> Option<(BarrierKind, PendingRequest)> {
         let Some(target) = &request.target else {
             if !request.stop {
                 let _ = request.reply.send(Err(EngineError::Internal(
                     "a checkpoint on request is only taken to stop the job".into(),
                 )));
-                return false;
+                return None;
             }
-            let id = self.trigger(running, BarrierKind::StopCheckpoint, None);
-            if let Some(r) = running.get_mut(&id) {
-                r.stop_reply = Some(request.reply);
-            }
-            return true;
+            return Some((
+                BarrierKind::StopCheckpoint,
+                PendingRequest::Stop(request.reply),
+            ));
         };
         let storage = match weir_checkpoint::CheckpointStorage::open(target, &self.settings.storage)
         {
@@ -587,12 +618,12 @@ impl Coordinator {
                 let _ = request.reply.send(Err(EngineError::Config(format!(
                     "savepoint directory: {e}"
                 ))));
-                return false;
+                return None;
             }
         };
         let target = storage.job(&weir_checkpoint::savepoint_folder_name(&self.job_id));
         if let Ok(mut map) = self.savepoints.lock() {
-            map.insert(self.next_id, target.clone());
+            map.insert(next_id, target.clone());
         }
         let kind = if request.stop && request.drain {
             BarrierKind::DrainSavepoint
@@ -601,47 +632,13 @@ impl Coordinator {
         } else {
             BarrierKind::Savepoint
         };
-        self.trigger(
-            running,
+        Some((
             kind,
-            Some(SavepointTarget {
+            PendingRequest::Savepoint(SavepointTarget {
                 job: target,
                 reply: Some(request.reply),
             }),
-        );
-        true
-    }
-
-    /// Starts checkpoint `next_id` and returns its id.
-    fn trigger(
-        &mut self,
-        running: &mut BTreeMap<u64, Running>,
-        kind: BarrierKind,
-        savepoint: Option<SavepointTarget>,
-    ) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        running.insert(
-            id,
-            Running {
-                trigger_ms: now_ms(),
-                started: Instant::now(),
-                kind,
-                acks: 0,
-                tasks: Vec::new(),
-                uploaded: 0,
-                state_bytes: 0,
-                unaligned: false,
-                alignment: Duration::ZERO,
-                savepoint,
-                stop_reply: None,
-            },
-        );
-        tracing::debug!(checkpoint = id, ?kind, "triggering checkpoint");
-        for s in &self.sources {
-            let _ = s.send(Trigger { id, kind });
-        }
-        id
+        ))
     }
 
     fn record_failure(&self, id: u64, r: &Running, reason: String) {
@@ -664,15 +661,9 @@ impl Coordinator {
         }
     }
 
-    /// Records a failed checkpoint and removes its files; `true` when the
-    /// job must fail because of it.
-    async fn failed(
-        &mut self,
-        id: u64,
-        mut r: Running,
-        reason: String,
-        failures: &mut usize,
-    ) -> bool {
+    /// Records a failed checkpoint, removes its files and answers who
+    /// waits for it (whether the job fails is the schedule's decision).
+    async fn failed(&mut self, id: u64, mut r: Running, reason: String) {
         self.record_failure(id, &r, reason.clone());
         self.aborted.send_if_modified(|latest| {
             let newer = id > *latest;
@@ -682,8 +673,7 @@ impl Coordinator {
             newer
         });
         if let Some(mut savepoint) = r.savepoint {
-            // A failed savepoint leaves nothing behind and does not count
-            // against the checkpoints' tolerance.
+            // A failed savepoint leaves nothing behind.
             tracing::warn!(target: crate::USER, "Savepoint {id} failed: {reason}");
             if let Ok(mut map) = self.savepoints.lock() {
                 map.remove(&id);
@@ -694,39 +684,24 @@ impl Coordinator {
                     "savepoint failed: {reason}"
                 ))));
             }
-            if r.kind.ends_input() {
-                // The sources have stopped: the job cannot go on.
-                let _ = self.fail.send(EngineError::Checkpoint(format!(
-                    "stop with savepoint failed ({reason}); the job stopped and restarts from its latest checkpoint"
-                )));
-                return true;
-            }
-            return false;
+            return;
         }
         tracing::warn!(target: crate::USER, "Checkpoint {id} failed: {reason}");
         let _ = self.job.delete_checkpoint(id).await;
         if let Some(reply) = r.stop_reply.take() {
-            // The sources have stopped: the job cannot go on.
             let _ = reply.send(Err(EngineError::Checkpoint(format!(
                 "the final checkpoint of the stop failed: {reason}"
             ))));
-            let _ = self.fail.send(EngineError::Checkpoint(format!(
-                "the final checkpoint {id} of a stop failed ({reason}); the job restarts from its latest checkpoint"
-            )));
-            return true;
         }
-        *failures += 1;
-        if *failures > self.settings.tolerable_failures {
-            let _ = self.fail.send(EngineError::Checkpoint(format!(
-                "checkpoint {id} failed ({reason}) and execution.checkpointing.tolerable-failed-checkpoints is {}",
-                self.settings.tolerable_failures
-            )));
-            return true;
-        }
-        false
     }
 
-    async fn complete(&mut self, id: u64, mut r: Running) -> Result<()> {
+    /// Writes checkpoint `id`'s metadata (the checkpoint is complete once
+    /// it is there); its path, or why it could not be written.
+    async fn write_metadata(
+        &mut self,
+        id: u64,
+        r: &mut Running,
+    ) -> std::result::Result<(), String> {
         let mut tasks = std::mem::take(&mut r.tasks);
         tasks.sort_by_key(|t| (t.node, t.subtask));
         let metadata = CheckpointMetadata {
@@ -756,29 +731,29 @@ impl Coordinator {
                 if let Ok(mut map) = self.savepoints.lock() {
                     map.remove(&id);
                 }
-                if let Err(e) = written {
-                    // A savepoint that could not be written fails alone.
-                    let mut failed = 0;
-                    let (reason, kind) = (e.to_string(), r.kind);
-                    self.failed(id, r, reason, &mut failed).await;
-                    return if kind.ends_input() {
-                        Err(EngineError::Checkpoint(format!(
-                            "stop with savepoint failed: {e}"
-                        )))
-                    } else {
-                        Ok(())
-                    };
-                }
+                written.map_err(|e| e.to_string())?;
                 savepoint.job.url().to_string()
             }
             None => {
                 self.job
                     .write_metadata(&metadata)
                     .await
-                    .map_err(|e| EngineError::Checkpoint(e.to_string()))?;
+                    .map_err(|e| e.to_string())?;
                 self.job.checkpoint_url(id)
             }
         };
+        r.shared = metadata
+            .shared_objects()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        r.path = Some(path);
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete: record it, let the sinks commit, prune
+    /// old checkpoints, answer who waits for it.
+    async fn completed(&mut self, id: u64, mut r: Running) {
+        let path = r.path.clone().unwrap_or_default();
         let duration = r.started.elapsed();
         tracing::info!(
             checkpoint = id,
@@ -808,22 +783,17 @@ impl Coordinator {
         }
         // Sinks commit what they pre-committed up to here.
         let _ = self.completed.send(id);
-        if let Some(mut savepoint) = r.savepoint {
+        if let Some(mut savepoint) = r.savepoint.take() {
             if let Some(reply) = savepoint.reply.take() {
                 let _ = reply.send(Ok(path));
             }
-            return Ok(());
+            return;
         }
-        let shared = metadata
-            .shared_objects()
-            .map(str::to_string)
-            .collect::<Vec<_>>();
-        self.retained.push((id, shared));
+        self.retained.push((id, std::mem::take(&mut r.shared)));
         self.prune().await;
         if let Some(reply) = r.stop_reply.take() {
             let _ = reply.send(Ok(path));
         }
-        Ok(())
     }
 
     /// Deletes the oldest checkpoints beyond `num-retained`, and the shared

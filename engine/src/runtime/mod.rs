@@ -18,6 +18,7 @@ mod gate;
 mod handle;
 mod restore;
 pub(crate) mod router;
+mod schedule;
 mod watermark;
 
 use std::collections::HashMap;
@@ -540,6 +541,7 @@ impl Driver {
                     node: id,
                     state: self.state.clone(),
                     backend: None,
+                    operator_state: Vec::new(),
                     checkpointing: task_cp.is_some(),
                 };
                 let ctx = context(node.id);
@@ -581,7 +583,10 @@ impl Driver {
                                     "node {id} chained but not an operator"
                                 )));
                             };
-                            let ctx = context(*id);
+                            let mut ctx = context(*id);
+                            if let Some(r) = &restore {
+                                ctx.operator_state = r.operator_state(*id, s, node.parallelism)?;
+                            }
                             let parts = match &restore {
                                 Some(r) => {
                                     let dir = scratch.join("restore").join(format!("op{id}-{s}"));
@@ -1005,6 +1010,7 @@ fn run_sink(
                         subtask: ctx.subtask,
                         state: None,
                         sink_state: Some(state),
+                        operator_state: None,
                     };
                     let _guard = handle.enter();
                     let upload = tc.upload(id, vec![snapshot], unaligned, alignment);

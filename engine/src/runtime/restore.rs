@@ -202,6 +202,40 @@ impl Restore {
         connector.redistribute(&positions, parallelism, subtask)
     }
 
+    /// The operator state subtask `subtask` of `parallelism` of `node`
+    /// restores: the old subtasks' lists, redistributed (split evenly or as
+    /// a union, per list) when the parallelism changed.
+    pub fn operator_state(
+        &self,
+        node: usize,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Vec<weir_state::OperatorStateSnapshot>> {
+        let Some((old, old_parallelism)) = self.old(node) else {
+            return Ok(Vec::new());
+        };
+        let mut per_subtask = Vec::with_capacity(old_parallelism);
+        for s in 0..old_parallelism {
+            per_subtask.push(
+                match self
+                    .metadata
+                    .task(old, s)
+                    .and_then(|t| t.operator_state.as_ref())
+                {
+                    Some(v) => decode_operator_state(v)?,
+                    None => Vec::new(),
+                },
+            );
+        }
+        if per_subtask.iter().all(Vec::is_empty) {
+            return Ok(Vec::new());
+        }
+        Ok(weir_state::redistribute(&per_subtask, parallelism)
+            .into_iter()
+            .nth(subtask)
+            .unwrap_or_default())
+    }
+
     /// What the sink subtask commits on recovery: its own pre-committed
     /// output, or, rescaled, that of the old subtasks `s` with
     /// `s % parallelism == subtask`.
@@ -265,4 +299,81 @@ impl Restore {
         }
         shared
     }
+}
+
+/// Operator state as stored in a checkpoint's metadata: per list its name,
+/// mode and items (each item's bytes in hex).
+pub(crate) fn encode_operator_state(
+    lists: &[weir_state::OperatorStateSnapshot],
+) -> serde_json::Value {
+    use std::fmt::Write as _;
+    let lists: Vec<serde_json::Value> = lists
+        .iter()
+        .map(|l| {
+            let items: Vec<String> = l
+                .items
+                .iter()
+                .map(|item| {
+                    let mut hex = String::with_capacity(item.len() * 2);
+                    for b in item {
+                        let _ = write!(hex, "{b:02x}");
+                    }
+                    hex
+                })
+                .collect();
+            serde_json::json!({
+                "name": l.name,
+                "mode": match l.mode {
+                    weir_state::Redistribution::SplitEvenly => "split",
+                    weir_state::Redistribution::Union => "union",
+                },
+                "items": items,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(lists)
+}
+
+fn decode_operator_state(
+    value: &serde_json::Value,
+) -> Result<Vec<weir_state::OperatorStateSnapshot>> {
+    let bad =
+        |what: &str| EngineError::Checkpoint(format!("operator state in the metadata: {what}"));
+    let lists = value.as_array().ok_or_else(|| bad("not a list"))?;
+    lists
+        .iter()
+        .map(|l| {
+            let name = l["name"]
+                .as_str()
+                .ok_or_else(|| bad("a list without a name"))?;
+            let mode = match l["mode"].as_str() {
+                Some("split") => weir_state::Redistribution::SplitEvenly,
+                Some("union") => weir_state::Redistribution::Union,
+                _ => return Err(bad("a list without a known mode")),
+            };
+            let items = l["items"]
+                .as_array()
+                .ok_or_else(|| bad("a list without items"))?
+                .iter()
+                .map(|h| {
+                    let h = h
+                        .as_str()
+                        .filter(|h| h.len() % 2 == 0)
+                        .ok_or_else(|| bad("an item that is not hex"))?;
+                    (0..h.len())
+                        .step_by(2)
+                        .map(|i| {
+                            u8::from_str_radix(&h[i..i + 2], 16)
+                                .map_err(|_| bad("an item that is not hex"))
+                        })
+                        .collect::<Result<Vec<u8>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(weir_state::OperatorStateSnapshot {
+                name: name.to_string(),
+                mode,
+                items,
+            })
+        })
+        .collect()
 }

@@ -11,8 +11,8 @@ use datafusion::logical_expr::Union;
 use weir_engine::graph::{Exchange, NodeKind};
 use weir_engine::operators::union::UnionSpec;
 
+use super::{arrow_schema, Stream, Translator};
 use crate::error::{Result, SqlError};
-use crate::translate::{arrow_schema, Stream, Translator};
 
 impl Translator<'_> {
     /// Translates a `UNION ALL` plan node.

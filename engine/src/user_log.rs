@@ -1,6 +1,7 @@
-//! The engine's messages for the user (`tracing` target
-//! [`weir_engine::USER`]) as the CLI's `[INFO] …` / `[WARN] …` lines on
-//! stderr, whatever `RUST_LOG` says.
+//! The engine's messages for the user (`tracing` target [`crate::USER`])
+//! as `[INFO] …` / `[WARN] …` lines on stderr, whatever `RUST_LOG` says —
+//! what the `weir` CLI prints, and [`init_logging`] installs for programs
+//! without a subscriber of their own.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -39,7 +40,7 @@ impl Visit for Message {
 impl<S: Subscriber> Layer<S> for UserLines {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if meta.target() != weir_engine::USER {
+        if meta.target() != crate::USER {
             return;
         }
         let level = match *meta.level() {
@@ -51,4 +52,28 @@ impl<S: Subscriber> Layer<S> for UserLines {
         event.record(&mut message);
         let _ = writeln!(std::io::stderr().lock(), "[{level}] {}", message.0);
     }
+}
+
+/// Installs a `tracing` subscriber: the engine's messages for the user as
+/// `[INFO] …` / `[WARN] …` lines on stderr, and everything else filtered by
+/// `RUST_LOG` (or `WEIR_LOG`; off when neither is set). Does nothing when
+/// the program has a subscriber already.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("WEIR_LOG"))
+        .unwrap_or_else(|_| "off".into());
+    let diagnosis = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(tracing_subscriber::EnvFilter::new(format!(
+            "{filter},{}=off",
+            crate::USER
+        )));
+    let _ = tracing_subscriber::registry()
+        .with(UserLines)
+        .with(diagnosis)
+        .try_init();
 }

@@ -203,6 +203,12 @@ pub(super) const KEYS: &[Key] = &[
         doc: "keep or delete the checkpoints of a cancelled job",
     },
     Key {
+        name: "execution.checkpointing.allow-fallback-duplicates",
+        kind: Kind::Bool,
+        default: Some("false"),
+        doc: "resume from an older checkpoint than the newest completed one even when an exactly-once sink cannot take back what the skipped checkpoints committed (their output is then written twice)",
+    },
+    Key {
         name: "execution.checkpointing.resume",
         kind: Kind::Bool,
         default: Some("true"),

@@ -177,6 +177,13 @@ pub trait SinkFactory: Send + Sync {
     fn takes_back_committed_output(&self) -> bool {
         false
     }
+    /// Whether the sink promises exactly-once output (two-phase commit).
+    /// Such a sink that cannot take output back makes a fall-back past
+    /// damaged checkpoints refused unless
+    /// `execution.checkpointing.allow-fallback-duplicates` is set.
+    fn is_exactly_once(&self) -> bool {
+        false
+    }
 }
 
 /// Connector options, consumed as they are read, so that what is left over

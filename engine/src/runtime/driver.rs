@@ -198,7 +198,7 @@ impl Driver {
                     job.checkpoint_url(metadata.checkpoint_id)
                 );
                 self.record_restore(&job.checkpoint_url(metadata.checkpoint_id));
-                self.warn_of_fallback(&job, metadata.checkpoint_id).await;
+                self.warn_of_fallback(&job, metadata.checkpoint_id).await?;
                 let mut restore = self.checked(metadata, job)?;
                 if let Some(r) = restore.as_mut() {
                     r.resumed = true;
@@ -212,23 +212,43 @@ impl Driver {
     /// Says what resuming from `restored`, older than the newest completed
     /// checkpoint, means for each sink: filesystem sinks take back what the
     /// skipped checkpoints committed; the others write it again.
-    async fn warn_of_fallback(&self, job: &weir_checkpoint::JobCheckpoints, restored: u64) {
+    async fn warn_of_fallback(
+        &self,
+        job: &weir_checkpoint::JobCheckpoints,
+        restored: u64,
+    ) -> Result<()> {
         let skipped = job
             .completed_ids()
             .await
             .map(|ids| ids.into_iter().filter(|id| *id > restored).count())
             .unwrap_or(0);
         if skipped == 0 {
-            return;
+            return Ok(());
         }
-        let again: Vec<String> = self
+        let sinks: Vec<FallbackSink> = self
             .graph
             .nodes
             .iter()
             .filter_map(|n| match &n.kind {
-                NodeKind::Sink(f) if !f.takes_back_committed_output() => Some(f.describe()),
+                NodeKind::Sink(f) => Some(FallbackSink {
+                    describe: f.describe(),
+                    exactly_once: f.is_exactly_once(),
+                    takes_back: f.takes_back_committed_output(),
+                }),
                 _ => None,
             })
+            .collect();
+        refuse_fallback(
+            &sinks,
+            restored,
+            skipped,
+            self.config
+                .bool("execution.checkpointing.allow-fallback-duplicates"),
+        )?;
+        let again: Vec<String> = sinks
+            .iter()
+            .filter(|s| !s.takes_back)
+            .map(|s| s.describe.clone())
             .collect();
         let what = if again.is_empty() {
             "its sinks take back what they committed".to_string()
@@ -246,6 +266,7 @@ impl Driver {
             self.name,
             if skipped == 1 { "" } else { "s" }
         );
+        Ok(())
     }
 
     fn record_restore(&self, from: &str) {
@@ -582,5 +603,72 @@ impl Driver {
         }
         let _ = std::fs::remove_dir_all(&scratch);
         result
+    }
+}
+
+/// A sink, as a fall-back past damaged checkpoints concerns it.
+struct FallbackSink {
+    describe: String,
+    exactly_once: bool,
+    takes_back: bool,
+}
+
+/// Refuses to resume from checkpoint `restored` when `skipped` newer ones
+/// committed output that an exactly-once sink cannot take back — it would
+/// be written twice — unless the user allows it.
+fn refuse_fallback(
+    sinks: &[FallbackSink],
+    restored: u64,
+    skipped: usize,
+    allowed: bool,
+) -> Result<()> {
+    let stuck: Vec<&str> = sinks
+        .iter()
+        .filter(|s| s.exactly_once && !s.takes_back)
+        .map(|s| s.describe.as_str())
+        .collect();
+    if skipped == 0 || stuck.is_empty() || allowed {
+        return Ok(());
+    }
+    Err(EngineError::Checkpoint(format!(
+        "resuming from checkpoint {restored} would write the output of the {skipped} newer completed checkpoint{} again into exactly-once sinks that cannot take it back: {}. Nothing ran. Repair the newer checkpoints, or SET 'execution.checkpointing.allow-fallback-duplicates' = 'true' to resume anyway",
+        if skipped == 1 { "" } else { "s" },
+        stuck.join(", ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(exactly_once: bool, takes_back: bool) -> FallbackSink {
+        FallbackSink {
+            describe: format!("sink(eo={exactly_once}, back={takes_back})"),
+            exactly_once,
+            takes_back,
+        }
+    }
+
+    #[test]
+    fn a_fallback_that_would_duplicate_exactly_once_output_is_refused_unless_allowed() {
+        // Kafka-like: exactly once, committed transactions cannot be taken back.
+        let stuck = [sink(true, false), sink(false, false)];
+        let err = refuse_fallback(&stuck, 19, 2, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("checkpoint 19")
+                && err.contains("2 newer completed checkpoints")
+                && err.contains("execution.checkpointing.allow-fallback-duplicates")
+                && err.contains("eo=true"),
+            "{err}"
+        );
+        assert!(refuse_fallback(&stuck, 19, 2, true).is_ok(), "allowed");
+        assert!(
+            refuse_fallback(&stuck, 19, 0, false).is_ok(),
+            "nothing skipped"
+        );
+        // The filesystem sink takes back; at-least-once sinks promise nothing.
+        assert!(refuse_fallback(&[sink(true, true), sink(false, false)], 19, 3, false).is_ok());
     }
 }

@@ -86,6 +86,10 @@ impl SinkFactory for FileSink {
     fn accepts_updates(&self) -> bool {
         false
     }
+    fn is_exactly_once(&self) -> bool {
+        true
+    }
+
     fn takes_back_committed_output(&self) -> bool {
         true
     }

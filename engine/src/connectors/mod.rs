@@ -51,6 +51,18 @@ pub trait SourceReader: Send {
         None
     }
 
+    /// Checkpoint `checkpoint` completed: the position recorded for it is
+    /// durable (a Kafka source commits its offsets to the group here, never
+    /// before). Called from the source's own thread, between two batches.
+    fn on_checkpoint_complete(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checkpoint `checkpoint` will not complete.
+    fn on_checkpoint_aborted(&mut self, _checkpoint: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// Moves to a position returned by [`SourceReader::position`] (of a
     /// reader of the same subtask), before the first `poll_next`.
     fn seek(&mut self, _position: &serde_json::Value) -> Result<()> {

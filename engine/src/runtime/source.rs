@@ -61,7 +61,7 @@ pub(super) fn run_source(
     ctx: TaskContext,
     mut router: Router,
     shared: Arc<Shared>,
-    checkpointing: Option<SourceCheckpointing>,
+    mut checkpointing: Option<SourceCheckpointing>,
     position: Option<serde_json::Value>,
 ) -> Result<()> {
     let mut reader = spec.connector.create_reader(&ctx)?;
@@ -79,6 +79,9 @@ pub(super) fn run_source(
     loop {
         if shared.cancelled.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
+        }
+        if let Some((tc, _)) = &mut checkpointing {
+            notify(reader.as_mut(), tc)?;
         }
         if let Some((tc, triggers)) = &checkpointing {
             while let Ok(t) = triggers.try_recv() {
@@ -131,7 +134,7 @@ pub(super) fn run_source(
             SourcePoll::Idle(wait) => std::thread::sleep(wait),
             SourcePoll::End => {
                 router.blocking_broadcast(Message::Watermark(i64::MAX))?;
-                if let Some((tc, triggers)) = &checkpointing {
+                if let Some((tc, triggers)) = &mut checkpointing {
                     // Everything is read; what was produced is committed by
                     // the final checkpoint, taken once every source is here.
                     let _ = tc
@@ -146,6 +149,7 @@ pub(super) fn run_source(
                                 }
                             }
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                                notify(reader.as_mut(), tc)?;
                                 if shared.cancelled.load(Ordering::Relaxed)
                                     || tc.failed.load(Ordering::Relaxed)
                                 {
@@ -163,4 +167,21 @@ pub(super) fn run_source(
             }
         }
     }
+}
+
+/// Tells the reader about checkpoints that completed or failed since it
+/// last looked (a later one may subsume an earlier one's notice).
+fn notify(
+    reader: &mut dyn crate::connectors::SourceReader,
+    tc: &mut checkpoint::TaskCheckpointing,
+) -> Result<()> {
+    if tc.completed.has_changed().unwrap_or(false) {
+        let id = *tc.completed.borrow_and_update();
+        reader.on_checkpoint_complete(id)?;
+    }
+    if tc.aborted.has_changed().unwrap_or(false) {
+        let id = *tc.aborted.borrow_and_update();
+        reader.on_checkpoint_aborted(id)?;
+    }
+    Ok(())
 }

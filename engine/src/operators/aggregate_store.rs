@@ -13,7 +13,8 @@
 //!
 //! so that one window's groups are contiguous within each key group (firing
 //! a window is one range scan per key group) and every entry can be split by
-//! key group. Reads and writes go to the backend in batches.
+//! key group. Reads and writes go to the backend in batches, through the
+//! operators' keyed batch-state layer ([`KeyedBatchState`]).
 
 use std::sync::Arc;
 
@@ -22,27 +23,24 @@ use datafusion::arrow::compute::take;
 use datafusion::logical_expr::GroupsAccumulator;
 use weir_state::{StateDescriptor, StateId};
 
+use super::batch_state::KeyedBatchState;
+
 use super::aggregate_state::{groups_accumulator, AggregateSpec};
 use super::row_codec::{split_columns, EncodedRows, RowCodec};
-use super::{StateHandle, TaskContext};
+use super::TaskContext;
 use crate::error::Result;
 use crate::metrics::NodeMetrics;
-use crate::runtime::router::key_groups;
 
 /// An aggregate's state in its subtask's backend, with the codecs for its
 /// keys and accumulator states.
 pub struct AggregateStore {
-    backend: StateHandle,
-    state: StateId,
+    batch: KeyedBatchState,
     keys: RowCodec,
     states: RowCodec,
     /// State columns of each aggregate call.
     widths: Vec<usize>,
     /// Which key columns the exchange hashed (the key group's inputs).
     partition_columns: Vec<usize>,
-    max_parallelism: usize,
-    range: weir_state::KeyGroupRange,
-    hashes: Vec<u64>,
     /// Groups stored in the backend, counted by the operator as it writes
     /// and deletes them (RocksDB's own count is an estimate that counts
     /// overwrites until it compacts).
@@ -60,8 +58,7 @@ impl AggregateStore {
         descriptor: &StateDescriptor,
         ctx: &TaskContext,
     ) -> Result<Self> {
-        let backend = ctx.state()?;
-        let state = backend.lock()?.register(descriptor)?;
+        let batch = KeyedBatchState::open(descriptor, ctx)?;
         let key_types: Vec<_> = spec
             .group_schema
             .fields()
@@ -76,15 +73,11 @@ impl AggregateStore {
             state_types.extend(fields.iter().map(|f| f.data_type().clone()));
         }
         Ok(Self {
-            backend,
-            state,
+            batch,
             keys: RowCodec::new(&key_types)?,
             states: RowCodec::new(&state_types)?,
             widths,
             partition_columns,
-            max_parallelism: ctx.max_parallelism,
-            range: ctx.key_groups(),
-            hashes: Vec::new(),
             stored: 0,
             published: (0, 0),
             metrics: ctx.metrics.clone(),
@@ -93,7 +86,7 @@ impl AggregateStore {
 
     /// The backend, for a few calls.
     pub fn backend(&self) -> Result<std::sync::MutexGuard<'_, Box<dyn weir_state::StateBackend>>> {
-        self.backend.lock()
+        self.batch.backend()
     }
 
     /// The node's counters.
@@ -103,7 +96,7 @@ impl AggregateStore {
 
     /// The state's id in the backend.
     pub fn state_id(&self) -> StateId {
-        self.state
+        self.batch.state_id()
     }
 
     /// The key codec.
@@ -118,7 +111,7 @@ impl AggregateStore {
             .iter()
             .filter_map(|i| key_columns.get(*i).cloned())
             .collect();
-        key_groups(&partition, rows, self.max_parallelism, &mut self.hashes)
+        self.batch.key_groups(&partition, rows)
     }
 
     /// Encodes group keys.
@@ -170,12 +163,12 @@ impl AggregateStore {
 
     /// Reads many entries.
     pub fn multi_get(&mut self, addresses: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
-        Ok(self.backend.lock()?.multi_get(self.state, addresses)?)
+        self.batch.multi_get(addresses)
     }
 
     /// Writes puts and deletes.
     pub fn write(&mut self, changes: Vec<weir_state::Change>) -> Result<()> {
-        Ok(self.backend.lock()?.write(self.state, changes)?)
+        self.batch.write(changes)
     }
 
     /// Calls `visit` for every entry whose address starts with
@@ -185,69 +178,25 @@ impl AggregateStore {
         suffix: &[u8],
         visit: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<()> {
-        let mut backend = self.backend.lock()?;
-        for group in self.range.start..self.range.end {
-            let mut prefix = group.to_be_bytes().to_vec();
-            prefix.extend_from_slice(suffix);
-            let end = weir_state::key::prefix_end(&prefix);
-            backend.scan(self.state, &prefix, end.as_deref(), &mut |k, v| {
-                visit(k, v);
-                Ok(weir_state::Scan::Continue)
-            })?;
-        }
-        Ok(())
+        self.batch.scan_prefix(suffix, &mut |k, v| {
+            visit(k, v);
+            weir_state::Scan::Continue
+        })
     }
 
-    /// The distinct 8-byte prefixes that follow the key group in stored
-    /// addresses (window ends, for window aggregates), found by skipping
-    /// from one prefix to the next rather than reading every entry.
+    /// The distinct window ends (8 bytes after the key group) stored.
     pub fn stored_prefixes(&mut self) -> Result<std::collections::BTreeSet<[u8; 8]>> {
-        let mut found = std::collections::BTreeSet::new();
-        let mut backend = self.backend.lock()?;
-        for group in self.range.start..self.range.end {
-            let group_prefix = group.to_be_bytes();
-            let group_end = weir_state::key::prefix_end(&group_prefix);
-            let mut start = group_prefix.to_vec();
-            loop {
-                let mut next: Option<[u8; 8]> = None;
-                backend.scan(self.state, &start, group_end.as_deref(), &mut |k, _| {
-                    if let Some(p) = k.get(2..10) {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(p);
-                        next = Some(b);
-                    }
-                    Ok(weir_state::Scan::Stop)
-                })?;
-                let Some(prefix) = next else { break };
-                found.insert(prefix);
-                let mut skip = group_prefix.to_vec();
-                skip.extend_from_slice(&prefix);
-                match weir_state::key::prefix_end(&skip) {
-                    Some(e) => start = e,
-                    None => break,
-                }
-            }
-        }
-        Ok(found)
+        self.batch.stored_prefixes::<8>()
     }
 
-    /// Deletes every entry whose address starts with `[key group][suffix]`,
-    /// for each key group of the subtask: one range deletion per key group
-    /// (a range tombstone in RocksDB), not one per entry.
+    /// Deletes every entry whose address starts with `[key group][suffix]`.
     pub fn delete_groups(&mut self, suffix: &[u8]) -> Result<()> {
-        let mut backend = self.backend.lock()?;
-        for group in self.range.start..self.range.end {
-            let mut prefix = group.to_be_bytes().to_vec();
-            prefix.extend_from_slice(suffix);
-            let end = weir_state::key::prefix_end(&prefix);
-            backend.delete_range(self.state, &prefix, end.as_deref())?;
-        }
-        Ok(())
+        self.batch.delete_prefix(suffix)
     }
 
     /// Processing time of the backend's clock (for TTL stamps).
     pub fn now_ms(&self) -> Result<i64> {
-        Ok(self.backend.lock()?.now_ms())
+        self.batch.now_ms()
     }
 
     /// Counts groups written to (positive) or deleted from (negative) the
@@ -264,7 +213,7 @@ impl AggregateStore {
     /// Publishes state size: `entries` groups, and the backend's bytes plus
     /// `cached_bytes` held in memory.
     pub fn publish(&mut self, entries_now: u64, cached_bytes: usize) -> Result<()> {
-        let stats = self.backend.lock()?.stats()?;
+        let stats = self.batch.backend()?.stats()?;
         let (mut entries, mut bytes) = self.published;
         NodeMetrics::set_share(&self.metrics.state_entries, &mut entries, entries_now);
         NodeMetrics::set_share(

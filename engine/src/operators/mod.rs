@@ -16,6 +16,7 @@ pub use timers::{TimeDomain, Timer, TimerService};
 
 pub mod aggregate_state;
 pub mod aggregate_store;
+pub mod batch_state;
 pub mod calc;
 pub mod keyed_process;
 pub mod narrow;

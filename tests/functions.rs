@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{committed_rows, run_with_kills};
+use common::{committed_rows, run_with_kills, walk};
 
 mod common;
 
@@ -184,22 +184,6 @@ fn a_rust_function_job_resumes_at_another_parallelism_and_backend() {
     assert!(second.status.success(), "{stderr}");
     assert!(stderr.contains("Resuming job"), "{stderr}");
     assert_eq!(committed_rows(&out), expected);
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// A non-keyed function with operator state: a list split evenly (its row

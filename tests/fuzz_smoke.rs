@@ -13,6 +13,7 @@ use std::path::Path;
 use weir::StreamContext;
 
 mod common;
+use common::walk;
 
 /// xorshift64*: repeatable randomness without a dependency.
 struct Rng(u64);
@@ -349,20 +350,4 @@ async fn checkpoint_metadata_decoding_never_panics() {
             let _ = plan.check(false);
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

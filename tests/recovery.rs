@@ -18,6 +18,9 @@ use datafusion::logical_expr::{
 };
 use weir::StreamContext;
 
+mod common;
+use common::walk;
+
 /// `inject(x)`: returns `x`; fails once when armed, and sleeps per batch when
 /// slow (to make the operator a bottleneck).
 #[derive(Debug)]
@@ -265,21 +268,6 @@ async fn unaligned_checkpoints_store_in_flight_data_and_restore_exactly() {
         }
     }
     assert!(with_inflight > 0, "no checkpoint stored in-flight batches");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// The same recovery against an S3-protocol server (`.ci/run` starts moto's

@@ -129,3 +129,20 @@ pub fn run_with_kills(command: impl Fn() -> Command, job: &Path, out: &Path, see
     };
     panic!("the job did not finish in 40 rounds ({where_kept}):\n{stderr_all}");
 }
+
+/// Every file below `dir` (none when it does not exist).
+pub fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

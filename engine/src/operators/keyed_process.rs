@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::scalar::ScalarValue;
 use weir_state::KeyedState;
@@ -48,32 +48,32 @@ impl Row<'_> {
         Ok(ScalarValue::try_from_array(self.batch.column(i), self.row)?)
     }
 
-    /// An integer column (any integer type); `None` for NULL.
-    pub fn i64(&self, name: &str) -> Result<Option<i64>> {
+    /// Column `name` cast to `to` (`None` for NULL); `what` names the
+    /// kind of value in the error when it is not one.
+    fn cast(&self, name: &str, to: &DataType, what: &str) -> Result<Option<ScalarValue>> {
         let v = self.get(name)?;
         if v.is_null() {
             return Ok(None);
         }
-        match v.cast_to(&datafusion::arrow::datatypes::DataType::Int64)? {
-            ScalarValue::Int64(v) => Ok(v),
-            other => Err(EngineError::Internal(format!(
-                "column '{name}' is {other:?}, not an integer"
-            ))),
-        }
+        v.cast_to(to)
+            .map(Some)
+            .map_err(|_| EngineError::Internal(format!("column '{name}' is {v:?}, not {what}")))
+    }
+
+    /// An integer column (any integer type); `None` for NULL.
+    pub fn i64(&self, name: &str) -> Result<Option<i64>> {
+        Ok(match self.cast(name, &DataType::Int64, "an integer")? {
+            Some(ScalarValue::Int64(v)) => v,
+            _ => None,
+        })
     }
 
     /// A floating-point or integer column; `None` for NULL.
     pub fn f64(&self, name: &str) -> Result<Option<f64>> {
-        let v = self.get(name)?;
-        if v.is_null() {
-            return Ok(None);
-        }
-        match v.cast_to(&datafusion::arrow::datatypes::DataType::Float64)? {
-            ScalarValue::Float64(v) => Ok(v),
-            other => Err(EngineError::Internal(format!(
-                "column '{name}' is {other:?}, not a number"
-            ))),
-        }
+        Ok(match self.cast(name, &DataType::Float64, "a number")? {
+            Some(ScalarValue::Float64(v)) => v,
+            _ => None,
+        })
     }
 
     /// A string column; `None` for NULL.

@@ -320,18 +320,20 @@ impl SourceReader for FileReader {
                     let batch = if ends.is_empty() {
                         None
                     } else {
-                        let text = std::str::from_utf8(&buf).map_err(|e| {
-                            let bad = ends.partition_point(|&end| end <= e.valid_up_to());
-                            EngineError::BadRecord {
-                                file: path.clone(),
-                                line: starts.get(bad).copied().unwrap_or(*line),
-                                reason: "the line is not valid UTF-8".into(),
-                            }
-                        })?;
+                        // Each record on its own: the bytes of two
+                        // records joined may read as one character that
+                        // neither holds.
                         let mut lines: Vec<&str> = Vec::with_capacity(ends.len());
                         let mut start = 0;
-                        for &end in &ends {
-                            lines.push(&text[start..end]);
+                        for (i, &end) in ends.iter().enumerate() {
+                            let text = std::str::from_utf8(&buf[start..end]).map_err(|_| {
+                                EngineError::BadRecord {
+                                    file: path.clone(),
+                                    line: starts.get(i).copied().unwrap_or(*line),
+                                    reason: "the line is not valid UTF-8".into(),
+                                }
+                            })?;
+                            lines.push(text);
                             start = end;
                         }
                         Some(match self.options.format {
@@ -701,5 +703,64 @@ mod tests {
             ]
         );
         assert!(split_csv(r#"1,"open"#, b',', b'"', &mut Vec::new()).is_err());
+    }
+
+    /// Found by the `json_decoder` fuzz target: a record ending in the lead
+    /// byte of a UTF-8 character whose next record starts with a
+    /// continuation byte. Joined, the two read as one valid character; each
+    /// record is checked on its own and refused, naming its line.
+    #[test]
+    fn a_character_split_across_two_records_is_a_bad_record_not_a_panic() {
+        use std::collections::BTreeMap;
+        use std::sync::Arc;
+
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+        use crate::connectors::{Options, SourceFactory, SourcePoll};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.json");
+        std::fs::write(&path, b"{\"i(\": \"h \"v\":\xdc\n\x98").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        for format in ["json", "csv"] {
+            let values: BTreeMap<String, String> = [
+                ("path".to_string(), path.to_string_lossy().to_string()),
+                ("format".to_string(), format.to_string()),
+            ]
+            .into_iter()
+            .collect();
+            let source =
+                super::FileSource::new(Options::new("filesystem", &values), schema.clone())
+                    .unwrap();
+            let ctx = crate::operators::TaskContext {
+                subtask: 0,
+                parallelism: 1,
+                max_parallelism: 128,
+                batch_size: 64,
+                metrics: Arc::default(),
+                job_id: "t".into(),
+                node: 0,
+                state: Arc::new(crate::config::StateSettings {
+                    backend: weir_state::BackendConfig::new(weir_state::BackendKind::HashMap),
+                    ttl: None,
+                    cache_entries: usize::MAX,
+                }),
+                backend: None,
+                operator_state: Vec::new(),
+                checkpointing: false,
+            };
+            let mut reader = source.create_reader(&ctx).unwrap();
+            let err = loop {
+                match reader.poll_next() {
+                    Ok(SourcePoll::Batch(_)) => continue,
+                    Ok(_) => panic!("{format}: read without an error"),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            assert!(
+                err.contains("not valid UTF-8") && err.contains("line 1"),
+                "{format}: {err}"
+            );
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! `ValueState` (the last tiny payment), `ListState` (payments since),
 //! `MapState` (payments per merchant, with its own TTL), `ReducingState`
 //! (total spent) and `AggregatingState` (average payment) — and an event-time
-//! timer that forgets the tiny payment a minute later. Alerts go to a SQL
-//! table (`filesystem`, exactly once).
+//! timer that fires a minute later: it forgets the tiny payment and, when no
+//! large one followed, reports it as unanswered (a row without a large
+//! payment). Alerts go to a SQL table (`filesystem`, exactly once).
 //!
 //! ```text
 //! cargo run --example card_alerts                       # demo data, prints the alerts
@@ -68,6 +69,8 @@ struct Handles {
     since: ListState<i64>,
     /// Payments per merchant (forgotten an hour after the last write).
     merchants: MapState<String, u64>,
+    /// Tiny payments no large one followed yet: time → cents.
+    unanswered: MapState<i64, i64>,
     /// Total spent, in cents.
     total: ReducingState<i64>,
     /// Average payment, in cents.
@@ -104,6 +107,7 @@ impl KeyedProcessFunction for TinyThenLarge {
             tiny: state.value_state("tiny", None)?,
             since: state.list_state("since", None)?,
             merchants: state.map_state("merchants", Some(hour))?,
+            unanswered: state.map_state("unanswered", None)?,
             total: state.reducing_state("total", None, |a: i64, b: i64| a + b)?,
             average: state.aggregating_state("average", None, Average)?,
         });
@@ -146,8 +150,17 @@ impl KeyedProcessFunction for TinyThenLarge {
             Some(_) => h.since.add(s, &cents)?,
             None => {}
         }
+        if cents >= LARGE {
+            // Every tiny payment of the last minute is answered.
+            for (tiny_at, _) in h.unanswered.entries(ctx.state())? {
+                if tiny_at <= at && at - tiny_at <= WITHIN_MS {
+                    h.unanswered.remove(ctx.state(), &tiny_at)?;
+                }
+            }
+        }
         if cents < TINY {
             h.tiny.update(ctx.state(), &(at, cents))?;
+            h.unanswered.put(ctx.state(), &at, &cents)?;
             h.since.clear(ctx.state())?;
             // Forget it once the watermark has passed the minute.
             ctx.register_event_time_timer(at + WITHIN_MS);
@@ -171,6 +184,24 @@ impl KeyedProcessFunction for TinyThenLarge {
                 h.tiny.clear(s)?;
                 h.since.clear(s)?;
             }
+        }
+        // A tiny payment no large one followed within the minute: reported
+        // with no large payment (and, since the timer's moment depends on
+        // when the watermark comes, none of the running figures).
+        let tiny_at = time - WITHIN_MS;
+        if let Some(tiny_cents) = h.unanswered.get(s, &tiny_at)? {
+            h.unanswered.remove(s, &tiny_at)?;
+            let card = ctx.key()[0].clone();
+            ctx.emit(vec![
+                card,
+                ScalarValue::Int64(Some(tiny_cents)),
+                ScalarValue::Int64(None),
+                ScalarValue::TimestampMillisecond(Some(tiny_at), None),
+                ScalarValue::Int64(None),
+                ScalarValue::Int64(None),
+                ScalarValue::Int64(None),
+                ScalarValue::Float64(None),
+            ]);
         }
         Ok(())
     }

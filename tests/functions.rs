@@ -83,7 +83,17 @@ fn a_rust_function_job_survives_kills_on_both_backends() {
         .unwrap_or(150_000u64);
     write_input(&input, rows);
     let expected = reference(&input, work.path());
-    assert!(expected.len() > 300, "only {} alerts", expected.len());
+    // Alerts, and tiny payments reported unanswered by their event-time
+    // timer (no large payment): the comparison checks timers too.
+    let unanswered = expected
+        .iter()
+        .filter(|r| r.split(',').nth(2) == Some(""))
+        .count();
+    assert!(
+        expected.len() - unanswered > 300 && unanswered > 300,
+        "{} alerts, {unanswered} unanswered",
+        expected.len() - unanswered
+    );
     for (i, backend) in ["hashmap", "rocksdb"].into_iter().enumerate() {
         let out = work.path().join(format!("out-{backend}"));
         let chk = work.path().join(format!("chk-{backend}"));

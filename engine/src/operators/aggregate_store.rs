@@ -238,10 +238,10 @@ pub fn take_columns(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRe
 /// An order-preserving encoding of a window end (sign bit flipped, big
 /// endian), so windows sort by time within a key group.
 pub fn window_bytes(end: i64) -> [u8; 8] {
-    ((end as u64) ^ (1 << 63)).to_be_bytes()
+    super::batch_state::time_bytes(end)
 }
 
 /// The window end that [`window_bytes`] encoded.
 pub fn window_from_bytes(bytes: [u8; 8]) -> i64 {
-    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+    super::batch_state::time_from_bytes(bytes)
 }

@@ -22,6 +22,17 @@ use super::{StateHandle, TaskContext};
 use crate::error::{EngineError, Result};
 use crate::runtime::router::key_groups;
 
+/// An order-preserving encoding of a time (sign bit flipped, big endian),
+/// so addresses sort by time: window ends, timer times.
+pub fn time_bytes(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The time [`time_bytes`] encoded.
+pub fn time_from_bytes(bytes: [u8; 8]) -> i64 {
+    (u64::from_be_bytes(bytes) ^ (1 << 63)) as i64
+}
+
 /// One state of an operator subtask, read and written by batch.
 pub struct KeyedBatchState {
     backend: StateHandle,

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 
 use weir_state::{StateBackend, StateDescriptor, StateId, StateKind};
 
+use super::batch_state::{time_bytes, time_from_bytes};
 use crate::error::{EngineError, Result};
 
 /// The reserved state that holds an operator's timers in snapshots.
@@ -60,15 +61,6 @@ pub struct Timer {
 pub struct TimerService {
     event: BTreeSet<Timer>,
     processing: BTreeSet<Timer>,
-}
-
-/// Order-preserving bytes of a signed time.
-fn time_bytes(t: i64) -> [u8; 8] {
-    ((t as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn time_from_bytes(b: [u8; 8]) -> i64 {
-    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
 }
 
 impl TimerService {

@@ -71,6 +71,65 @@ fn job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
     sql
 }
 
+/// An inner join of the input with a table of 250 of its 300 names, as a
+/// filesystem sink's insert-only output: both sides' rows in join state.
+fn join_job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
+    let dim = input.with_file_name("dim.csv");
+    if !dim.exists() {
+        let text: String = (0..250).map(|i| format!("k{i},c{}\n", i % 7)).collect();
+        std::fs::write(&dim, text).unwrap();
+    }
+    let mut sql = String::new();
+    for (k, v) in settings {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE src (id BIGINT, name STRING, v BIGINT, ms BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE TABLE dim (name STRING, category STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE TABLE dst (id BIGINT, name STRING, category STRING, v BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         INSERT INTO dst SELECT s.id, s.name, d.category, s.v \
+           FROM src AS s JOIN dim AS d ON s.name = d.name WHERE s.v < 10;\n",
+        input.display(),
+        dim.display(),
+        output.display()
+    ));
+    sql
+}
+
+/// A left interval join of the input with itself (rows of a name within
+/// three seconds), then a one-second window over the joined rows: join
+/// rows and their cleanup timers in state, and a watermark held back by the
+/// join's bound.
+fn interval_join_job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
+    let mut sql = String::new();
+    for (k, v) in settings {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE src (id BIGINT, name STRING, v BIGINT, ms BIGINT, \
+           ts AS TO_TIMESTAMP_MILLIS(ms), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE TABLE dst (name STRING, window_end TIMESTAMP(3), n BIGINT, matched BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE VIEW pairs AS SELECT a.name, a.ts, b.v AS other \
+           FROM src AS a LEFT JOIN src AS b ON a.name = b.name \
+           AND a.ts BETWEEN b.ts - INTERVAL '3' SECOND AND b.ts - INTERVAL '1' MILLISECOND \
+           AND b.v < 50 WHERE a.v < 10;\n\
+         INSERT INTO dst SELECT name, window_end, COUNT(*), COUNT(other) \
+           FROM TABLE(TUMBLE(TABLE pairs, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+           GROUP BY name, window_start, window_end;\n",
+        input.display(),
+        output.display()
+    ));
+    sql
+}
+
+/// What a crash test runs: the job's SQL for an input, output and settings.
+type JobSql = fn(&Path, &Path, &[(&str, String)]) -> String;
+
 fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
@@ -84,11 +143,15 @@ fn weir_run(job: &Path) -> Command {
 
 /// Runs the job once, uninterrupted and without checkpoints.
 fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
+    reference_of(job_sql, input, work, parallelism)
+}
+
+fn reference_of(sql: JobSql, input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
     let out = work.join("reference");
     let job = work.join("reference.sql");
     std::fs::write(
         &job,
-        job_sql(
+        sql(
             input,
             &out,
             &[
@@ -111,11 +174,24 @@ fn reference(input: &Path, work: &Path, parallelism: usize) -> Vec<String> {
 /// `cache`: `table.exec.state.cache-size`, small to make windows move in
 /// and out of the backend between snapshots.
 fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize, cache: Option<usize>) {
+    crash_and_compare_job(job_sql, backend, unaligned, parallelism, cache, 1);
+}
+
+fn crash_and_compare_job(
+    sql: JobSql,
+    backend: &str,
+    unaligned: bool,
+    parallelism: usize,
+    cache: Option<usize>,
+    // The input is this many times smaller than the window job's (joins
+    // do more per row).
+    shrink: u64,
+) {
     let work = tempfile::tempdir().unwrap();
-    let rows = env_u64("WEIR_CRASH_ROWS", 600_000);
+    let rows = env_u64("WEIR_CRASH_ROWS", 600_000) / shrink;
     let input = work.path().join("input");
     write_input(&input, rows);
-    let expected = reference(&input, work.path(), parallelism);
+    let expected = reference_of(sql, &input, work.path(), parallelism);
     assert!(expected.len() > 1000, "reference output too small");
 
     let out = work.path().join("out");
@@ -148,7 +224,7 @@ fn crash_and_compare(backend: &str, unaligned: bool, parallelism: usize, cache: 
     if let Some(cache) = cache {
         settings.push(("table.exec.state.cache-size", cache.to_string()));
     }
-    std::fs::write(&job, job_sql(&input, &out, &settings)).unwrap();
+    std::fs::write(&job, sql(&input, &out, &settings)).unwrap();
     let seed = env_u64("WEIR_CRASH_SEED", 0x5eed) ^ (parallelism as u64) << 8;
     let outcome = run_with_kills(|| weir_run(&job), &job, &out, seed);
     assert!(
@@ -233,6 +309,30 @@ fn rocksdb_aligned_p1_survives_kills() {
 #[test]
 fn rocksdb_unaligned_p2_survives_kills() {
     crash_and_compare("rocksdb", true, 2, None);
+}
+
+/// A regular join in the plan: both sides' rows are join state, restored
+/// after each kill on either backend.
+#[test]
+fn regular_join_hashmap_p2_survives_kills() {
+    crash_and_compare_job(join_job_sql, "hashmap", false, 2, None, 1);
+}
+
+#[test]
+fn regular_join_rocksdb_p1_unaligned_survives_kills() {
+    crash_and_compare_job(join_job_sql, "rocksdb", true, 1, None, 1);
+}
+
+/// An interval join in the plan: its rows and cleanup timers are restored
+/// after each kill.
+#[test]
+fn interval_join_rocksdb_p2_survives_kills() {
+    crash_and_compare_job(interval_join_job_sql, "rocksdb", false, 2, None, 4);
+}
+
+#[test]
+fn interval_join_hashmap_p1_unaligned_survives_kills() {
+    crash_and_compare_job(interval_join_job_sql, "hashmap", true, 1, None, 2);
 }
 
 /// Two sinks fed from the same input, killed and resumed together: as two

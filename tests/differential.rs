@@ -393,3 +393,166 @@ async fn union_all_matches_batch_query() {
         }
     }
 }
+
+/// Rows of (k, w) for the other side of joins: keys 5..30, so some keys of
+/// `t` (0..17) have no match and some of these have none in `t`; some `w`
+/// are NULL and some keys repeat.
+fn write_other_side(path: &Path, rows: usize) {
+    let mut text = String::new();
+    for i in 0..rows {
+        let k = 5 + (i * 7) % 25;
+        let w = if i % 11 == 0 {
+            String::new()
+        } else {
+            ((i * 37) % 1000).to_string()
+        };
+        text.push_str(&format!("{k},{w}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Applies a changelog: `+I`/`+U` add a row, `-U`/`-D` take back one that
+/// was added (a retraction of a row never emitted fails the test).
+fn apply_changelog(batches: &[RecordBatch], updating: bool) -> Vec<Vec<String>> {
+    if !updating {
+        return sorted(rows_of(batches, false));
+    }
+    let mut live: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    for b in batches {
+        let ops = b
+            .column(b.num_columns() - 1)
+            .as_primitive::<datafusion::arrow::datatypes::Int8Type>();
+        for (row, op) in rows_of(std::slice::from_ref(b), true)
+            .into_iter()
+            .zip(ops.values())
+        {
+            if matches!(op, 0 | 2) {
+                *live.entry(row).or_default() += 1;
+            } else {
+                let n = live.get_mut(&row);
+                assert!(
+                    n.as_ref().is_some_and(|n| **n > 0),
+                    "retraction of a row not emitted: {row:?}"
+                );
+                if let Some(n) = n {
+                    *n -= 1;
+                }
+            }
+        }
+    }
+    live.into_iter()
+        .flat_map(|(row, n)| std::iter::repeat_n(row, n))
+        .collect()
+}
+
+/// Every kind of regular join, with a residual condition, against
+/// DataFusion's batch join of the same files: at parallelism 1 and 2, on
+/// both backends, with small and large batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regular_joins_match_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    let other = dir.path().join("other.csv");
+    write_events(&csv, 1500);
+    write_other_side(&other, 300);
+    let queries = [
+        "SELECT t.k, t.v, u.w FROM t JOIN u ON t.k = u.k AND t.v < u.w",
+        "SELECT t.k, t.v, u.w FROM t LEFT JOIN u ON t.k = u.k AND u.w % 3 = 0",
+        "SELECT t.v, u.k, u.w FROM t RIGHT JOIN u ON t.k = u.k AND t.v > 900",
+        "SELECT t.k, t.v, u.k, u.w FROM t FULL JOIN u ON t.k = u.k AND t.v + u.w < 300",
+        "SELECT k, v FROM t WHERE k IN (SELECT k FROM u WHERE w > 500)",
+        "SELECT k, w FROM u WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.k = u.k AND t.v < u.w)",
+    ];
+    let batch = SessionContext::new();
+    for (name, path, schema) in [
+        (
+            "t",
+            &csv,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("v", DataType::Int64, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            ]),
+        ),
+        (
+            "u",
+            &other,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("w", DataType::Int64, true),
+            ]),
+        ),
+    ] {
+        batch
+            .register_csv(
+                name,
+                path.to_str().unwrap(),
+                CsvReadOptions::new().has_header(false).schema(&schema),
+            )
+            .await
+            .unwrap();
+    }
+    for query in queries {
+        let batches = batch.sql(query).await.unwrap().collect().await.unwrap();
+        let expected = sorted(rows_of(&batches, false));
+        assert!(expected.len() > 50, "{query}: {} rows", expected.len());
+        for settings in state_variants(dir.path()).into_iter().step_by(2) {
+            for (parallelism, batch_size) in [(1, 100), (2, 7), (2, 8192)] {
+                let mut ctx = events_context(&csv, parallelism, batch_size, &settings).await;
+                ctx.sql(&format!(
+                    "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+                    other.display()
+                ))
+                .await
+                .unwrap();
+                let result = ctx.query(query).await.unwrap();
+                let updating = result.updating;
+                let rows = result.collect().await.unwrap();
+                assert_eq!(
+                    apply_changelog(&rows, updating),
+                    expected,
+                    "{query}: parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Interval joins (a self-join of `t` within a time bound), inner and
+/// outer, against DataFusion's batch join with the same condition. Rows
+/// leave the state once the watermark passes their bound: at the end of the
+/// input nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_joins_match_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 1500);
+    let queries = [
+        "SELECT a.k, a.v, b.v FROM t a JOIN t b ON a.k = b.k \
+           AND a.ts BETWEEN b.ts - INTERVAL '1' SECOND AND b.ts + INTERVAL '2' SECOND",
+        "SELECT a.k, a.v, a.ts, b.v FROM t a LEFT JOIN t b ON a.k = b.k \
+           AND a.ts >= b.ts AND a.ts < b.ts + INTERVAL '800' MILLISECOND AND a.v < b.v",
+        "SELECT a.v, b.k, b.v, b.ts FROM t a RIGHT JOIN t b ON a.k = b.k \
+           AND b.ts > a.ts + INTERVAL '1' SECOND AND b.ts <= a.ts + INTERVAL '3' SECOND AND a.v > 500",
+        "SELECT a.k, a.v, b.k, b.v FROM t a FULL JOIN t b ON a.k = b.k \
+           AND a.ts BETWEEN b.ts - INTERVAL '300' MILLISECOND AND b.ts - INTERVAL '100' MILLISECOND \
+           AND a.v + b.v < 400",
+    ];
+    for query in queries {
+        let expected = batch_answer(&csv, query).await;
+        assert!(expected.len() > 100, "{query}: {} rows", expected.len());
+        for settings in state_variants(dir.path()).into_iter().step_by(2) {
+            for (parallelism, batch_size) in [(1, 100), (2, 7), (2, 8192)] {
+                let (rows, updating, state) =
+                    stream_rows(&csv, parallelism, batch_size, &settings, query).await;
+                assert!(!updating, "{query}: an interval join is insert-only");
+                assert_eq!(
+                    sorted(rows_of(&rows, false)),
+                    expected,
+                    "{query}: parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+                assert_eq!(state.entries, 0, "{query}: state left at the end");
+            }
+        }
+    }
+}

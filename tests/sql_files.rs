@@ -2,7 +2,10 @@
 //! a fresh `weir` process and its output compared with `<name>.out`.
 //! `WEIR_REGENERATE=1 cargo test --test sql_files` rewrites the `.out` files
 //! (review the diff). A first line `-- sort` sorts the rows of each result
-//! table (for files that run at parallelism > 1).
+//! table (for files that run at parallelism > 1); `-- sort final` also
+//! applies each changelog and shows the rows it ends with (for joins, whose
+//! two inputs interleave in any order): a retraction of a row that was not
+//! emitted shows up as a failure.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
@@ -19,8 +22,38 @@ fn manifest_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
-fn normalize(output: &str, sort: bool) -> String {
+/// The rows a changelog table (`| op | …`) ends with, sorted; a retraction
+/// of a row not in the result is kept as a line that no expected output has.
+fn materialize(block: Vec<String>) -> Vec<String> {
+    let mut live: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut wrong = Vec::new();
+    for line in block {
+        let (op, row) = match line.get(2..4).zip(line.get(4..)) {
+            Some((op, row)) if line.starts_with("| ") => (op.to_string(), row.to_string()),
+            _ => {
+                wrong.push(line);
+                continue;
+            }
+        };
+        match op.as_str() {
+            "+I" | "+U" => *live.entry(row).or_default() += 1,
+            _ => match live.get_mut(&row) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => wrong.push(format!("RETRACTION OF A ROW NOT EMITTED: {line}")),
+            },
+        }
+    }
+    let mut out: Vec<String> = live
+        .into_iter()
+        .flat_map(|(row, n)| std::iter::repeat_n(format!("| +I{row}"), n))
+        .collect();
+    out.extend(wrong);
+    out
+}
+
+fn normalize(output: &str, sort: bool, last: bool) -> String {
     let mut out: Vec<String> = Vec::new();
+    let mut changelog = false;
     let mut block: Vec<String> = Vec::new();
     let mut borders = 0;
     for line in output.lines() {
@@ -38,12 +71,22 @@ fn normalize(output: &str, sort: bool) -> String {
         if line.starts_with('+') && line.ends_with('+') {
             borders += 1;
             if borders % 3 == 0 {
+                if last && changelog {
+                    block = materialize(std::mem::take(&mut block));
+                }
                 if sort {
                     block.sort();
                 }
                 out.append(&mut block);
             }
             out.push(line);
+            continue;
+        }
+        if borders % 3 == 1 {
+            changelog = line.starts_with("| op ");
+        }
+        if last && changelog && line.starts_with("Received a total of ") {
+            out.push("Received a changelog".into());
             continue;
         }
         if borders % 3 == 2 && line.starts_with('|') {
@@ -150,7 +193,8 @@ fn sql_files_match_expected_output() {
             std::io::Read::read_to_string(&mut reader, &mut output).unwrap();
             child.wait().unwrap();
             let sort = sql.starts_with("-- sort") || !pass.exact_order;
-            let actual = normalize(&output, sort);
+            let last = sql.starts_with("-- sort final");
+            let actual = normalize(&output, sort, last);
             let expected_path = file.with_extension("out");
             if regenerate {
                 std::fs::write(&expected_path, &actual).unwrap();
@@ -160,7 +204,7 @@ fn sql_files_match_expected_output() {
             let expected = if pass.exact_order {
                 expected
             } else {
-                normalize(&expected, true)
+                normalize(&expected, true, false)
             };
             if expected != actual {
                 failures.push(format!(

@@ -579,6 +579,7 @@ impl Session {
             },
             self.config.parallelism(),
         )
+        .with_state_ttl(self.config.duration("table.exec.state.ttl"))
     }
 
     /// Rewrites window functions, parses with sqlparser, plans and optimizes.
@@ -966,12 +967,45 @@ fn readable_names(text: &str) -> String {
         .collect();
     // `COUNT(*)` is planned as a count of the literal 1.
     let text = text.replace("count(Int64(1))", "COUNT(*)");
+    let text = readable_intervals(&text);
     alias
         .replace_all(&text, |c: &regex::Captures| {
             names
                 .get(&c[0])
                 .cloned()
                 .unwrap_or_else(|| format!("$expr{}", &c[1]))
+        })
+        .into_owned()
+}
+
+/// Shows interval literals as SQL writes them (`INTERVAL '60' SECOND`)
+/// instead of DataFusion's debug form.
+fn readable_intervals(text: &str) -> String {
+    static INTERVAL: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"IntervalMonthDayNano\("IntervalMonthDayNano \{ months: (-?\d+), days: (-?\d+), nanoseconds: (-?\d+) \}"\)"#,
+        )
+        .ok()
+    });
+    let Some(interval) = INTERVAL.as_ref() else {
+        return text.to_string();
+    };
+    interval
+        .replace_all(text, |c: &regex::Captures| {
+            let months: i64 = c[1].parse().unwrap_or(0);
+            let days: i64 = c[2].parse().unwrap_or(0);
+            let nanos: i64 = c[3].parse().unwrap_or(0);
+            match (months, days, nanos) {
+                (m, 0, 0) if m != 0 => format!("INTERVAL '{m}' MONTH"),
+                (0, d, 0) => format!("INTERVAL '{d}' DAY"),
+                (0, 0, n) if n % 1_000_000_000 == 0 => {
+                    format!("INTERVAL '{}' SECOND", n / 1_000_000_000)
+                }
+                (0, 0, n) if n % 1_000_000 == 0 => {
+                    format!("INTERVAL '{}' MILLISECOND", n / 1_000_000)
+                }
+                _ => c[0].to_string(),
+            }
         })
         .into_owned()
 }

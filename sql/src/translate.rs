@@ -27,6 +27,8 @@ use crate::window_tvf::WindowCall;
 
 mod aggregate;
 mod filter;
+mod interval;
+mod join;
 mod projection;
 mod scan;
 mod union;
@@ -131,6 +133,8 @@ pub struct Translator<'a> {
     /// Sources by table: a table read twice in one job (the INSERTs of a
     /// statement set) is read once and fanned out.
     sources: HashMap<String, Stream>,
+    /// `table.exec.state.ttl`: how long joins keep rows (`None`: forever).
+    pub(crate) state_ttl: Option<std::time::Duration>,
 }
 
 fn with_op_column(schema: &Schema) -> SchemaRef {
@@ -157,7 +161,14 @@ impl<'a> Translator<'a> {
             parallelism,
             props: ExecutionProps::new(),
             sources: HashMap::new(),
+            state_ttl: None,
         }
+    }
+
+    /// Sets `table.exec.state.ttl`, which joins record in their plan.
+    pub fn with_state_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.state_ttl = ttl.filter(|d| !d.is_zero());
+        self
     }
 
     fn physical(&self, expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
@@ -244,8 +255,9 @@ impl<'a> Translator<'a> {
         if input.updating && !sink.accepts_updates() {
             return Err(SqlError::Unsupported(format!(
                 "table sink '{name}' (connector '{}') only accepts inserts, but the query produces an updating changelog \
-                 (a GROUP BY without a window table function). Write it to a sink that accepts updates (print, blackhole), \
-                 or aggregate over a window (TUMBLE, HOP, CUMULATE) so that results are final",
+                 (a GROUP BY without a window table function, or an outer, anti or regular join over a changelog). \
+                 Write it to a sink that accepts updates (print, blackhole), aggregate over a window (TUMBLE, HOP, CUMULATE) \
+                 so that results are final, or bound the join in time (an interval join is insert-only)",
                 table.connector()
             )));
         }
@@ -268,7 +280,7 @@ impl<'a> Translator<'a> {
             LogicalPlan::Aggregate(agg) => self.aggregate(agg),
             LogicalPlan::EmptyRelation(e) => self.empty_relation(e),
             LogicalPlan::Values(v) => self.values_node(v),
-            LogicalPlan::Join(_) => Err(SqlError::Unsupported("joins (interval, window and regular joins are not implemented yet)".into())),
+            LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Window(_) => Err(SqlError::Unsupported("OVER windows".into())),
             LogicalPlan::Sort(_) => Err(SqlError::Unsupported("ORDER BY on a stream (only window aggregates and Top-N, not yet implemented, can order)".into())),
             LogicalPlan::Limit(_) => Err(SqlError::Unsupported("LIMIT on a stream".into())),

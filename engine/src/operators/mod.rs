@@ -18,6 +18,7 @@ pub mod aggregate_state;
 pub mod aggregate_store;
 pub mod batch_state;
 pub mod calc;
+pub mod join;
 pub mod keyed_process;
 pub mod narrow;
 pub mod row_codec;
@@ -268,6 +269,15 @@ pub trait Operator: Send {
     /// after the event-time timers it made due and before it is forwarded.
     fn on_watermark(&mut self, _watermark: i64, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// The watermark the operator forwards when its own is `watermark`: the
+    /// same by default. An operator that emits rows older than its
+    /// watermark (an interval join's padded rows) holds the output back so
+    /// that they are not late downstream. Must not decrease as `watermark`
+    /// grows, and must return `i64::MAX` for `i64::MAX` (end of input).
+    fn output_watermark(&self, watermark: i64) -> i64 {
+        watermark
     }
 
     /// Called for each timer that is due, in time order.

@@ -234,7 +234,10 @@ impl Chain {
 
     /// The watermark advanced to `w`: each operator fires the event-time
     /// timers it made due, then sees the watermark.
-    async fn watermark(&mut self, router: &mut Router, w: i64) -> Result<()> {
+    /// Returns the watermark the chain forwards (operators may hold it
+    /// back, [`crate::operators::Operator::output_watermark`]).
+    async fn watermark(&mut self, router: &mut Router, w: i64) -> Result<i64> {
+        let mut w = w;
         for i in 0..self.slots.len() {
             self.slots[i].watermark = w;
             self.fire_timers(router, i, TimeDomain::EventTime, w)
@@ -246,8 +249,9 @@ impl Chain {
                 .metrics
                 .watermark
                 .store(w, Ordering::Relaxed);
+            w = self.slots[i].op.output_watermark(w);
         }
-        Ok(())
+        Ok(w)
     }
 
     async fn fire_timers(
@@ -376,8 +380,8 @@ pub(super) async fn run_chain(
                 chain.route(&mut router, 0, emitted).await?;
             }
             GateEvent::Watermark(w) => {
-                chain.watermark(&mut router, w).await?;
-                router.broadcast(Message::Watermark(w)).await?;
+                let out = chain.watermark(&mut router, w).await?;
+                router.broadcast(Message::Watermark(out)).await?;
             }
             GateEvent::Barrier {
                 id,

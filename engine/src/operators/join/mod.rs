@@ -1,0 +1,184 @@
+//! Streaming joins of two inputs.
+//!
+//! - [`regular`]: equality keys (plus any residual condition) over
+//!   insert-only or updating inputs: both sides' rows stay in state keyed by
+//!   the join key, bounded by `table.exec.state.ttl`; inner, outer, semi and
+//!   anti, as Flink's `StreamingJoinOperator` and `StreamingSemiAntiJoinOperator`.
+//!
+//! Every join reads its two inputs hash-partitioned by the join key, so the
+//! rows of one key meet in one subtask, and keeps its state in the keyed
+//! batch layer ([`super::batch_state`]), key group first: it is restored,
+//! rescaled and moved between backends like every keyed state.
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Schema};
+use weir_state::codec::{get_varint, put_varint};
+
+use crate::error::{EngineError, Result};
+use crate::message::ChangeKind;
+
+pub mod interval;
+pub mod regular;
+
+/// Which rows a join emits, as SQL's join types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Pairs that match.
+    Inner,
+    /// Pairs that match, and left rows without a match padded with nulls.
+    Left,
+    /// Pairs that match, and right rows without a match padded with nulls.
+    Right,
+    /// Pairs that match, and rows of either side without one, padded.
+    Full,
+    /// Left rows that have a match (`IN`, `EXISTS`), each once.
+    LeftSemi,
+    /// Left rows that have no match (`NOT IN`, `NOT EXISTS`).
+    LeftAnti,
+    /// Right rows that have a match.
+    RightSemi,
+    /// Right rows that have no match.
+    RightAnti,
+}
+
+/// The left input.
+pub const LEFT: usize = 0;
+/// The right input.
+pub const RIGHT: usize = 1;
+
+impl JoinKind {
+    /// Whether side `side` ([`LEFT`], [`RIGHT`]) emits its unmatched rows,
+    /// padded with nulls for the other side's columns.
+    pub fn pads(self, side: usize) -> bool {
+        match self {
+            JoinKind::Left => side == LEFT,
+            JoinKind::Right => side == RIGHT,
+            JoinKind::Full => true,
+            _ => false,
+        }
+    }
+
+    /// For semi and anti joins, the side whose rows are the output.
+    pub fn output_side(self) -> Option<usize> {
+        match self {
+            JoinKind::LeftSemi | JoinKind::LeftAnti => Some(LEFT),
+            JoinKind::RightSemi | JoinKind::RightAnti => Some(RIGHT),
+            _ => None,
+        }
+    }
+
+    /// Whether rows are emitted for having no match.
+    pub fn is_anti(self) -> bool {
+        matches!(self, JoinKind::LeftAnti | JoinKind::RightAnti)
+    }
+
+    /// Whether a side's stored rows count their matches on the other side
+    /// (needed to know when a padded row or a semi/anti row changes).
+    pub fn counts_matches(self, side: usize) -> bool {
+        self.pads(side) || self.output_side() == Some(side)
+    }
+
+    /// Whether the join of two insert-only inputs is insert-only: no row it
+    /// emits is ever taken back. Outer and anti joins take back the rows
+    /// they emitted for a missing match when one arrives.
+    pub fn insert_only_over_inserts(self) -> bool {
+        matches!(
+            self,
+            JoinKind::Inner | JoinKind::LeftSemi | JoinKind::RightSemi
+        )
+    }
+
+    /// The name `EXPLAIN` shows (Flink's).
+    pub fn name(self) -> &'static str {
+        match self {
+            JoinKind::Inner => "InnerJoin",
+            JoinKind::Left => "LeftOuterJoin",
+            JoinKind::Right => "RightOuterJoin",
+            JoinKind::Full => "FullOuterJoin",
+            JoinKind::LeftSemi => "LeftSemiJoin",
+            JoinKind::LeftAnti => "LeftAntiJoin",
+            JoinKind::RightSemi => "RightSemiJoin",
+            JoinKind::RightAnti => "RightAntiJoin",
+        }
+    }
+}
+
+pub(crate) fn column_types(schema: &Schema) -> Vec<DataType> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect()
+}
+
+/// What a batch emits, in order: each row refers to a row of the batch
+/// and/or a candidate of the other side (none: nulls).
+#[derive(Default)]
+pub(crate) struct Emitted {
+    pub(crate) this: Vec<Option<u32>>,
+    pub(crate) other: Vec<Option<u32>>,
+    pub(crate) ops: Vec<i8>,
+}
+
+impl Emitted {
+    pub(crate) fn push(
+        &mut self,
+        this: Option<usize>,
+        other: Option<usize>,
+        insert: bool,
+        copies: u64,
+    ) {
+        let kind = if insert {
+            ChangeKind::Insert
+        } else {
+            ChangeKind::Delete
+        } as i8;
+        for _ in 0..copies {
+            self.this.push(this.map(|i| i as u32));
+            self.other.push(other.map(|i| i as u32));
+            self.ops.push(kind);
+        }
+    }
+}
+
+pub(crate) fn decode_entry(mut value: &[u8]) -> Result<(u64, u64)> {
+    let damaged =
+        |_| EngineError::State("a join state entry does not decode (damaged state)".into());
+    let copies = get_varint(&mut value).map_err(damaged)?;
+    let matches = get_varint(&mut value).map_err(damaged)?;
+    Ok((copies, matches))
+}
+
+pub(crate) fn encode_entry(copies: u64, matches: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4);
+    put_varint(&mut v, copies);
+    put_varint(&mut v, matches);
+    v
+}
+
+/// `[key group][varint key length][key]`: a prefix no other key's starts with.
+pub(crate) fn key_prefix(group: u16, key: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(key.len() + 4);
+    p.extend_from_slice(&group.to_be_bytes());
+    put_varint(&mut p, key.len() as u64);
+    p.extend_from_slice(key);
+    p
+}
+
+/// `columns` taken at `indices`; a null index gives a null row. Columns
+/// of no rows (no candidate at all) give nulls of their type.
+pub(crate) fn take_rows(
+    columns: &[ArrayRef],
+    types: &[DataType],
+    indices: &UInt32Array,
+) -> Result<Vec<ArrayRef>> {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match columns.get(i) {
+            Some(c) if !c.is_empty() => Ok(take(c.as_ref(), indices, None)?),
+            _ => Ok(new_null_array(t, indices.len())),
+        })
+        .collect()
+}

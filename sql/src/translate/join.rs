@@ -1,0 +1,172 @@
+//! `Join`: a regular join on the equality keys DataFusion extracted, with
+//! the rest of the condition as a residual filter. Both inputs are
+//! hash-partitioned by their keys (cast to one type, so equal keys hash
+//! alike).
+//!
+//! The output is insert-only for inner and semi joins of insert-only
+//! inputs and a changelog otherwise (outer and anti joins take back the
+//! rows they emitted for a missing match), as Flink decides; a regular
+//! join's output has no time attribute, so no window can follow it.
+
+use std::sync::Arc;
+
+use datafusion::common::{DFSchema, NullEquality};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, Join, JoinType};
+use weir_engine::graph::{Exchange, NodeKind};
+use weir_engine::operators::join::interval::IntervalJoinSpec;
+use weir_engine::operators::join::regular::RegularJoinSpec;
+use weir_engine::operators::join::JoinKind;
+use weir_engine::operators::OperatorFactory;
+
+use super::{arrow_schema, Stream, Translator};
+use crate::error::{Result, SqlError};
+
+fn join_kind(join_type: JoinType) -> Result<JoinKind> {
+    Ok(match join_type {
+        JoinType::Inner => JoinKind::Inner,
+        JoinType::Left => JoinKind::Left,
+        JoinType::Right => JoinKind::Right,
+        JoinType::Full => JoinKind::Full,
+        JoinType::LeftSemi => JoinKind::LeftSemi,
+        JoinType::LeftAnti => JoinKind::LeftAnti,
+        JoinType::RightSemi => JoinKind::RightSemi,
+        JoinType::RightAnti => JoinKind::RightAnti,
+        JoinType::LeftMark | JoinType::RightMark => {
+            return Err(SqlError::Unsupported(
+                "EXISTS or IN subqueries under OR (a mark join); write them as separate queries combined with UNION ALL".into(),
+            ))
+        }
+    })
+}
+
+impl Translator<'_> {
+    /// Translates a `Join` plan node.
+    pub(crate) fn join(&mut self, join: &Join) -> Result<Stream> {
+        let kind = join_kind(join.join_type)?;
+        if join.null_aware {
+            return Err(SqlError::Unsupported(
+                "NOT IN over a subquery whose column may be NULL (its three-valued logic); \
+                 write NOT EXISTS, or filter the NULLs out of the subquery"
+                    .into(),
+            ));
+        }
+        if join.on.is_empty() {
+            return Err(SqlError::Unsupported(
+                "a join without an equality condition between its inputs (a cross or theta join): \
+                 a streaming join needs at least one `left.column = right.column` to partition by"
+                    .into(),
+            ));
+        }
+        let left = self.plan(&join.left)?;
+        let right = self.plan(&join.right)?;
+        let mut keys = [Vec::new(), Vec::new()];
+        let mut condition = Vec::new();
+        for (l, r) in &join.on {
+            let lt = l.get_type(&left.schema)?;
+            let rt = r.get_type(&right.schema)?;
+            let common = if lt == rt {
+                lt.clone()
+            } else {
+                datafusion::logical_expr::type_coercion::binary::comparison_coercion(&lt, &rt)
+                    .ok_or_else(|| {
+                        SqlError::Plan(format!(
+                            "join keys {l} ({lt}) and {r} ({rt}) cannot be compared"
+                        ))
+                    })?
+            };
+            let cast = |e: &Expr, t: &datafusion::arrow::datatypes::DataType| {
+                if *t == common {
+                    e.clone()
+                } else {
+                    Expr::Cast(Cast::new(Box::new(e.clone()), common.clone()))
+                }
+            };
+            keys[0].push(self.physical(&cast(l, &lt), &left.schema)?);
+            keys[1].push(self.physical(&cast(r, &rt), &right.schema)?);
+            condition.push(format!("{l} = {r}"));
+        }
+        let pair_schema: DFSchema = left.schema.join(&right.schema)?;
+        let filter = join
+            .filter
+            .as_ref()
+            .map(|f| self.physical(f, &pair_schema))
+            .transpose()?;
+        let schema = join.schema.clone();
+        let outer_or_inner = matches!(
+            kind,
+            JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
+        );
+        let interval = match &join.filter {
+            Some(f) if outer_or_inner && !left.updating && !right.updating => {
+                self.interval_bounds(f, &join.left, &join.right, &left.schema, &right.schema)
+            }
+            _ => None,
+        };
+        if let Some(bounds) = interval {
+            let spec = IntervalJoinSpec {
+                kind,
+                keys: keys.clone(),
+                nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
+                times: [bounds.left, bounds.right],
+                bounds: (bounds.lower, bounds.upper),
+                domain: bounds.domain,
+                filter,
+                inputs: [
+                    arrow_schema(&left.schema, false),
+                    arrow_schema(&right.schema, false),
+                ],
+                output_schema: arrow_schema(&schema, false),
+                condition: condition.join(" AND "),
+                residual: join.filter.as_ref().map(|f| f.to_string()),
+            };
+            return Ok(self.add_join(Arc::new(spec), &left, &right, keys, schema, false));
+        }
+        let updating = left.updating || right.updating || !kind.insert_only_over_inserts();
+        let spec = RegularJoinSpec {
+            kind,
+            keys: keys.clone(),
+            nulls_equal: join.null_equality == NullEquality::NullEqualsNull,
+            filter,
+            inputs: [
+                arrow_schema(&left.schema, false),
+                arrow_schema(&right.schema, false),
+            ],
+            output_schema: arrow_schema(&schema, updating),
+            updating,
+            ttl: [self.state_ttl, self.state_ttl],
+            condition: condition.join(" AND "),
+            residual: join.filter.as_ref().map(|f| f.to_string()),
+        };
+        Ok(self.add_join(Arc::new(spec), &left, &right, keys, schema, updating))
+    }
+
+    /// Adds a join node reading both inputs hash-partitioned by their keys.
+    fn add_join(
+        &mut self,
+        spec: Arc<dyn OperatorFactory>,
+        left: &Stream,
+        right: &Stream,
+        keys: [Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>; 2],
+        schema: datafusion::common::DFSchemaRef,
+        updating: bool,
+    ) -> Stream {
+        let [left_keys, right_keys] = keys;
+        let node = self.graph.add(
+            NodeKind::Operator(spec),
+            self.parallelism,
+            vec![
+                (left.node, Exchange::Hash(left_keys)),
+                (right.node, Exchange::Hash(right_keys)),
+            ],
+            arrow_schema(&schema, updating),
+            updating,
+        );
+        Stream {
+            node,
+            schema,
+            updating,
+            window: None,
+            parallelism: self.parallelism,
+        }
+    }
+}

@@ -554,3 +554,94 @@ async fn stop_with_drain_fires_the_open_windows_first() {
     );
     assert_ne!(union(before.clone(), after.clone()), expected);
 }
+
+/// Join state in savepoints: a regular join (bids with their auction) and
+/// an interval join (bids within two seconds of their auction's creation),
+/// each stopped part-way and restored at another parallelism into the
+/// other backend (both directions); together the runs commit exactly an
+/// uninterrupted run's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_state_restores_at_another_parallelism_and_backend() {
+    const JOINS: [(&str, &str); 2] = [
+        (
+            "regular",
+            "INSERT INTO joined SELECT B.auction, B.price, A.category FROM bid AS B \
+             JOIN auction AS A ON B.auction = A.id WHERE MOD(A.category, 2) = 0",
+        ),
+        (
+            "interval",
+            "INSERT INTO joined SELECT B.auction, B.price, A.category FROM bid AS B \
+             JOIN auction AS A ON B.auction = A.id \
+             AND B.dateTime BETWEEN A.dateTime AND A.dateTime + INTERVAL '2' SECOND",
+        ),
+    ];
+    async fn job(out: &Path, settings: &[(&str, String)]) -> StreamContext {
+        let mut ctx = context(&out.with_extension("unused"), settings).await;
+        ctx.sql(&format!(
+            "CREATE TABLE joined (auction BIGINT, price BIGINT, category BIGINT) \
+             WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+            out.display()
+        ))
+        .await
+        .unwrap();
+        ctx
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sp = dir.path().join("savepoints");
+    for (kind, query) in JOINS {
+        let reference = dir.path().join(format!("{kind}-reference"));
+        job(&reference, &[])
+            .await
+            .insert(query)
+            .await
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        let expected = committed_rows(&reference);
+        assert!(expected.len() > 100, "{kind}: {} rows", expected.len());
+        for (name, (p1, b1), (p2, b2)) in [
+            ("p1-hashmap-to-p2-rocksdb", (1, "hashmap"), (2, "rocksdb")),
+            ("p2-rocksdb-to-p1-hashmap", (2, "rocksdb"), (1, "hashmap")),
+        ] {
+            let before_out = dir.path().join(format!("{kind}-{name}-before"));
+            let running = job(&before_out, &settings(p1, b1, &sp))
+                .await
+                .insert(query)
+                .await
+                .unwrap();
+            wait_for_input(&running, EVENTS / 3).await;
+            let path = running.stop_with_savepoint(None, false).await.unwrap();
+            let before = committed_rows(&before_out);
+            let after_out = dir.path().join(format!("{kind}-{name}-after"));
+            let mut s = settings(p2, b2, &sp);
+            s.push(("execution.savepoint.path", path.clone()));
+            let mut ctx = job(&after_out, &s).await;
+            let explained = ctx
+                .sql(&format!("EXPLAIN RESTORE FROM '{path}' {query}"))
+                .await
+                .unwrap();
+            let weir::StatementResult::Text(text) = &explained[0] else {
+                panic!("EXPLAIN RESTORE shows text")
+            };
+            assert!(
+                text.contains("Join")
+                    && text.contains("RESTORED")
+                    && text.contains("can be restored"),
+                "{kind}: EXPLAIN RESTORE knows the join's state: {text}"
+            );
+            ctx.insert(query).await.unwrap().wait().await.unwrap();
+            let after = committed_rows(&after_out);
+            assert!(
+                before.len() < expected.len() && !after.is_empty(),
+                "{kind} {name}: stopped part-way ({} rows before)",
+                before.len()
+            );
+            assert_same(
+                &union(before, after),
+                &expected,
+                &format!("{kind} {name}: stop + restore equals an uninterrupted run"),
+            );
+        }
+    }
+}

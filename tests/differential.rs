@@ -556,3 +556,46 @@ async fn interval_joins_match_batch_query() {
         }
     }
 }
+
+/// Window joins: two tumbling-window views of `t` joined on their windows
+/// and key (inner, outer, semi, anti), against the batch join of the same
+/// windows computed with `date_bin`. The state is freed as windows pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_joins_match_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 1500);
+    let win = "SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND))";
+    let bin = "SELECT k, v, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00') AS window_start, \
+               date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '2 seconds' AS window_end FROM t";
+    let shapes = [
+        "SELECT a.k, a.v, b.v, a.window_start FROM ({w}) a JOIN ({w}) b \
+           ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v < b.v",
+        "SELECT a.k, a.v, b.v, a.window_end FROM ({w}) a LEFT JOIN ({w}) b \
+           ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND b.v > a.v + 700",
+        "SELECT a.v, b.k, b.v, b.window_start FROM ({w}) a FULL JOIN ({w}) b \
+           ON a.k = b.k AND a.window_start = b.window_start AND a.window_end = b.window_end AND a.v + b.v < 200",
+        "SELECT a.k, a.v, a.window_start FROM ({w}) a WHERE EXISTS (SELECT 1 FROM ({w}) b \
+           WHERE b.k = a.k AND b.window_start = a.window_start AND b.window_end = a.window_end AND b.v > 900)",
+        "SELECT a.k, a.v, a.window_start FROM ({w}) a WHERE NOT EXISTS (SELECT 1 FROM ({w}) b \
+           WHERE b.k = a.k AND b.window_start = a.window_start AND b.window_end = a.window_end AND b.v > 900)",
+    ];
+    for shape in shapes {
+        let query = shape.replace("{w}", win);
+        let expected = batch_answer(&csv, &shape.replace("{w}", bin)).await;
+        assert!(expected.len() > 100, "{query}: {} rows", expected.len());
+        for settings in state_variants(dir.path()).into_iter().step_by(2) {
+            for (parallelism, batch_size) in [(1, 100), (2, 7)] {
+                let (rows, updating, state) =
+                    stream_rows(&csv, parallelism, batch_size, &settings, &query).await;
+                assert!(!updating, "{query}: a window join is insert-only");
+                assert_eq!(
+                    sorted(rows_of(&rows, false)),
+                    expected,
+                    "{query}: parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+                assert_eq!(state.entries, 0, "{query}: state left at the end");
+            }
+        }
+    }
+}

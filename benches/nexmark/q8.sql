@@ -1,8 +1,7 @@
 -- Query 8: monitor new users. Select people who have entered the system
--- and created auctions in the last period. Flink plans this as a window
--- join; Weir runs it as a regular inner join of the two window aggregates
--- (insert-only, same result), whose state is not yet freed when the
--- windows pass.
+-- and created auctions in the last period. A window join of two window
+-- aggregates (both keep their window columns): a window's rows leave the
+-- join state when the watermark passes its end.
 CREATE TABLE nexmark_q8 (
     id  BIGINT,
     name  VARCHAR,

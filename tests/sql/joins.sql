@@ -56,3 +56,14 @@ CREATE VIEW paid AS SELECT o.id, p.paid, p.pay_ts FROM timed_orders o JOIN payme
   ON o.id = p.order_id AND p.pay_ts BETWEEN o.ts AND o.ts + INTERVAL '1' MINUTE;
 SELECT window_start, COUNT(*) AS n, SUM(paid) AS total
 FROM TABLE(TUMBLE(TABLE paid, DESCRIPTOR(pay_ts), INTERVAL '1' MINUTE)) GROUP BY window_start, window_end;
+
+-- Window joins: both sides windowed alike and joined on their windows; a
+-- window's rows leave the state when it passes, unmatched outer and anti rows are emitted then.
+CREATE VIEW order_windows AS SELECT * FROM TABLE(TUMBLE(TABLE timed_orders, DESCRIPTOR(ts), INTERVAL '5' SECOND));
+CREATE VIEW payment_windows AS SELECT * FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(pay_ts), INTERVAL '5' SECOND));
+SELECT o.id, o.window_start, p.paid FROM order_windows o LEFT JOIN payment_windows p
+  ON o.id = p.order_id AND o.window_start = p.window_start AND o.window_end = p.window_end;
+SELECT o.id, o.window_start FROM order_windows o WHERE NOT EXISTS (
+  SELECT 1 FROM payment_windows p WHERE p.order_id = o.id AND p.window_start = o.window_start AND p.window_end = o.window_end);
+EXPLAIN SELECT o.id, p.paid FROM order_windows o JOIN payment_windows p
+  ON o.id = p.order_id AND o.window_start = p.window_start AND o.window_end = p.window_end;

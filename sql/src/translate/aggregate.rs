@@ -16,7 +16,7 @@ use weir_engine::operators::updating_aggregate::UpdatingAggregateSpec;
 use weir_engine::operators::window_aggregate::WindowAggregateSpec;
 use weir_engine::operators::TimeDomain;
 
-use super::{arrow_schema, Stream, Translator};
+use super::{arrow_schema, Stream, Translator, WindowColumns};
 use crate::error::{Result, SqlError};
 
 impl Translator<'_> {
@@ -127,6 +127,15 @@ impl Translator<'_> {
                     other_keys
                 };
                 let par = self.parallelism;
+                // The output keeps the window columns it groups by (keys
+                // come first), so a window join or another window
+                // aggregate can follow, as in Flink.
+                let output_window = window_start.map(|start| WindowColumns {
+                    start,
+                    end: end_key,
+                    time: None,
+                    domain: window.map_or(TimeDomain::EventTime, |w| w.domain),
+                });
                 Ok(self.add_operator(
                     Arc::new(spec),
                     &input,
@@ -134,7 +143,7 @@ impl Translator<'_> {
                     par,
                     agg.schema.clone(),
                     false,
-                    None,
+                    output_window,
                 ))
             }
             None => {

@@ -18,6 +18,7 @@ use weir_engine::operators::join::regular::RegularJoinSpec;
 use weir_engine::operators::join::JoinKind;
 use weir_engine::operators::OperatorFactory;
 
+use super::interval::IntervalBounds;
 use super::{arrow_schema, Stream, Translator};
 use crate::error::{Result, SqlError};
 
@@ -37,6 +38,35 @@ fn join_kind(join_type: JoinType) -> Result<JoinKind> {
             ))
         }
     })
+}
+
+/// A window join: both inputs carry the window columns of windows of the
+/// same time (a window table function, or a window aggregate grouped by
+/// them) and the condition equates their `window_end`s. It runs as an
+/// interval join on `window_end` with both bounds 0: a window's rows meet
+/// as they arrive and leave the state (outer and anti rows without a match
+/// are emitted) when the watermark passes the window's end.
+fn window_join(join: &Join, left: &Stream, right: &Stream) -> Option<IntervalBounds> {
+    let (lw, rw) = (left.window?, right.window?);
+    if lw.domain != rw.domain || left.updating || right.updating {
+        return None;
+    }
+    let column = |e: &Expr, schema: &DFSchema| match e {
+        Expr::Column(c) => schema.index_of_column(c).ok(),
+        _ => None,
+    };
+    join.on
+        .iter()
+        .any(|(l, r)| {
+            column(l, &left.schema) == Some(lw.end) && column(r, &right.schema) == Some(rw.end)
+        })
+        .then_some(IntervalBounds {
+            left: lw.end,
+            right: rw.end,
+            lower: 0,
+            upper: 0,
+            domain: lw.domain,
+        })
 }
 
 impl Translator<'_> {
@@ -96,7 +126,9 @@ impl Translator<'_> {
             kind,
             JoinKind::Inner | JoinKind::Left | JoinKind::Right | JoinKind::Full
         );
+        let window = window_join(join, &left, &right);
         let interval = match &join.filter {
+            _ if window.is_some() => window,
             Some(f) if outer_or_inner && !left.updating && !right.updating => {
                 self.interval_bounds(f, &join.left, &join.right, &left.schema, &right.schema)
             }
@@ -118,6 +150,7 @@ impl Translator<'_> {
                 output_schema: arrow_schema(&schema, false),
                 condition: condition.join(" AND "),
                 residual: join.filter.as_ref().map(|f| f.to_string()),
+                window: window.is_some(),
             };
             return Ok(self.add_join(Arc::new(spec), &left, &right, keys, schema, false));
         }

@@ -46,7 +46,7 @@ use crate::operators::{
 /// Planner output for an interval join.
 #[derive(Clone)]
 pub struct IntervalJoinSpec {
-    /// Inner, left, right or full.
+    /// Inner, left, right or full; semi and anti too for window joins.
     pub kind: JoinKind,
     /// The join key of each side, over that side's rows (same types).
     pub keys: [Vec<Arc<dyn PhysicalExpr>>; 2],
@@ -69,6 +69,9 @@ pub struct IntervalJoinSpec {
     pub condition: String,
     /// The non-equality condition, for `EXPLAIN`.
     pub residual: Option<String>,
+    /// Whether this is a window join (the times are both sides'
+    /// `window_end`, the bounds 0), for `EXPLAIN` and the uid.
+    pub window: bool,
 }
 
 const STATE_NAMES: [&str; 2] = ["interval-join-left", "interval-join-right"];
@@ -148,6 +151,15 @@ impl OperatorFactory for IntervalJoinSpec {
             TimeDomain::EventTime => "event time",
             TimeDomain::ProcessingTime => "processing time",
         };
+        if self.window {
+            return format!(
+                "WindowJoin(joinType=[{}], on=[{}]{residual}, window=[{domain}: {} = {}])",
+                self.kind.name(),
+                self.condition,
+                time(LEFT),
+                time(RIGHT),
+            );
+        }
         format!(
             "IntervalJoin(joinType=[{}], on=[{}]{residual}, time=[{domain}: {} - {} between {} ms and {} ms])",
             self.kind.name(),
@@ -160,7 +172,11 @@ impl OperatorFactory for IntervalJoinSpec {
     }
 
     fn kind(&self) -> &'static str {
-        "IntervalJoin"
+        if self.window {
+            "WindowJoin"
+        } else {
+            "IntervalJoin"
+        }
     }
 
     fn states(&self, _settings: &StateSettings) -> Vec<StateDescriptor> {
@@ -253,10 +269,11 @@ impl IntervalJoinOperator {
             &column_types(&self.spec.inputs[other]),
             &other_at,
         )?;
-        let columns = if this == LEFT {
-            [this_cols, other_cols].concat()
-        } else {
-            [other_cols, this_cols].concat()
+        let columns = match self.spec.kind.output_side() {
+            None if this == LEFT => [this_cols, other_cols].concat(),
+            None => [other_cols, this_cols].concat(),
+            Some(side) if side == this => this_cols,
+            Some(_) => other_cols,
         };
         ctx.emit(RecordBatch::try_new_with_options(
             self.spec.output_schema.clone(),
@@ -422,10 +439,24 @@ impl Operator for IntervalJoinOperator {
             if !passes {
                 continue;
             }
-            let cand = &mut candidates[*c as usize];
-            out.push(Some(*i as usize), Some(*c as usize), true, cand.copies);
-            matches_of_row[*i as usize] += cand.copies;
-            if kind.pads(other) {
+            let (i, c) = (*i as usize, *c as usize);
+            let cand = &mut candidates[c];
+            match kind.output_side() {
+                None => out.push(Some(i), Some(c), true, cand.copies),
+                // A semi join emits its row at the first match.
+                Some(side) if side == this => {
+                    if !kind.is_anti() && matches_of_row[i] == 0 {
+                        out.push(Some(i), None, true, 1);
+                    }
+                }
+                Some(_) => {
+                    if !kind.is_anti() && cand.matches == 0 {
+                        out.push(None, Some(c), true, cand.copies);
+                    }
+                }
+            }
+            matches_of_row[i] += cand.copies;
+            if kind.counts_matches(other) {
                 cand.matches += 1;
                 cand.changed = true;
             }
@@ -435,7 +466,7 @@ impl Operator for IntervalJoinOperator {
             if !alive {
                 // Late (or matching nothing ever): not kept; an outer row
                 // without a match is final now.
-                if kind.pads(this) && matches_of_row[i] == 0 {
+                if kind.emits_unmatched(this) && matches_of_row[i] == 0 {
                     out.push(Some(i), None, true, 1);
                 }
                 continue;
@@ -445,7 +476,9 @@ impl Operator for IntervalJoinOperator {
             let address = [prefix.as_slice(), &time_bytes(t), row_rows.row(i)].concat();
             let entry = own.entry(address).or_insert((0, 0));
             entry.0 += 1;
-            entry.1 += matches_of_row[i];
+            if kind.counts_matches(this) {
+                entry.1 += matches_of_row[i];
+            }
             ctx.timers().register(
                 self.spec.domain,
                 Timer {
@@ -531,7 +564,7 @@ impl Operator for IntervalJoinOperator {
         let mut changes: Vec<weir_state::Change> = Vec::with_capacity(found.len());
         for (address, value) in found {
             let (copies, matches) = decode_entry(&value)?;
-            if self.spec.kind.pads(side) && matches == 0 {
+            if self.spec.kind.emits_unmatched(side) && matches == 0 {
                 padded.push((address.clone(), copies));
             }
             changes.push((address, None));

@@ -79,6 +79,13 @@ impl JoinKind {
         self.pads(side) || self.output_side() == Some(side)
     }
 
+    /// Whether a row of `side` that never found a match is emitted in the
+    /// end (when it can no longer find one): padded with nulls by an outer
+    /// join, as it is by an anti join whose output side it is.
+    pub fn emits_unmatched(self, side: usize) -> bool {
+        self.pads(side) || (self.is_anti() && self.output_side() == Some(side))
+    }
+
     /// Whether the join of two insert-only inputs is insert-only: no row it
     /// emits is ever taken back. Outer and anti joins take back the rows
     /// they emitted for a missing match when one arrives.

@@ -599,3 +599,77 @@ async fn window_joins_match_batch_query() {
         }
     }
 }
+
+/// Aggregates over changelogs: a `GROUP BY` over an outer join (its padded
+/// rows are taken back as matches arrive) and over another updating
+/// aggregate (groups move between buckets, and emptied buckets are
+/// deleted), against the batch query, after applying the changelog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_over_changelogs_match_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    let other = dir.path().join("other.csv");
+    write_events(&csv, 1500);
+    write_other_side(&other, 300);
+    let queries = [
+        "SELECT t.k, COUNT(*), COUNT(u.w), SUM(u.w), MIN(u.w), MAX(u.w), COUNT(DISTINCT u.w % 10) \
+         FROM t LEFT JOIN u ON t.k = u.k AND u.w % 3 = 0 AND t.v < 500 GROUP BY t.k",
+        "SELECT u.k % 4, COUNT(*), SUM(t.v), MAX(t.v), MIN(t.v), AVG(CAST(t.v AS DOUBLE)) \
+         FROM t FULL JOIN u ON t.k = u.k AND t.v < u.w GROUP BY u.k % 4",
+        "SELECT c, COUNT(*), SUM(s), MAX(s) FROM (SELECT k, COUNT(*) AS c, SUM(v) AS s FROM t GROUP BY k, v % 3) AS g GROUP BY c",
+    ];
+    let batch = SessionContext::new();
+    for (name, path, schema) in [
+        (
+            "t",
+            &csv,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("v", DataType::Int64, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            ]),
+        ),
+        (
+            "u",
+            &other,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("w", DataType::Int64, true),
+            ]),
+        ),
+    ] {
+        batch
+            .register_csv(
+                name,
+                path.to_str().unwrap(),
+                CsvReadOptions::new().has_header(false).schema(&schema),
+            )
+            .await
+            .unwrap();
+    }
+    for query in queries {
+        let batches = batch.sql(query).await.unwrap().collect().await.unwrap();
+        let expected = sorted(rows_of(&batches, false));
+        assert!(expected.len() > 3, "{query}: {} rows", expected.len());
+        for settings in state_variants(dir.path()) {
+            for (parallelism, batch_size) in [(1, 100), (2, 7)] {
+                let mut ctx = events_context(&csv, parallelism, batch_size, &settings).await;
+                ctx.sql(&format!(
+                    "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+                    other.display()
+                ))
+                .await
+                .unwrap();
+                let result = ctx.query(query).await.unwrap();
+                let updating = result.updating;
+                let rows = result.collect().await.unwrap();
+                assert!(updating);
+                assert_eq!(
+                    apply_changelog(&rows, updating),
+                    expected,
+                    "{query}: parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+            }
+        }
+    }
+}

@@ -67,3 +67,7 @@ SELECT o.id, o.window_start FROM order_windows o WHERE NOT EXISTS (
   SELECT 1 FROM payment_windows p WHERE p.order_id = o.id AND p.window_start = o.window_start AND p.window_end = o.window_end);
 EXPLAIN SELECT o.id, p.paid FROM order_windows o JOIN payment_windows p
   ON o.id = p.order_id AND o.window_start = p.window_start AND o.window_end = p.window_end;
+
+-- An aggregate over an outer join: the padded rows it counts are taken back as matches arrive.
+SELECT c.city, COUNT(*) AS orders, COUNT(o.id) AS matched, SUM(o.amount) AS total, MAX(o.amount) AS top
+FROM customers c LEFT JOIN orders o ON o.customer = c.name GROUP BY c.city;

@@ -25,6 +25,39 @@ pub struct AggregateCall {
     pub function: Arc<AggregateFunctionExpr>,
     /// Rows for which this is not true are not aggregated.
     pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Over a changelog: the accumulator that takes rows back (`None`:
+    /// the function's own).
+    pub retract: Option<crate::operators::retract::Retraction>,
+}
+
+impl AggregateCall {
+    /// A call with the function's own accumulator.
+    pub fn new(
+        function: Arc<AggregateFunctionExpr>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Self {
+        Self {
+            function,
+            filter,
+            retract: None,
+        }
+    }
+
+    /// The fields of the accumulator's state, as stored.
+    pub fn state_fields(&self) -> Result<Vec<datafusion::arrow::datatypes::FieldRef>> {
+        match &self.retract {
+            Some(r) => Ok(r.state_fields()),
+            None => Ok(self.function.state_fields()?),
+        }
+    }
+
+    /// A fresh row accumulator.
+    pub fn create_accumulator(&self) -> Result<Box<dyn datafusion::logical_expr::Accumulator>> {
+        match &self.retract {
+            Some(r) => r.create(),
+            None => Ok(self.function.create_accumulator()?),
+        }
+    }
 }
 
 /// Grouping keys and aggregate calls of an aggregation.
@@ -115,7 +148,6 @@ impl AggregateSpec {
             .iter()
             .map(|a| {
                 let state = a
-                    .function
                     .state_fields()
                     .map(|fs| {
                         fs.iter()
@@ -150,6 +182,8 @@ impl AggregateSpec {
         let aggs: Vec<String> = self
             .aggregates
             .iter()
+            // The hidden row count of an aggregate over a changelog.
+            .filter(|a| a.retract.is_none() || a.function.name() != "__weir_rows")
             .map(|a| {
                 let mut s = a.function.name().to_string();
                 if let Some(f) = &a.filter {

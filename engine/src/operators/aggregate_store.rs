@@ -68,7 +68,7 @@ impl AggregateStore {
         let mut state_types = Vec::new();
         let mut widths = Vec::new();
         for call in &spec.aggregates {
-            let fields = call.function.state_fields()?;
+            let fields = call.state_fields()?;
             widths.push(fields.len());
             state_types.extend(fields.iter().map(|f| f.data_type().clone()));
         }

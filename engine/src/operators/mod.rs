@@ -21,6 +21,7 @@ pub mod calc;
 pub mod join;
 pub mod keyed_process;
 pub mod narrow;
+pub mod retract;
 pub mod row_codec;
 pub mod timers;
 pub mod union;

@@ -50,6 +50,18 @@ pub struct UpdatingAggregateSpec {
     pub aggregate: AggregateSpec,
     /// The keys the input was hash-partitioned by (indexes into the keys).
     pub partition_keys: Vec<usize>,
+    /// Whether the input is a changelog: its `-U`/`-D` rows are taken back
+    /// (every call has a retractable accumulator), and the last call is a
+    /// hidden count of each group's rows, which deletes (`-D`) a group
+    /// whose rows are all gone.
+    pub changelog_input: bool,
+}
+
+impl UpdatingAggregateSpec {
+    /// The calls whose results are output (all but the hidden row count).
+    fn visible(&self) -> usize {
+        self.aggregate.aggregates.len() - usize::from(self.changelog_input)
+    }
 }
 
 impl OperatorFactory for UpdatingAggregateSpec {
@@ -68,7 +80,7 @@ impl OperatorFactory for UpdatingAggregateSpec {
             .fields()
             .iter()
             .skip(self.aggregate.group_schema.fields().len())
-            .take(self.aggregate.aggregates.len())
+            .take(self.visible())
             .map(|f| f.data_type().clone())
             .collect();
         Ok(Box::new(UpdatingAggregateOperator {
@@ -127,6 +139,19 @@ struct Group {
     dirty: bool,
 }
 
+impl Group {
+    /// An empty group, while the real one is borrowed elsewhere.
+    fn placeholder() -> Self {
+        Group {
+            address: Vec::new(),
+            accumulators: Vec::new(),
+            emitted: None,
+            stamp: 0,
+            dirty: false,
+        }
+    }
+}
+
 /// Runs an [`UpdatingAggregateSpec`].
 pub struct UpdatingAggregateOperator {
     spec: UpdatingAggregateSpec,
@@ -176,13 +201,27 @@ fn to_array(
 
 impl UpdatingAggregateOperator {
     fn fresh_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        Ok(self
-            .spec
+        self.spec
             .aggregate
             .aggregates
             .iter()
-            .map(|a| a.function.create_accumulator())
-            .collect::<datafusion::error::Result<_>>()?)
+            .map(|a| a.create_accumulator())
+            .collect()
+    }
+
+    /// How many live rows a group has (over a changelog; otherwise at
+    /// least one).
+    fn live_rows(&self, group: &mut Group) -> Result<i64> {
+        if !self.spec.changelog_input {
+            return Ok(1);
+        }
+        match group.accumulators.last_mut().map(|a| a.evaluate()) {
+            Some(Ok(ScalarValue::Int64(Some(n)))) => Ok(n),
+            Some(Err(e)) => Err(e.into()),
+            _ => Err(EngineError::Internal(
+                "a changelog aggregate without its row count".into(),
+            )),
+        }
     }
 
     /// Makes sure every address has a cached group, loading the missing
@@ -280,8 +319,26 @@ impl UpdatingAggregateOperator {
     /// Writes the changed groups to the backend and empties the cache; with
     /// TTL, also sweeps some stored entries for expired ones.
     fn flush(&mut self) -> Result<()> {
-        let dirty: Vec<Group> = self.groups.drain(..).filter(|g| g.dirty).collect();
+        let mut dirty: Vec<Group> = self.groups.drain(..).filter(|g| g.dirty).collect();
         self.index.clear();
+        // Groups whose rows were all taken back leave the state.
+        let mut gone: Vec<weir_state::Change> = Vec::new();
+        if self.spec.changelog_input {
+            let mut live = Vec::with_capacity(dirty.len());
+            for mut g in dirty {
+                if self.live_rows(&mut g)? > 0 {
+                    live.push(g);
+                } else {
+                    gone.push((g.address, None));
+                }
+            }
+            dirty = live;
+        }
+        if !gone.is_empty() {
+            gone.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            self.store.write(gone)?;
+        }
+        let visible = self.spec.visible();
         if !dirty.is_empty() {
             let n = dirty.len();
             let mut state_values: Vec<Vec<ScalarValue>> =
@@ -302,6 +359,7 @@ impl UpdatingAggregateOperator {
                     None => g
                         .accumulators
                         .iter_mut()
+                        .take(visible)
                         .map(|a| a.evaluate())
                         .collect::<datafusion::error::Result<_>>()?,
                 };
@@ -441,53 +499,112 @@ impl Operator for UpdatingAggregateOperator {
             cursor[g] += 1;
         }
         let all_rows = UInt32Array::from(order.clone());
+        // Over a changelog, `+I`/`+U` rows are added and `-U`/`-D` rows taken
+        // back: one pass each.
+        let adds: Option<Vec<bool>> = if self.spec.changelog_input {
+            let (_, ops) = crate::message::split_changes(&batch);
+            let ops = ops.ok_or_else(|| {
+                EngineError::Internal("a changelog aggregate got rows without change kinds".into())
+            })?;
+            Some(
+                ops.values()
+                    .iter()
+                    .map(|k| {
+                        matches!(
+                            ChangeKind::from_i8(*k),
+                            ChangeKind::Insert | ChangeKind::UpdateAfter
+                        )
+                    })
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let passes: &[bool] = if adds.is_some() {
+            &[true, false]
+        } else {
+            &[true]
+        };
         for a in 0..spec.aggregates.len() {
             let (args, mask) = spec.arguments(a, &batch)?;
-            // With FILTER, keep the rows that pass, still ordered by group:
-            // one index array and one take per argument, not a filter per
-            // group.
-            let (indices, bounds) = match mask {
-                None => (all_rows.clone(), offsets.clone()),
-                Some(mask) => {
-                    let mut kept = Vec::with_capacity(rows);
-                    let mut bounds = Vec::with_capacity(touched + 1);
-                    bounds.push(0);
-                    for g in 0..touched {
-                        for &row in &order[offsets[g]..offsets[g + 1]] {
-                            if mask.is_valid(row as usize) && mask.value(row as usize) {
-                                kept.push(row);
+            for &adding in passes {
+                // Keep the rows of this pass that pass the FILTER, still
+                // ordered by group: one index array and one take per
+                // argument, not a filter per group.
+                let (indices, bounds) = match (&mask, &adds) {
+                    (None, None) => (all_rows.clone(), offsets.clone()),
+                    _ => {
+                        let mut kept = Vec::with_capacity(rows);
+                        let mut bounds = Vec::with_capacity(touched + 1);
+                        bounds.push(0);
+                        for g in 0..touched {
+                            for &row in &order[offsets[g]..offsets[g + 1]] {
+                                let r = row as usize;
+                                let passes_filter =
+                                    mask.as_ref().is_none_or(|m| m.is_valid(r) && m.value(r));
+                                let in_pass = adds.as_ref().is_none_or(|s| s[r] == adding);
+                                if passes_filter && in_pass {
+                                    kept.push(row);
+                                }
                             }
+                            bounds.push(kept.len());
                         }
-                        bounds.push(kept.len());
+                        (UInt32Array::from(kept), bounds)
                     }
-                    (UInt32Array::from(kept), bounds)
-                }
-            };
-            let args: Vec<ArrayRef> = args
-                .iter()
-                .map(|c| take(c, &indices, None))
-                .collect::<std::result::Result<_, _>>()?;
-            for g in 0..touched {
-                let (start, len) = (bounds[g], bounds[g + 1] - bounds[g]);
-                if len == 0 {
+                };
+                if indices.is_empty() {
                     continue;
                 }
-                let slice: Vec<ArrayRef> = args.iter().map(|c| c.slice(start, len)).collect();
-                self.groups[slots[g]].accumulators[a].update_batch(&slice)?;
+                let args: Vec<ArrayRef> = args
+                    .iter()
+                    .map(|c| take(c, &indices, None))
+                    .collect::<std::result::Result<_, _>>()?;
+                for g in 0..touched {
+                    let (start, len) = (bounds[g], bounds[g + 1] - bounds[g]);
+                    if len == 0 {
+                        continue;
+                    }
+                    let slice: Vec<ArrayRef> = args.iter().map(|c| c.slice(start, len)).collect();
+                    let acc = &mut self.groups[slots[g]].accumulators[a];
+                    if adding {
+                        acc.update_batch(&slice)?;
+                    } else {
+                        acc.retract_batch(&slice)?;
+                    }
+                }
             }
         }
 
         // Compare each touched group's result with what it emitted last.
         let mut key_picks: Vec<u32> = Vec::new();
-        let mut out_values: Vec<Vec<ScalarValue>> = vec![Vec::new(); spec.aggregates.len()];
+        let visible = self.spec.visible();
+        let mut out_values: Vec<Vec<ScalarValue>> = vec![Vec::new(); visible];
         let mut ops: Vec<i8> = Vec::new();
         for (g, &slot) in slots.iter().enumerate() {
-            let group = &mut self.groups[slot];
+            let mut group = std::mem::replace(&mut self.groups[slot], Group::placeholder());
+            let live = self.live_rows(&mut group);
+            let group = {
+                self.groups[slot] = group;
+                &mut self.groups[slot]
+            };
+            let live = live?;
             group.stamp = now;
             group.dirty = true;
+            if live <= 0 {
+                // Every row of the group was taken back: it is deleted.
+                if let Some(old) = group.emitted.take() {
+                    key_picks.push(g as u32);
+                    for (col, v) in out_values.iter_mut().zip(&old) {
+                        col.push(v.clone());
+                    }
+                    ops.push(ChangeKind::Delete as i8);
+                }
+                continue;
+            }
             let new: Vec<ScalarValue> = group
                 .accumulators
                 .iter_mut()
+                .take(visible)
                 .map(|acc| acc.evaluate())
                 .collect::<datafusion::error::Result<_>>()?;
             let mut push = |values: &[ScalarValue], kind: ChangeKind| {
@@ -583,13 +700,11 @@ mod tests {
             aggregate: AggregateSpec::new(
                 vec![col("k", &input).unwrap()],
                 vec![Field::new("k", DataType::Int64, false)],
-                vec![AggregateCall {
-                    function: Arc::new(count),
-                    filter: None,
-                }],
+                vec![AggregateCall::new(Arc::new(count), None)],
                 output,
             ),
             partition_keys: vec![0],
+            changelog_input: false,
         };
         let mut backend = BackendConfig::new(kind);
         backend.local_dir = Some(dir.join("local"));

@@ -18,15 +18,13 @@ use weir_engine::operators::TimeDomain;
 
 use super::{arrow_schema, Stream, Translator, WindowColumns};
 use crate::error::{Result, SqlError};
+use datafusion::functions_aggregate::count::count_udaf;
+use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+use weir_engine::operators::retract::Retraction;
 
 impl Translator<'_> {
     pub(super) fn aggregate(&mut self, agg: &Aggregate) -> Result<Stream> {
         let input = self.plan(&agg.input)?;
-        if input.updating {
-            return Err(SqlError::Unsupported(
-                "aggregating an updating stream (an aggregate over the result of a GROUP BY without window)".into(),
-            ));
-        }
         if agg
             .group_expr
             .iter()
@@ -62,7 +60,25 @@ impl Translator<'_> {
             #[allow(deprecated)]
             let (function, filter, _order) =
                 create_aggregate_expr_and_maybe_filter(e, &in_schema, &physical_in, &self.props)?;
-            calls.push(AggregateCall { function, filter });
+            let mut call = AggregateCall::new(function, filter);
+            if input.updating {
+                call.retract = Some(retraction(&call, &physical_in)?);
+            }
+            calls.push(call);
+        }
+        if input.updating {
+            // Each group's live rows: a group whose rows are all taken back
+            // is deleted.
+            let rows = AggregateExprBuilder::new(
+                count_udaf(),
+                vec![datafusion::physical_expr::expressions::lit(1i64)],
+            )
+            .schema(Arc::new(physical_in.clone()))
+            .alias("__weir_rows")
+            .build()?;
+            let mut call = AggregateCall::new(Arc::new(rows), None);
+            call.retract = Some(Retraction::Count);
+            calls.push(call);
         }
         // The group keys that are the input's window columns, by where
         // they come from.
@@ -104,6 +120,11 @@ impl Translator<'_> {
             .iter()
             .map(|i| group_exprs[*i].clone())
             .collect();
+        if input.updating && window_end.is_some() {
+            return Err(SqlError::Unsupported(
+                "a window aggregate over a changelog (window table functions need an insert-only input)".into(),
+            ));
+        }
         match window_end {
             Some(end_key) => {
                 let spec = WindowAggregateSpec {
@@ -161,6 +182,7 @@ impl Translator<'_> {
                         arrow_schema(&agg.schema, true),
                     ),
                     partition_keys: other_key_indexes,
+                    changelog_input: input.updating,
                 };
                 let (exchange, par) = if other_keys.is_empty() {
                     (Exchange::Single, 1)
@@ -179,4 +201,33 @@ impl Translator<'_> {
             }
         }
     }
+}
+
+/// The retractable accumulator of a call over a changelog, or why there is
+/// none.
+fn retraction(
+    call: &AggregateCall,
+    input: &datafusion::arrow::datatypes::Schema,
+) -> Result<Retraction> {
+    let f = &call.function;
+    let argument = f
+        .expressions()
+        .first()
+        .map(|e| e.data_type(input))
+        .transpose()?;
+    let name = f.fun().name().to_ascii_lowercase();
+    Retraction::for_function(
+        &name,
+        f.is_distinct(),
+        argument.as_ref(),
+        f.field().data_type(),
+    )
+    .ok_or_else(|| {
+        SqlError::Unsupported(format!(
+            "{}{} over a changelog (an aggregate over an updating input takes rows back: \
+                 COUNT, SUM, AVG over floating point, MIN, MAX and COUNT(DISTINCT) can)",
+            f.fun().name().to_uppercase(),
+            if f.is_distinct() { "(DISTINCT)" } else { "" }
+        ))
+    })
 }

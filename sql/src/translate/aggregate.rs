@@ -225,7 +225,7 @@ fn retraction(
     .ok_or_else(|| {
         SqlError::Unsupported(format!(
             "{}{} over a changelog (an aggregate over an updating input takes rows back: \
-                 COUNT, SUM, AVG over floating point, MIN, MAX and COUNT(DISTINCT) can)",
+                 COUNT, SUM, AVG, MIN, MAX and COUNT(DISTINCT) can)",
             f.fun().name().to_uppercase(),
             if f.is_distinct() { "(DISTINCT)" } else { "" }
         ))

@@ -445,6 +445,61 @@ fn apply_changelog(batches: &[RecordBatch], updating: bool) -> Vec<Vec<String>> 
         .collect()
 }
 
+/// A batch context with `t` (the events) and `u` (the other side).
+async fn batch_context(csv: &Path, other: &Path) -> SessionContext {
+    let batch = SessionContext::new();
+    for (name, path, schema) in [
+        (
+            "t",
+            csv,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("v", DataType::Int64, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+            ]),
+        ),
+        (
+            "u",
+            other,
+            Schema::new(vec![
+                Field::new("k", DataType::Int32, true),
+                Field::new("w", DataType::Int64, true),
+            ]),
+        ),
+    ] {
+        batch
+            .register_csv(
+                name,
+                path.to_str().unwrap(),
+                CsvReadOptions::new().has_header(false).schema(&schema),
+            )
+            .await
+            .unwrap();
+    }
+    batch
+}
+
+/// A streaming query over `t` and `u`: its rows and whether they are a changelog.
+async fn stream_with_other(
+    csv: &Path,
+    other: &Path,
+    parallelism: usize,
+    batch_size: usize,
+    settings: &[(&str, String)],
+    query: &str,
+) -> (Vec<RecordBatch>, bool) {
+    let mut ctx = events_context(csv, parallelism, batch_size, settings).await;
+    ctx.sql(&format!(
+        "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+        other.display()
+    ))
+    .await
+    .unwrap();
+    let result = ctx.query(query).await.unwrap();
+    let updating = result.updating;
+    (result.collect().await.unwrap(), updating)
+}
+
 /// Every kind of regular join, with a residual condition, against
 /// DataFusion's batch join of the same files: at parallelism 1 and 2, on
 /// both backends, with small and large batches.
@@ -463,51 +518,16 @@ async fn regular_joins_match_batch_query() {
         "SELECT k, v FROM t WHERE k IN (SELECT k FROM u WHERE w > 500)",
         "SELECT k, w FROM u WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.k = u.k AND t.v < u.w)",
     ];
-    let batch = SessionContext::new();
-    for (name, path, schema) in [
-        (
-            "t",
-            &csv,
-            Schema::new(vec![
-                Field::new("k", DataType::Int32, true),
-                Field::new("v", DataType::Int64, true),
-                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-            ]),
-        ),
-        (
-            "u",
-            &other,
-            Schema::new(vec![
-                Field::new("k", DataType::Int32, true),
-                Field::new("w", DataType::Int64, true),
-            ]),
-        ),
-    ] {
-        batch
-            .register_csv(
-                name,
-                path.to_str().unwrap(),
-                CsvReadOptions::new().has_header(false).schema(&schema),
-            )
-            .await
-            .unwrap();
-    }
+    let batch = batch_context(&csv, &other).await;
     for query in queries {
         let batches = batch.sql(query).await.unwrap().collect().await.unwrap();
         let expected = sorted(rows_of(&batches, false));
         assert!(expected.len() > 50, "{query}: {} rows", expected.len());
         for settings in state_variants(dir.path()).into_iter().step_by(2) {
             for (parallelism, batch_size) in [(1, 100), (2, 7), (2, 8192)] {
-                let mut ctx = events_context(&csv, parallelism, batch_size, &settings).await;
-                ctx.sql(&format!(
-                    "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
-                    other.display()
-                ))
-                .await
-                .unwrap();
-                let result = ctx.query(query).await.unwrap();
-                let updating = result.updating;
-                let rows = result.collect().await.unwrap();
+                let (rows, updating) =
+                    stream_with_other(&csv, &other, parallelism, batch_size, &settings, query)
+                        .await;
                 assert_eq!(
                     apply_changelog(&rows, updating),
                     expected,
@@ -618,51 +638,16 @@ async fn aggregates_over_changelogs_match_batch_query() {
          FROM t FULL JOIN u ON t.k = u.k AND t.v < u.w GROUP BY u.k % 4",
         "SELECT c, COUNT(*), SUM(s), MAX(s) FROM (SELECT k, COUNT(*) AS c, SUM(v) AS s FROM t GROUP BY k, v % 3) AS g GROUP BY c",
     ];
-    let batch = SessionContext::new();
-    for (name, path, schema) in [
-        (
-            "t",
-            &csv,
-            Schema::new(vec![
-                Field::new("k", DataType::Int32, true),
-                Field::new("v", DataType::Int64, true),
-                Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
-            ]),
-        ),
-        (
-            "u",
-            &other,
-            Schema::new(vec![
-                Field::new("k", DataType::Int32, true),
-                Field::new("w", DataType::Int64, true),
-            ]),
-        ),
-    ] {
-        batch
-            .register_csv(
-                name,
-                path.to_str().unwrap(),
-                CsvReadOptions::new().has_header(false).schema(&schema),
-            )
-            .await
-            .unwrap();
-    }
+    let batch = batch_context(&csv, &other).await;
     for query in queries {
         let batches = batch.sql(query).await.unwrap().collect().await.unwrap();
         let expected = sorted(rows_of(&batches, false));
         assert!(expected.len() > 3, "{query}: {} rows", expected.len());
         for settings in state_variants(dir.path()) {
             for (parallelism, batch_size) in [(1, 100), (2, 7)] {
-                let mut ctx = events_context(&csv, parallelism, batch_size, &settings).await;
-                ctx.sql(&format!(
-                    "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
-                    other.display()
-                ))
-                .await
-                .unwrap();
-                let result = ctx.query(query).await.unwrap();
-                let updating = result.updating;
-                let rows = result.collect().await.unwrap();
+                let (rows, updating) =
+                    stream_with_other(&csv, &other, parallelism, batch_size, &settings, query)
+                        .await;
                 assert!(updating);
                 assert_eq!(
                     apply_changelog(&rows, updating),

@@ -117,6 +117,20 @@ impl ChangeKind {
     }
 }
 
+/// For each change kind of an op column, whether the row is added (`+I`,
+/// `+U`) rather than taken back (`-U`, `-D`).
+pub fn additions(ops: &Int8Array) -> Vec<bool> {
+    ops.values()
+        .iter()
+        .map(|k| {
+            matches!(
+                ChangeKind::from_i8(*k),
+                ChangeKind::Insert | ChangeKind::UpdateAfter
+            )
+        })
+        .collect()
+}
+
 /// Splits an updating batch into its data columns and its change kinds.
 /// Returns `None` for the kinds when the batch has no op column.
 pub fn split_changes(batch: &RecordBatch) -> (RecordBatch, Option<Int8Array>) {

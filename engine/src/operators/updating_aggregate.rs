@@ -506,17 +506,7 @@ impl Operator for UpdatingAggregateOperator {
             let ops = ops.ok_or_else(|| {
                 EngineError::Internal("a changelog aggregate got rows without change kinds".into())
             })?;
-            Some(
-                ops.values()
-                    .iter()
-                    .map(|k| {
-                        matches!(
-                            ChangeKind::from_i8(*k),
-                            ChangeKind::Insert | ChangeKind::UpdateAfter
-                        )
-                    })
-                    .collect(),
-            )
+            Some(crate::message::additions(&ops))
         } else {
             None
         };

@@ -22,18 +22,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{
-    DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
-};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_state::{Scan, StateDescriptor, StateKind};
 
 use super::{
-    column_types, decode_entry, encode_entry, key_prefix, take_rows, Emitted, JoinKind, LEFT, RIGHT,
+    check_input, column_types, decode_entry, encode_entry, key_columns, key_prefix,
+    left_then_right, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted, JoinKind,
+    Pairs, LEFT, RIGHT,
 };
 use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
@@ -131,12 +130,10 @@ impl OperatorFactory for IntervalJoinSpec {
                 rows: RowCodec::new(&column_types(&self.inputs[s]))?,
             })
         };
-        let mut fields: Vec<_> = self.inputs[LEFT].fields().iter().cloned().collect();
-        fields.extend(self.inputs[RIGHT].fields().iter().cloned());
         Ok(Box::new(IntervalJoinOperator {
             spec: self.clone(),
             sides: [side(LEFT)?, side(RIGHT)?],
-            pair_schema: Arc::new(Schema::new(fields)),
+            pair_schema: pair_schema(&self.inputs),
         }))
     }
 
@@ -191,13 +188,7 @@ impl OperatorFactory for IntervalJoinSpec {
     }
 
     fn state_signature(&self) -> Option<Vec<(String, String)>> {
-        let types = |s: &Schema| {
-            s.fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let types = typed_columns;
         Some(vec![
             ("join type".into(), self.kind.name().into()),
             ("left row".into(), types(&self.inputs[LEFT])),
@@ -270,8 +261,7 @@ impl IntervalJoinOperator {
             &other_at,
         )?;
         let columns = match self.spec.kind.output_side() {
-            None if this == LEFT => [this_cols, other_cols].concat(),
-            None => [other_cols, this_cols].concat(),
+            None => left_then_right(this, this_cols, other_cols),
             Some(side) if side == this => this_cols,
             Some(_) => other_cols,
         };
@@ -295,11 +285,7 @@ impl Operator for IntervalJoinOperator {
         batch: RecordBatch,
         ctx: &mut OperatorContext<'_>,
     ) -> Result<()> {
-        if input > RIGHT {
-            return Err(EngineError::Internal(format!(
-                "a join has two inputs, got a batch on input {input}"
-            )));
-        }
+        check_input(input)?;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -307,15 +293,7 @@ impl Operator for IntervalJoinOperator {
         let (this, other) = (input, 1 - input);
         let kind = self.spec.kind;
         let now = self.now(ctx);
-        let keys = self.spec.keys[this]
-            .iter()
-            .map(|e| Ok(e.evaluate(&batch)?.into_array(n)?))
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let nulls: Vec<NullBuffer> = if self.spec.nulls_equal {
-            Vec::new()
-        } else {
-            keys.iter().filter_map(|k| k.logical_nulls()).collect()
-        };
+        let (keys, nulls) = key_columns(&self.spec.keys[this], &batch, self.spec.nulls_equal)?;
         let times = millis(batch.column(self.spec.times[this]))?;
         let side = &mut self.sides[this];
         let groups = side.state.key_groups(&keys, n)?;
@@ -398,45 +376,25 @@ impl Operator for IntervalJoinOperator {
                 }
             }
         }
-        let pass: Option<BooleanArray> = match &self.spec.filter {
-            Some(filter) if !at_this.is_empty() => {
-                let pairs = at_this.len();
-                let this_cols = take_rows(
-                    batch.columns(),
-                    &column_types(&self.spec.inputs[this]),
-                    &UInt32Array::from(at_this.clone()),
-                )?;
-                let other_cols = take_rows(
-                    &other_columns,
-                    &column_types(&self.spec.inputs[other]),
-                    &UInt32Array::from(at_other.clone()),
-                )?;
-                let columns = if this == LEFT {
-                    [this_cols, other_cols].concat()
-                } else {
-                    [other_cols, this_cols].concat()
-                };
-                let pairs_batch = RecordBatch::try_new_with_options(
-                    self.pair_schema.clone(),
-                    columns,
-                    &RecordBatchOptions::new().with_row_count(Some(pairs)),
-                )?;
-                let value = filter.evaluate(&pairs_batch)?.into_array(pairs)?;
-                Some(value.as_boolean_opt().cloned().ok_or_else(|| {
-                    EngineError::Internal("a join condition that is not boolean".into())
-                })?)
-            }
-            _ => None,
-        };
+        let this_types = column_types(&self.spec.inputs[this]);
+        let other_types = column_types(&self.spec.inputs[other]);
+        let pass = pair_mask(
+            self.spec.filter.as_ref(),
+            &self.pair_schema,
+            Pairs {
+                this,
+                this_rows: (batch.columns(), &this_types),
+                other_rows: (&other_columns, &other_types),
+                at_this: &at_this,
+                at_other: &at_other,
+            },
+        )?;
 
         let mut out = Emitted::default();
         let mut own: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
         let mut matches_of_row = vec![0u64; n];
         for (pair, (i, c)) in at_this.iter().zip(&at_other).enumerate() {
-            let passes = pass
-                .as_ref()
-                .is_none_or(|p| p.is_valid(pair) && p.value(pair));
-            if !passes {
+            if !passes(pass.as_ref(), pair) {
                 continue;
             }
             let (i, c) = (*i as usize, *c as usize);

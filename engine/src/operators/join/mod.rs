@@ -10,9 +10,16 @@
 //! batch layer ([`super::batch_state`]), key group first: it is restored,
 //! rescaled and moved between backends like every keyed state.
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, UInt32Array};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    new_null_array, Array, ArrayRef, AsArray, BooleanArray, UInt32Array,
+};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::physical_expr::PhysicalExpr;
 use weir_state::codec::{get_varint, put_varint};
 
 use crate::error::{EngineError, Result};
@@ -188,4 +195,117 @@ pub(crate) fn take_rows(
             _ => Ok(new_null_array(t, indices.len())),
         })
         .collect()
+}
+
+/// An error unless `input` is one of a join's two inputs.
+pub(crate) fn check_input(input: usize) -> Result<()> {
+    if input > RIGHT {
+        return Err(EngineError::Internal(format!(
+            "a join has two inputs, got a batch on input {input}"
+        )));
+    }
+    Ok(())
+}
+
+/// The join key columns of a batch, and the null masks of its key columns
+/// (empty when NULL keys match each other).
+pub(crate) fn key_columns(
+    keys: &[Arc<dyn PhysicalExpr>],
+    batch: &RecordBatch,
+    nulls_equal: bool,
+) -> Result<(Vec<ArrayRef>, Vec<NullBuffer>)> {
+    let n = batch.num_rows();
+    let columns = keys
+        .iter()
+        .map(|e| Ok(e.evaluate(batch)?.into_array(n)?))
+        .collect::<Result<Vec<ArrayRef>>>()?;
+    let nulls = if nulls_equal {
+        Vec::new()
+    } else {
+        columns.iter().filter_map(|k| k.logical_nulls()).collect()
+    };
+    Ok((columns, nulls))
+}
+
+/// A left row's columns followed by a right row's, from this side's and
+/// the other side's columns.
+pub(crate) fn left_then_right(
+    this: usize,
+    this_cols: Vec<ArrayRef>,
+    other_cols: Vec<ArrayRef>,
+) -> Vec<ArrayRef> {
+    if this == LEFT {
+        [this_cols, other_cols].concat()
+    } else {
+        [other_cols, this_cols].concat()
+    }
+}
+
+/// The pairs a residual condition is evaluated over: rows of this side's
+/// batch and stored rows of the other side, by index.
+pub(crate) struct Pairs<'a> {
+    /// Which side the batch is.
+    pub this: usize,
+    /// The batch's columns and types.
+    pub this_rows: (&'a [ArrayRef], &'a [DataType]),
+    /// The other side's candidate rows, decoded, and their types.
+    pub other_rows: (&'a [ArrayRef], &'a [DataType]),
+    /// Row of the batch, per pair.
+    pub at_this: &'a [u32],
+    /// Candidate, per pair.
+    pub at_other: &'a [u32],
+}
+
+/// Evaluates `filter` over every pair at once; `None` when there is no
+/// filter (every pair passes) or no pair.
+pub(crate) fn pair_mask(
+    filter: Option<&Arc<dyn PhysicalExpr>>,
+    pair_schema: &SchemaRef,
+    pairs: Pairs<'_>,
+) -> Result<Option<BooleanArray>> {
+    let count = pairs.at_this.len();
+    let Some(filter) = filter.filter(|_| count > 0) else {
+        return Ok(None);
+    };
+    let this_cols = take_rows(
+        pairs.this_rows.0,
+        pairs.this_rows.1,
+        &UInt32Array::from(pairs.at_this.to_vec()),
+    )?;
+    let other_cols = take_rows(
+        pairs.other_rows.0,
+        pairs.other_rows.1,
+        &UInt32Array::from(pairs.at_other.to_vec()),
+    )?;
+    let batch = RecordBatch::try_new_with_options(
+        pair_schema.clone(),
+        left_then_right(pairs.this, this_cols, other_cols),
+        &RecordBatchOptions::new().with_row_count(Some(count)),
+    )?;
+    let value = filter.evaluate(&batch)?.into_array(count)?;
+    Ok(Some(value.as_boolean_opt().cloned().ok_or_else(|| {
+        EngineError::Internal("a join condition that is not boolean".into())
+    })?))
+}
+
+/// Whether pair `pair` passes the residual condition.
+pub(crate) fn passes(mask: Option<&BooleanArray>, pair: usize) -> bool {
+    mask.is_none_or(|m| m.is_valid(pair) && m.value(pair))
+}
+
+/// `name type, …` of a schema, for state signatures.
+pub(crate) fn typed_columns(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fields of a left row followed by a right row's.
+pub(crate) fn pair_schema(inputs: &[SchemaRef; 2]) -> SchemaRef {
+    let mut fields: Vec<_> = inputs[LEFT].fields().iter().cloned().collect();
+    fields.extend(inputs[RIGHT].fields().iter().cloned());
+    Arc::new(Schema::new(fields))
 }

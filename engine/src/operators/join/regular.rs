@@ -26,19 +26,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int8Array, UInt32Array};
-use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::array::{Int8Array, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_state::{Scan, StateDescriptor, StateKind, StateTtlConfig};
 
 use super::{
-    column_types, decode_entry, encode_entry, key_prefix, take_rows, Emitted, JoinKind, LEFT, RIGHT,
+    check_input, column_types, decode_entry, encode_entry, key_columns, key_prefix,
+    left_then_right, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted, JoinKind,
+    Pairs, LEFT, RIGHT,
 };
 use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
-use crate::message::{split_changes, ChangeKind};
+use crate::message::split_changes;
 use crate::operators::batch_state::KeyedBatchState;
 use crate::operators::row_codec::RowCodec;
 use crate::operators::{Operator, OperatorContext, OperatorFactory, TaskContext};
@@ -113,12 +114,10 @@ impl OperatorFactory for RegularJoinSpec {
                 rows: RowCodec::new(&column_types(&self.inputs[s]))?,
             })
         };
-        let mut fields: Vec<_> = self.inputs[LEFT].fields().iter().cloned().collect();
-        fields.extend(self.inputs[RIGHT].fields().iter().cloned());
         Ok(Box::new(RegularJoinOperator {
             spec: self.clone(),
             sides: [side(LEFT)?, side(RIGHT)?],
-            pair_schema: Arc::new(Schema::new(fields)),
+            pair_schema: pair_schema(&self.inputs),
         }))
     }
 
@@ -157,13 +156,7 @@ impl OperatorFactory for RegularJoinSpec {
     }
 
     fn state_signature(&self) -> Option<Vec<(String, String)>> {
-        let types = |s: &Schema| {
-            s.fields()
-                .iter()
-                .map(|f| format!("{} {}", f.name(), f.data_type()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let types = typed_columns;
         let keys = self
             .key_types(LEFT)
             .map(|t| {
@@ -277,11 +270,7 @@ impl Operator for RegularJoinOperator {
         batch: RecordBatch,
         ctx: &mut OperatorContext<'_>,
     ) -> Result<()> {
-        if input > RIGHT {
-            return Err(EngineError::Internal(format!(
-                "a join has two inputs, got a batch on input {input}"
-            )));
-        }
+        check_input(input)?;
         let n = batch.num_rows();
         if n == 0 {
             return Ok(());
@@ -290,27 +279,10 @@ impl Operator for RegularJoinOperator {
         let kind = self.spec.kind;
         let (rows, ops) = split_changes(&batch);
         let accumulate: Vec<bool> = match &ops {
-            Some(ops) => ops
-                .values()
-                .iter()
-                .map(|k| {
-                    matches!(
-                        ChangeKind::from_i8(*k),
-                        ChangeKind::Insert | ChangeKind::UpdateAfter
-                    )
-                })
-                .collect(),
+            Some(ops) => crate::message::additions(ops),
             None => vec![true; n],
         };
-        let keys = self.spec.keys[this]
-            .iter()
-            .map(|e| Ok(e.evaluate(&rows)?.into_array(n)?))
-            .collect::<Result<Vec<ArrayRef>>>()?;
-        let nulls: Vec<NullBuffer> = if self.spec.nulls_equal {
-            Vec::new()
-        } else {
-            keys.iter().filter_map(|k| k.logical_nulls()).collect()
-        };
+        let (keys, nulls) = key_columns(&self.spec.keys[this], &rows, self.spec.nulls_equal)?;
         let side = &mut self.sides[this];
         let groups = side.state.key_groups(&keys, n)?;
         let key_rows = side.keys.encode(&keys, n)?;
@@ -335,40 +307,28 @@ impl Operator for RegularJoinOperator {
 
         // The residual condition over every (row, candidate) pair at once.
         let pairs: usize = ranges.iter().map(|(s, e)| e - s).sum();
-        let pass: Option<BooleanArray> = match &self.spec.filter {
-            Some(filter) if pairs > 0 => {
-                let mut at_this = Vec::with_capacity(pairs);
-                let mut at_other = Vec::with_capacity(pairs);
-                for (i, (s, e)) in ranges.iter().enumerate() {
-                    for c in *s..*e {
-                        at_this.push(i as u32);
-                        at_other.push(c as u32);
-                    }
+        let this_types = column_types(&self.spec.inputs[this]);
+        let mut at_this = Vec::with_capacity(pairs);
+        let mut at_other = Vec::with_capacity(pairs);
+        if self.spec.filter.is_some() {
+            for (i, (s, e)) in ranges.iter().enumerate() {
+                for c in *s..*e {
+                    at_this.push(i as u32);
+                    at_other.push(c as u32);
                 }
-                let this_cols = take_rows(
-                    rows.columns(),
-                    &column_types(&self.spec.inputs[this]),
-                    &UInt32Array::from(at_this),
-                )?;
-                let other_cols =
-                    take_rows(&other_columns, &other_types, &UInt32Array::from(at_other))?;
-                let columns = if this == LEFT {
-                    [this_cols, other_cols].concat()
-                } else {
-                    [other_cols, this_cols].concat()
-                };
-                let pairs_batch = RecordBatch::try_new_with_options(
-                    self.pair_schema.clone(),
-                    columns,
-                    &RecordBatchOptions::new().with_row_count(Some(pairs)),
-                )?;
-                let value = filter.evaluate(&pairs_batch)?.into_array(pairs)?;
-                Some(value.as_boolean_opt().cloned().ok_or_else(|| {
-                    EngineError::Internal("a join condition that is not boolean".into())
-                })?)
             }
-            _ => None,
-        };
+        }
+        let pass = pair_mask(
+            self.spec.filter.as_ref(),
+            &self.pair_schema,
+            Pairs {
+                this,
+                this_rows: (rows.columns(), &this_types),
+                other_rows: (&other_columns, &other_types),
+                at_this: &at_this,
+                at_other: &at_other,
+            },
+        )?;
 
         // This side's entries for the batch's rows.
         let addresses: Vec<Option<Vec<u8>>> = prefixes
@@ -402,10 +362,7 @@ impl Operator for RegularJoinOperator {
             let (start, end) = ranges[i];
             matched.clear();
             for c in start..end {
-                let passes = pass
-                    .as_ref()
-                    .is_none_or(|p| p.is_valid(pair) && p.value(pair));
-                if passes {
+                if passes(pass.as_ref(), pair) {
                     matched.push(c);
                 }
                 pair += 1;
@@ -510,18 +467,13 @@ impl Operator for RegularJoinOperator {
             return Ok(());
         }
         let len = out.ops.len();
-        let this_types = column_types(&self.spec.inputs[this]);
         let this_at = UInt32Array::from(std::mem::take(&mut out.this));
         let other_at = UInt32Array::from(std::mem::take(&mut out.other));
         let mut columns = match kind.output_side() {
             None => {
                 let this_cols = take_rows(rows.columns(), &this_types, &this_at)?;
                 let other_cols = take_rows(&other_columns, &other_types, &other_at)?;
-                if this == LEFT {
-                    [this_cols, other_cols].concat()
-                } else {
-                    [other_cols, this_cols].concat()
-                }
+                left_then_right(this, this_cols, other_cols)
             }
             Some(side) if side == this => take_rows(rows.columns(), &this_types, &this_at)?,
             Some(_) => take_rows(&other_columns, &other_types, &other_at)?,
@@ -545,7 +497,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use datafusion::arrow::array::{Int64Array, StringArray};
+    use crate::message::ChangeKind;
+    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
     use datafusion::logical_expr::Operator as BinaryOp;

@@ -76,6 +76,7 @@ impl SinkFactory for FileSink {
             prefix,
             subtask_prefix,
             job_prefix,
+            orphans_from: (ctx.subtask + 1 == ctx.parallelism).then_some(ctx.parallelism),
             sequence: 0,
             open: None,
             two_phase: ctx.checkpointing,
@@ -124,6 +125,10 @@ struct PartFileWriter {
     subtask_prefix: String,
     /// `part-<job>-`: what every subtask's files start with.
     job_prefix: String,
+    /// For the last subtask: the first subtask index that no longer exists
+    /// (a job restored at a lower parallelism), whose hidden files it
+    /// removes on recovery.
+    orphans_from: Option<usize>,
     sequence: u64,
     open: Option<OpenPart>,
     /// Commit on checkpoints instead of on close.
@@ -405,17 +410,95 @@ impl SinkWriter for PartFileWriter {
         }
         // Whatever else this subtask left hidden was never part of a
         // completed checkpoint: its rows will be produced again.
+        // The last subtask also removes those of subtasks that a job
+        // restored at a lower parallelism no longer has.
         let leftover = format!(".{}", self.subtask_prefix);
+        let job = format!(".{}", self.job_prefix);
+        let orphaned = |name: &str| {
+            let Some(from) = self.orphans_from else {
+                return false;
+            };
+            name.strip_prefix(&job)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| n >= from)
+        };
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| EngineError::io(format!("listing '{}'", self.dir.display()), e))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.starts_with(&leftover) && name.ends_with(".inprogress") {
+            if (name.starts_with(&leftover) || orphaned(&name)) && name.ends_with(".inprogress") {
                 std::fs::remove_file(entry.path()).map_err(|e| {
                     EngineError::io(format!("removing '{}'", entry.path().display()), e)
                 })?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use crate::config::StateSettings;
+    use crate::connectors::create_sink;
+    use crate::metrics::NodeMetrics;
+    use crate::operators::TaskContext;
+
+    fn context(subtask: usize, parallelism: usize) -> TaskContext {
+        TaskContext {
+            subtask,
+            parallelism,
+            max_parallelism: 128,
+            batch_size: 64,
+            metrics: Arc::new(NodeMetrics::default()),
+            job_id: "j".into(),
+            node: 0,
+            state: Arc::new(StateSettings {
+                backend: weir_state::BackendConfig::new(weir_state::BackendKind::HashMap),
+                ttl: None,
+                cache_entries: 1,
+            }),
+            backend: None,
+            operator_state: Vec::new(),
+            checkpointing: true,
+        }
+    }
+
+    /// A job killed at parallelism 2 and restored at 1: the remaining
+    /// subtask removes the hidden file the vanished subtask 1 was writing
+    /// (it was in no completed checkpoint), but never another job's.
+    #[test]
+    fn a_restore_at_lower_parallelism_removes_the_vanished_subtasks_hidden_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = BTreeMap::new();
+        options.insert("path".to_string(), dir.path().display().to_string());
+        options.insert("format".to_string(), "csv".to_string());
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let sink = create_sink("filesystem", &options, schema.clone()).unwrap();
+        let hidden = |name: &str| dir.path().join(name);
+        for name in [
+            ".part-j-0-aa-0.csv.inprogress",
+            ".part-j-1-aa-3.csv.inprogress",
+            ".part-other-1-aa-0.csv.inprogress",
+        ] {
+            std::fs::write(hidden(name), "1\n").unwrap();
+        }
+        // At parallelism 2, subtask 0 removes only its own.
+        let mut w = sink.create_writer(&context(0, 2), schema.clone()).unwrap();
+        w.recover(&[]).unwrap();
+        assert!(!hidden(".part-j-0-aa-0.csv.inprogress").exists());
+        assert!(hidden(".part-j-1-aa-3.csv.inprogress").exists());
+        // At parallelism 1, subtask 0 is the last and removes subtask 1's too.
+        let mut w = sink.create_writer(&context(0, 1), schema).unwrap();
+        w.recover(&[]).unwrap();
+        assert!(!hidden(".part-j-1-aa-3.csv.inprogress").exists());
+        assert!(hidden(".part-other-1-aa-0.csv.inprogress").exists());
     }
 }

@@ -658,3 +658,46 @@ async fn aggregates_over_changelogs_match_batch_query() {
         }
     }
 }
+
+/// Nexmark q7's shape: rows joined with their window's maximum, bounded by
+/// the window aggregate's `window_end` (a time attribute of its output), so
+/// an interval join whose state is freed; against the batch query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_join_on_a_window_aggregates_end_matches_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    write_events(&csv, 3000);
+    let shape = "SELECT t.k, t.v, t.ts FROM t JOIN ({w}) AS m ON t.v = m.top \
+                 AND t.ts BETWEEN m.we - INTERVAL '2' SECOND AND m.we";
+    let stream = shape.replace(
+        "{w}",
+        "SELECT MAX(v) AS top, window_end AS we FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '2' SECOND)) \
+         GROUP BY window_start, window_end",
+    );
+    let batch = shape.replace(
+        "{w}",
+        "SELECT MAX(v) AS top, date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '2 seconds' AS we \
+         FROM t GROUP BY date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01 00:00:00')",
+    );
+    let expected = batch_answer(&csv, &batch).await;
+    assert!(expected.len() > 20, "{} rows", expected.len());
+    for settings in state_variants(dir.path()).into_iter().step_by(2) {
+        for parallelism in [1, 2] {
+            let mut ctx = events_context(&csv, parallelism, 100, &settings).await;
+            let explained = ctx.sql(&format!("EXPLAIN {stream}")).await.unwrap();
+            let weir::StatementResult::Text(text) = &explained[0] else {
+                panic!("EXPLAIN shows text")
+            };
+            assert!(text.contains("IntervalJoin"), "{text}");
+            let (rows, updating, state) =
+                stream_rows(&csv, parallelism, 100, &settings, &stream).await;
+            assert!(!updating);
+            assert_eq!(
+                sorted(rows_of(&rows, false)),
+                expected,
+                "p={parallelism} {settings:?}"
+            );
+            assert_eq!(state.entries, 0, "state left at the end");
+        }
+    }
+}

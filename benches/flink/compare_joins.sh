@@ -6,7 +6,9 @@
 #
 #   PEER_DIR=/work/flinkpeer bash benches/flink/compare_joins.sh [bids.csv] [parallelisms]
 #
-# Prints one line per run: engine query p rows seconds rows/s cpu-seconds.
+# Prints one line per run: engine query p rows seconds rows/s cpu-seconds
+# (and, for Weir, peak resident memory in MB: the interval join keeps only
+# 100 ms of bids, the regular join every bid).
 # Weir's figures are those of the whole `weir run` process; Flink's are the
 # job's wall time and the JVM's CPU time during it (JVM start excluded).
 set -euo pipefail
@@ -42,10 +44,10 @@ WITH ('connector' = 'filesystem', 'path' = '$AUCTIONS', 'format' = 'csv');
 CREATE TABLE sink ($sink) WITH ('connector' = 'blackhole');
 INSERT INTO sink $query;
 SQL
-        times=$( { /usr/bin/time -f "%e %U %S" "$WEIR" run "$job" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+        times=$( { /usr/bin/time -f "%e %U %S %M" "$WEIR" run "$job" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
         rm -f "$job"
         echo "$times" | awk -v q="$q" -v p="$p" -v r="$ROWS" \
-            '{ printf "weir  %s %s %d %.2f %.0f %.2f\n", q, p, r, $1, r / $1, $2 + $3 }'
+            '{ printf "weir  %s %s %d %.2f %.0f %.2f %.0f\n", q, p, r, $1, r / $1, $2 + $3, $4 / 1024 }'
         "$PY" benches/flink/run_joins.py "$q" "$p" --bids "$BIDS" --auctions "$AUCTIONS" 2>/dev/null \
             | awk '{ printf "flink %s %s %d %.2f %.0f %.2f\n", $1, $2, $3, $4, $3 / $4, $5 }'
     done

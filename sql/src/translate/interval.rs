@@ -166,26 +166,56 @@ impl Translator<'_> {
             }
             LogicalPlan::Filter(f) => self.time_attribute(&f.input, column),
             LogicalPlan::SubqueryAlias(a) => self.time_attribute(&a.input, column),
+            // A window aggregate's `window_end` (a key) stays a time
+            // attribute: its rows come out as the watermark passes it.
+            LogicalPlan::Aggregate(a) => {
+                let i = a.schema.fields().iter().position(|f| f.name() == column)?;
+                let mut e = a.group_expr.get(i)?;
+                while let Expr::Alias(al) = e {
+                    e = al.expr.as_ref();
+                }
+                match e {
+                    Expr::Column(c) => self.time_attribute(&a.input, &c.name),
+                    _ => None,
+                }
+            }
             LogicalPlan::TableScan(scan) => {
-                let name = scan.table_name.table();
-                if let Some(table) = self.catalog.tables.get(name) {
-                    if table.watermark.as_ref().is_some_and(|(c, _)| c == column) {
-                        return Some(TimeDomain::EventTime);
-                    }
-                    let proctime = table.columns.iter().any(|c| {
-                        c.field.name() == column
-                            && c.computed
-                                .as_deref()
-                                .is_some_and(crate::functions::proctime::is_proctime_call)
-                    });
-                    return proctime.then_some(TimeDomain::ProcessingTime);
-                }
-                if let Some(view) = self.catalog.views.get(name) {
-                    return self.time_attribute(view, column);
-                }
-                None
+                self.named_time_attribute(scan.table_name.table(), column)
             }
             _ => None,
         }
+    }
+
+    /// Whether `column` of table, view or window table function `name` is
+    /// a time attribute.
+    fn named_time_attribute(&self, name: &str, column: &str) -> Option<TimeDomain> {
+        if let Some(call) = self.catalog.windows.get(name) {
+            return match column {
+                "window_end" | "window_time" => {
+                    let proctime = self.is_proctime(&call.input, &call.time_column).ok()?;
+                    Some(if proctime {
+                        TimeDomain::ProcessingTime
+                    } else {
+                        TimeDomain::EventTime
+                    })
+                }
+                "window_start" => None,
+                _ => self.named_time_attribute(&call.input, column),
+            };
+        }
+        if let Some(table) = self.catalog.tables.get(name) {
+            if table.watermark.as_ref().is_some_and(|(c, _)| c == column) {
+                return Some(TimeDomain::EventTime);
+            }
+            let proctime = table.columns.iter().any(|c| {
+                c.field.name() == column
+                    && c.computed
+                        .as_deref()
+                        .is_some_and(crate::functions::proctime::is_proctime_call)
+            });
+            return proctime.then_some(TimeDomain::ProcessingTime);
+        }
+        let view = self.catalog.views.get(name)?;
+        self.time_attribute(view, column)
     }
 }

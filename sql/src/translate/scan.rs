@@ -143,7 +143,7 @@ impl Translator<'_> {
     /// attribute: a computed column `AS PROCTIME()`, or a view's column
     /// that is `PROCTIME()` or such a column, through projections, filters
     /// and aliases.
-    fn is_proctime(&self, name: &str, column: &str) -> Result<bool> {
+    pub(crate) fn is_proctime(&self, name: &str, column: &str) -> Result<bool> {
         if let Some(table) = self.catalog.tables.get(name) {
             return Ok(table.columns.iter().any(|c| {
                 c.field.name() == column

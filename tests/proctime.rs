@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use weir::state::ManualClock;
 use weir::StreamContext;
@@ -111,4 +111,58 @@ async fn a_bounded_input_fires_its_open_processing_time_windows_at_the_end() {
     got.sort();
     // Every row is in the two hopping windows that hold T0 + 3 s.
     assert_eq!(got, vec![(T0 - 5_000, 500), (T0, 500)]);
+}
+
+/// An interval join on processing time: rows meet by the clock's time
+/// when they pass, and a left row without a match is emitted padded once
+/// the clock (here: the end of the bounded inputs) passes its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_join_on_processing_time_pairs_rows_by_the_clock() {
+    let clock = ManualClock::new(T0);
+    let mut ctx = StreamContext::builder().clock(clock).build();
+    ctx.sql(
+        "CREATE TABLE orders (id INT, customer STRING, amount BIGINT, ts TIMESTAMP(3), p AS PROCTIME()) \
+           WITH ('connector' = 'filesystem', 'path' = 'tests/data/orders.csv', 'format' = 'csv');\
+         CREATE TABLE payments (order_id INT, paid BIGINT, pay_ts TIMESTAMP(3), q AS PROCTIME()) \
+           WITH ('connector' = 'filesystem', 'path' = 'tests/data/payments.csv', 'format' = 'csv')",
+    )
+    .await
+    .unwrap();
+    let query = "SELECT o.id, y.paid FROM orders o LEFT JOIN payments y ON o.id = y.order_id \
+                 AND o.p BETWEEN y.q - INTERVAL '1' SECOND AND y.q + INTERVAL '1' SECOND";
+    let explained = ctx.sql(&format!("EXPLAIN {query}")).await.unwrap();
+    let weir::StatementResult::Text(text) = &explained[0] else {
+        panic!("EXPLAIN shows text")
+    };
+    assert!(
+        text.contains("IntervalJoin") && text.contains("processing time"),
+        "{text}"
+    );
+    let result = ctx.query(query).await.unwrap();
+    assert!(!result.updating, "an interval join is insert-only");
+    let batches = result.collect().await.unwrap();
+    let mut got: Vec<(i32, Option<i64>)> = Vec::new();
+    for b in &batches {
+        let ids = b
+            .column(0)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let paid = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            got.push((ids.value(i), paid.is_valid(i).then(|| paid.value(i))));
+        }
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, Some(10)),
+            (2, Some(25)),
+            (3, Some(7)),
+            (4, Some(20)),
+            (4, Some(20)),
+            (5, None),
+            (6, Some(12)),
+            (7, None),
+        ]
+    );
 }

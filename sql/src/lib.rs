@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod datastream;
 pub mod error;
 pub mod functions;
+pub mod hints;
 pub mod limits;
 mod names;
 pub mod parser;

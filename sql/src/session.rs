@@ -96,6 +96,8 @@ pub struct Session {
     views: BTreeMap<String, LogicalPlan>,
     windows: HashMap<String, WindowCall>,
     next_window: usize,
+    /// The `STATE_TTL` hints of the statement being planned.
+    state_ttl_hints: HashMap<String, std::time::Duration>,
     jobs: Vec<JobHandle>,
     claims: Vec<NameClaim>,
     name_scope: NameScope,
@@ -147,6 +149,7 @@ impl Session {
             views: BTreeMap::new(),
             windows: HashMap::new(),
             next_window: 0,
+            state_ttl_hints: HashMap::new(),
             jobs: Vec::new(),
             claims: Vec::new(),
             name_scope: NameScope::default(),
@@ -580,10 +583,12 @@ impl Session {
             self.config.parallelism(),
         )
         .with_state_ttl(self.config.duration("table.exec.state.ttl"))
+        .with_state_ttl_hints(self.state_ttl_hints.clone())
     }
 
     /// Rewrites window functions, parses with sqlparser, plans and optimizes.
     async fn logical_plan(&mut self, tokens: Vec<TokenWithSpan>) -> Result<LogicalPlan> {
+        self.state_ttl_hints = crate::hints::state_ttl_hints(&tokens)?;
         let (tokens, calls) = rewrite(tokens, &mut self.next_window)?;
         for call in calls {
             self.register_window(call).await?;

@@ -135,6 +135,8 @@ pub struct Translator<'a> {
     sources: HashMap<String, Stream>,
     /// `table.exec.state.ttl`: how long joins keep rows (`None`: forever).
     pub(crate) state_ttl: Option<std::time::Duration>,
+    /// `STATE_TTL` hints: a join input's TTL by its alias.
+    pub(crate) state_ttl_hints: HashMap<String, std::time::Duration>,
 }
 
 fn with_op_column(schema: &Schema) -> SchemaRef {
@@ -162,7 +164,14 @@ impl<'a> Translator<'a> {
             props: ExecutionProps::new(),
             sources: HashMap::new(),
             state_ttl: None,
+            state_ttl_hints: HashMap::new(),
         }
+    }
+
+    /// Sets the `STATE_TTL` hints of the statement.
+    pub fn with_state_ttl_hints(mut self, hints: HashMap<String, std::time::Duration>) -> Self {
+        self.state_ttl_hints = hints;
+        self
     }
 
     /// Sets `table.exec.state.ttl`, which joins record in their plan.

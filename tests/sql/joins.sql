@@ -71,3 +71,7 @@ EXPLAIN SELECT o.id, p.paid FROM order_windows o JOIN payment_windows p
 -- An aggregate over an outer join: the padded rows it counts are taken back as matches arrive.
 SELECT c.city, COUNT(*) AS orders, COUNT(o.id) AS matched, SUM(o.amount) AS total, MAX(o.amount) AS top
 FROM customers c LEFT JOIN orders o ON o.customer = c.name GROUP BY c.city;
+
+-- Flink's STATE_TTL hint sets each side's TTL by its alias.
+EXPLAIN SELECT /*+ STATE_TTL('o' = '1h', 'c' = '1 d') */ o.id, c.city FROM orders o JOIN customers c ON o.customer = c.name;
+SELECT /*+ STATE_TTL('o' = 'soon') */ o.id FROM orders o JOIN customers c ON o.customer = c.name;

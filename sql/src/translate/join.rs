@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::common::{DFSchema, NullEquality};
-use datafusion::logical_expr::{Cast, Expr, ExprSchemable, Join, JoinType};
+use datafusion::logical_expr::{Cast, Expr, ExprSchemable, Join, JoinType, LogicalPlan};
 use weir_engine::graph::{Exchange, NodeKind};
 use weir_engine::operators::join::interval::IntervalJoinSpec;
 use weir_engine::operators::join::regular::RegularJoinSpec;
@@ -166,11 +166,29 @@ impl Translator<'_> {
             ],
             output_schema: arrow_schema(&schema, updating),
             updating,
-            ttl: [self.state_ttl, self.state_ttl],
+            ttl: [self.input_ttl(&join.left), self.input_ttl(&join.right)],
             condition: condition.join(" AND "),
             residual: join.filter.as_ref().map(|f| f.to_string()),
         };
         Ok(self.add_join(Arc::new(spec), &left, &right, keys, schema, updating))
+    }
+
+    /// How long a regular join keeps an input's rows: its `STATE_TTL` hint
+    /// (by the input's alias or table name), else `table.exec.state.ttl`.
+    fn input_ttl(&self, plan: &LogicalPlan) -> Option<std::time::Duration> {
+        fn alias(plan: &LogicalPlan) -> Option<String> {
+            match plan {
+                LogicalPlan::SubqueryAlias(a) => Some(a.alias.table().to_string()),
+                LogicalPlan::TableScan(s) => Some(s.table_name.table().to_string()),
+                LogicalPlan::Projection(p) => alias(&p.input),
+                LogicalPlan::Filter(f) => alias(&f.input),
+                _ => None,
+            }
+        }
+        alias(plan)
+            .and_then(|a| self.state_ttl_hints.get(&a).copied())
+            .filter(|d| !d.is_zero())
+            .or(self.state_ttl)
     }
 
     /// Adds a join node reading both inputs hash-partitioned by their keys.

@@ -147,16 +147,21 @@ impl KeyedBatchState {
     }
 
     /// Deletes every entry `[key group][suffix…]` of the subtask's key
-    /// groups: one range deletion per key group (a range tombstone in
-    /// RocksDB), not one per entry.
+    /// groups, one point deletion per entry found (in one write). Not range
+    /// deletions: RocksDB fragments every range tombstone of its memtable
+    /// again for each new iterator, so a tombstone per key group per fired
+    /// window made each scan cost as much as all windows fired so far
+    /// (a resumed job spent seconds before its first checkpoint).
     pub fn delete_prefix(&mut self, suffix: &[u8]) -> Result<()> {
-        let mut backend = self.backend.lock()?;
-        for group in self.range.start..self.range.end {
-            let prefix = Self::address(group, &[suffix]);
-            let end = weir_state::key::prefix_end(&prefix);
-            backend.delete_range(self.state, &prefix, end.as_deref())?;
+        let mut doomed: Vec<weir_state::Change> = Vec::new();
+        self.scan_prefix(suffix, &mut |k, _| {
+            doomed.push((k.to_vec(), None));
+            Scan::Continue
+        })?;
+        if doomed.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.write(doomed)
     }
 
     /// The distinct `N`-byte prefixes that follow the key group in stored

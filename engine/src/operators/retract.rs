@@ -24,7 +24,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type};
 use datafusion::logical_expr::Accumulator;
 use datafusion::scalar::ScalarValue;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 /// Which retractable accumulator an aggregate call uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,9 +148,13 @@ impl SignedSum {
             return Ok(());
         };
         // COUNT(a, b): rows where every argument is non-null.
-        let non_null = (0..array.len())
-            .filter(|i| values.iter().all(|v| v.is_valid(*i)))
-            .count() as i64;
+        let non_null = if values.len() == 1 {
+            (array.len() - array.null_count()) as i64
+        } else {
+            (0..array.len())
+                .filter(|i| values.iter().all(|v| v.is_valid(*i)))
+                .count() as i64
+        };
         self.count += sign * non_null;
         if self.what == Measure::Count || non_null == 0 {
             return Ok(());
@@ -170,16 +174,29 @@ impl SignedSum {
     }
 }
 
-/// The sum of an array's non-null values, as a scalar of its type.
+/// The sum of an array's non-null values, as a scalar of its type: one
+/// Arrow kernel for the types sums are kept in, scalar by scalar otherwise.
 fn sum_array(array: &ArrayRef) -> datafusion::error::Result<ScalarValue> {
-    let mut total = ScalarValue::try_from(array.data_type())?;
-    for i in 0..array.len() {
-        if array.is_valid(i) {
-            let v = ScalarValue::try_from_array(array, i)?;
-            total = if total.is_null() { v } else { total.add(&v)? };
+    use datafusion::arrow::compute::sum;
+    use datafusion::arrow::datatypes::{Decimal128Type, Float64Type, UInt64Type};
+    Ok(match array.data_type() {
+        DataType::Int64 => ScalarValue::Int64(sum(array.as_primitive::<Int64Type>())),
+        DataType::UInt64 => ScalarValue::UInt64(sum(array.as_primitive::<UInt64Type>())),
+        DataType::Float64 => ScalarValue::Float64(sum(array.as_primitive::<Float64Type>())),
+        DataType::Decimal128(p, s) => {
+            ScalarValue::Decimal128(sum(array.as_primitive::<Decimal128Type>()), *p, *s)
         }
-    }
-    Ok(total)
+        other => {
+            let mut total = ScalarValue::try_from(other)?;
+            for i in 0..array.len() {
+                if array.is_valid(i) {
+                    let v = ScalarValue::try_from_array(array, i)?;
+                    total = if total.is_null() { v } else { total.add(&v)? };
+                }
+            }
+            total
+        }
+    })
 }
 
 impl Accumulator for SignedSum {
@@ -347,26 +364,27 @@ impl Accumulator for ValueCounts {
     }
 }
 
-/// Checks that a retraction's state fields match what its accumulator
-/// writes (a bug otherwise).
-pub fn check(retraction: &Retraction) -> Result<()> {
-    let mut acc = retraction.create()?;
-    let state = acc.state()?;
-    if state.len() != retraction.state_fields().len() {
-        return Err(EngineError::Internal(format!(
-            "retractable accumulator {retraction:?} writes {} state values for {} fields",
-            state.len(),
-            retraction.state_fields().len()
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::error::{EngineError, Result};
+
+    /// Checks that a retraction's state fields match what its accumulator
+    /// writes (a bug otherwise).
+    fn check(retraction: &Retraction) -> Result<()> {
+        let mut acc = retraction.create()?;
+        let state = acc.state()?;
+        if state.len() != retraction.state_fields().len() {
+            return Err(EngineError::Internal(format!(
+                "retractable accumulator {retraction:?} writes {} state values for {} fields",
+                state.len(),
+                retraction.state_fields().len()
+            )));
+        }
+        Ok(())
+    }
 
     fn ints(v: &[Option<i64>]) -> Vec<ArrayRef> {
         vec![Arc::new(Int64Array::from(v.to_vec()))]

@@ -475,8 +475,6 @@ impl Operator for IntervalJoinOperator {
             changed.sort_by(|a, b| a.0.cmp(&b.0));
             self.sides[other].state.write(changed)?;
         }
-        drop(lists);
-        drop(ranges);
         self.emit(this, batch.columns(), &other_columns, out, ctx)
     }
 

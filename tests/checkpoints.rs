@@ -127,6 +127,63 @@ fn interval_join_job_sql(input: &Path, output: &Path, settings: &[(&str, String)
     sql
 }
 
+/// A temporal join on event time: rows with a small `v` join the latest
+/// row of their name with a large one (a versioned view of the same
+/// files), then a window over the join's output (its time attribute).
+fn temporal_join_job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
+    let mut sql = String::new();
+    for (k, v) in settings {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE src (id BIGINT, name STRING, v BIGINT, ms BIGINT, \
+           ts AS TO_TIMESTAMP_MILLIS(ms), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'csv');\n\
+         CREATE TABLE history (id BIGINT, name STRING, v BIGINT, ms BIGINT, \
+           ts AS TO_TIMESTAMP_MILLIS(ms), PRIMARY KEY (name) NOT ENFORCED, \
+           WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'csv');\n\
+         CREATE VIEW highs AS SELECT name, v, ts FROM history WHERE v >= 50;\n\
+         CREATE TABLE dst (name STRING, window_end TIMESTAMP(3), n BIGINT, total BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE VIEW pairs AS SELECT a.name, a.ts, h.v AS high \
+           FROM src AS a JOIN highs FOR SYSTEM_TIME AS OF a.ts AS h ON a.name = h.name WHERE a.v < 10;\n\
+         INSERT INTO dst SELECT name, window_end, COUNT(*), SUM(high) \
+           FROM TABLE(TUMBLE(TABLE pairs, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+           GROUP BY name, window_start, window_end;\n",
+        output.display(),
+        input = input.display(),
+    ));
+    sql
+}
+
+/// A lookup join on processing time against a bounded table (the same
+/// files, read into state): rows wait until it is read whole, so the
+/// output does not depend on timing; then a window on the rows' event time.
+fn lookup_join_job_sql(input: &Path, output: &Path, settings: &[(&str, String)]) -> String {
+    let mut sql = String::new();
+    for (k, v) in settings {
+        sql.push_str(&format!("SET '{k}' = '{v}';\n"));
+    }
+    sql.push_str(&format!(
+        "CREATE TABLE src (id BIGINT, name STRING, v BIGINT, ms BIGINT, p AS PROCTIME(), \
+           ts AS TO_TIMESTAMP_MILLIS(ms), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+         WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'csv');\n\
+         CREATE TABLE dim (id BIGINT, name STRING, v BIGINT, ms BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'csv');\n\
+         CREATE TABLE dst (name STRING, window_end TIMESTAMP(3), n BIGINT, total BIGINT) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');\n\
+         CREATE VIEW enriched AS SELECT a.name, a.ts, d.v AS dv FROM src AS a \
+           JOIN dim FOR SYSTEM_TIME AS OF a.p AS d ON a.name = d.name AND d.v >= 99 WHERE a.v < 5;\n\
+         INSERT INTO dst SELECT name, window_end, COUNT(*), SUM(dv) \
+           FROM TABLE(TUMBLE(TABLE enriched, DESCRIPTOR(ts), INTERVAL '1' SECOND)) \
+           GROUP BY name, window_start, window_end;\n",
+        output.display(),
+        input = input.display(),
+    ));
+    sql
+}
+
 /// What a crash test runs: the job's SQL for an input, output and settings.
 type JobSql = fn(&Path, &Path, &[(&str, String)]) -> String;
 
@@ -331,6 +388,30 @@ fn interval_join_rocksdb_p2_survives_kills() {
 #[test]
 fn interval_join_hashmap_p1_unaligned_survives_kills() {
     crash_and_compare_job(interval_join_job_sql, "hashmap", true, 1, None, 2);
+}
+
+/// A temporal join in the plan: waiting rows, versions and timers are
+/// restored after each kill.
+#[test]
+fn temporal_join_rocksdb_p2_survives_kills() {
+    crash_and_compare_job(temporal_join_job_sql, "rocksdb", false, 2, None, 2);
+}
+
+#[test]
+fn temporal_join_hashmap_p1_unaligned_survives_kills() {
+    crash_and_compare_job(temporal_join_job_sql, "hashmap", true, 1, None, 2);
+}
+
+/// A lookup join in the plan: the table's rows and the rows waiting for
+/// its end are restored after each kill.
+#[test]
+fn lookup_join_rocksdb_p1_survives_kills() {
+    crash_and_compare_job(lookup_join_job_sql, "rocksdb", false, 1, None, 2);
+}
+
+#[test]
+fn lookup_join_hashmap_p2_unaligned_survives_kills() {
+    crash_and_compare_job(lookup_join_job_sql, "hashmap", true, 2, None, 2);
 }
 
 /// Two sinks fed from the same input, killed and resumed together: as two

@@ -701,3 +701,131 @@ async fn an_interval_join_on_a_window_aggregates_end_matches_batch_query() {
         }
     }
 }
+
+/// Versions of a rate per key (0..20) over the events' time range, in time
+/// order with unique times, so each (key, time) has one version.
+fn write_versions(path: &Path, rows: usize) {
+    let base = 1_700_000_000_000i64 - 2_000;
+    let mut text = String::new();
+    for j in 0..rows as i64 {
+        let k = (j * 7) % 20;
+        let ts = base + j * 290;
+        let dt = chrono_like(ts.div_euclid(1000));
+        text.push_str(&format!(
+            "{k},{},{dt}.{:03}\n",
+            (j * 31) % 1000,
+            ts.rem_euclid(1000)
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Temporal joins against DataFusion's batch answer. Event time: each row
+/// of `t` joins the version of its key with the latest time at or before
+/// its own (the batch query picks it with `ROW_NUMBER`); the state left at
+/// the end is the current version per key. Processing time against a
+/// bounded table: the same rows as the batch join, since every row waits
+/// until the table is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporal_joins_match_batch_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("events.csv");
+    let versions = dir.path().join("versions.csv");
+    let other = dir.path().join("other.csv");
+    write_events(&csv, 1500);
+    write_versions(&versions, 200);
+    write_other_side(&other, 300);
+    let batch = batch_context(&csv, &other).await;
+    batch
+        .register_csv(
+            "rv",
+            versions.to_str().unwrap(),
+            CsvReadOptions::new()
+                .has_header(false)
+                .schema(&Schema::new(vec![
+                    Field::new("k", DataType::Int32, true),
+                    Field::new("r", DataType::Int64, true),
+                    Field::new("ts", DataType::Timestamp(TimeUnit::Millisecond, None), true),
+                ])),
+        )
+        .await
+        .unwrap();
+    let latest = |filter: &str, left: bool| {
+        format!(
+            "WITH l AS (SELECT *, ROW_NUMBER() OVER () AS id FROM t), \
+             c AS (SELECT l.id, rv.r, ROW_NUMBER() OVER (PARTITION BY l.id ORDER BY rv.ts DESC) AS n \
+                   FROM l JOIN rv ON l.k = rv.k AND rv.ts <= l.ts) \
+             SELECT l.k, l.v, l.ts, c.r FROM l {} JOIN c ON l.id = c.id AND c.n = 1 {filter}",
+            if left { "LEFT" } else { "" }
+        )
+    };
+    let cases = [
+        (
+            "SELECT t.k, t.v, t.ts, r.r FROM t JOIN rv FOR SYSTEM_TIME AS OF t.ts AS r ON t.k = r.k",
+            latest("", false),
+        ),
+        // A condition on the version filters the pair: a LEFT join pads
+        // the row whose version fails it.
+        (
+            "SELECT t.k, t.v, t.ts, r.r FROM t LEFT JOIN rv FOR SYSTEM_TIME AS OF t.ts AS r ON t.k = r.k AND r.r > t.v",
+            latest("AND c.r > l.v", true),
+        ),
+        (
+            "SELECT tp.k, tp.v, u.w FROM tp JOIN u FOR SYSTEM_TIME AS OF tp.p ON tp.k = u.k AND tp.v < u.w",
+            "SELECT t.k, t.v, u.w FROM t JOIN u ON t.k = u.k AND t.v < u.w".into(),
+        ),
+        (
+            "SELECT tp.k, tp.v, u.w FROM tp LEFT JOIN u FOR SYSTEM_TIME AS OF tp.p ON tp.k = u.k",
+            "SELECT t.k, t.v, u.w FROM t LEFT JOIN u ON t.k = u.k".into(),
+        ),
+    ];
+    for (query, batch_sql) in cases {
+        let batches = batch
+            .sql(&batch_sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let expected = sorted(rows_of(&batches, false));
+        assert!(expected.len() > 200, "{batch_sql}: {} rows", expected.len());
+        for settings in state_variants(dir.path()).into_iter().step_by(2) {
+            for (parallelism, batch_size) in [(1, 100), (2, 7), (2, 8192)] {
+                let mut ctx = events_context(&csv, parallelism, batch_size, &settings).await;
+                for ddl in [
+                    format!(
+                        "CREATE TABLE rv (k INT, r BIGINT, ts TIMESTAMP(3), PRIMARY KEY (k) NOT ENFORCED, \
+                         WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+                         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+                        versions.display()
+                    ),
+                    format!(
+                        "CREATE TABLE u (k INT, w BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+                        other.display()
+                    ),
+                    format!(
+                        "CREATE TABLE tp (k INT, v BIGINT, ts TIMESTAMP(3), p AS PROCTIME()) \
+                         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv')",
+                        csv.display()
+                    ),
+                ] {
+                    ctx.sql(&ddl).await.unwrap();
+                }
+                let result = ctx.query(query).await.unwrap();
+                assert!(!result.updating, "{query}: a temporal join is insert-only");
+                let job = result.job.clone();
+                let rows = result.collect().await.unwrap();
+                assert_eq!(
+                    sorted(rows_of(&rows, false)),
+                    expected,
+                    "{query}: parallelism {parallelism}, batch size {batch_size}, {settings:?}"
+                );
+                if query.contains("rv") {
+                    // The current version of each of the 20 keys, no waiting row.
+                    let left = job.state_size().entries;
+                    assert!(left <= 20, "{query}: {left} entries left at the end");
+                }
+            }
+        }
+    }
+}

@@ -555,14 +555,15 @@ async fn stop_with_drain_fires_the_open_windows_first() {
     assert_ne!(union(before.clone(), after.clone()), expected);
 }
 
-/// Join state in savepoints: a regular join (bids with their auction) and
-/// an interval join (bids within two seconds of their auction's creation),
+/// Join state in savepoints: a regular join (bids with their auction), an
+/// interval join (bids within two seconds of their auction's creation) and
+/// a lookup join (bids with their auction, read into state),
 /// each stopped part-way and restored at another parallelism into the
 /// other backend (both directions); together the runs commit exactly an
 /// uninterrupted run's rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_state_restores_at_another_parallelism_and_backend() {
-    const JOINS: [(&str, &str); 2] = [
+    const JOINS: [(&str, &str); 3] = [
         (
             "regular",
             "INSERT INTO joined SELECT B.auction, B.price, A.category FROM bid AS B \
@@ -573,6 +574,14 @@ async fn join_state_restores_at_another_parallelism_and_backend() {
             "INSERT INTO joined SELECT B.auction, B.price, A.category FROM bid AS B \
              JOIN auction AS A ON B.auction = A.id \
              AND B.dateTime BETWEEN A.dateTime AND A.dateTime + INTERVAL '2' SECOND",
+        ),
+        // The auctions read into state, and every bid waiting in state for
+        // the (bounded) generator to end.
+        (
+            "lookup",
+            "INSERT INTO joined SELECT B.auction, B.price, A.category \
+             FROM (SELECT *, PROCTIME() AS p FROM bid) AS B \
+             JOIN auction FOR SYSTEM_TIME AS OF B.p AS A ON B.auction = A.id WHERE MOD(A.category, 2) = 0",
         ),
     ];
     async fn job(out: &Path, settings: &[(&str, String)]) -> StreamContext {

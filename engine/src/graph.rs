@@ -155,6 +155,28 @@ impl JobGraph {
         })
     }
 
+    /// Whether every source that `node` reads from (directly or through
+    /// other nodes) ends by itself.
+    pub fn is_bounded_from(&self, node: NodeId) -> bool {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut todo = vec![node];
+        while let Some(id) = todo.pop() {
+            let Some(n) = self.nodes.get(id) else {
+                continue;
+            };
+            if std::mem::replace(&mut seen[id], true) {
+                continue;
+            }
+            if let NodeKind::Source(s) = &n.kind {
+                if !s.connector.is_bounded() {
+                    return false;
+                }
+            }
+            todo.extend(n.inputs.iter().map(|(i, _)| *i));
+        }
+        true
+    }
+
     /// Each node with its stable id and state shape, as snapshots record
     /// them (see `weir_checkpoint::restore`).
     ///

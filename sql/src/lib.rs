@@ -4,6 +4,8 @@
 //!   sqlparser's tokens, with line and column in errors.
 //! - [`window_tvf`]: cuts `TUMBLE`/`HOP`/`CUMULATE` out of queries so that
 //!   DataFusion can plan them.
+//! - [`temporal`]: `FOR SYSTEM_TIME AS OF`, cut from the tokens and put back
+//!   as a marked join condition.
 //! - [`catalog`]: tables and views, registered with DataFusion as schemas.
 //! - [`translate`]: DataFusion's optimized logical plan → Weir's job graph.
 //! - [`session`]: runs statements; what the shell and the facade call.
@@ -17,6 +19,7 @@ pub mod limits;
 mod names;
 pub mod parser;
 pub mod session;
+pub mod temporal;
 pub mod translate;
 pub mod values;
 pub mod window_tvf;

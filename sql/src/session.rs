@@ -593,6 +593,7 @@ impl Session {
         for call in calls {
             self.register_window(call).await?;
         }
+        let (tokens, as_ofs) = crate::temporal::cut(tokens)?;
         let d = dialect();
         let mut parser = Parser::new(&d).with_tokens_with_locations(tokens.clone());
         let mut statement = parser.parse_statement()?;
@@ -602,6 +603,9 @@ impl Session {
             return Err(e);
         }
         crate::names::name_select_items(&mut statement);
+        crate::temporal::attach(&mut statement, &as_ofs, &|table| {
+            self.translator().version_time_column(table)
+        })?;
         let next = parser.peek_token();
         if next.token != Token::EOF {
             return Err(SqlError::Parse(format!(

@@ -31,6 +31,7 @@ mod interval;
 mod join;
 mod projection;
 mod scan;
+mod temporal;
 mod union;
 mod values;
 

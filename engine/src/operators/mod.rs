@@ -300,6 +300,16 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Called once when every channel of input `input` has delivered the
+    /// end-of-time watermark (`i64::MAX`): none of its rows comes any more.
+    /// A bounded source sends it when it has read everything; with
+    /// checkpoints its end marker ([`Operator::on_input_end`]) comes only
+    /// after the job's final checkpoint, so an operator that waits for a
+    /// bounded input (a lookup join's table) waits for this instead.
+    fn on_input_finished(&mut self, _input: usize, _ctx: &mut OperatorContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once when every input has ended, before the end is forwarded.
     fn on_end(&mut self, _ctx: &mut OperatorContext<'_>) -> Result<()> {
         Ok(())

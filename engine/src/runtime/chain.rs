@@ -379,6 +379,10 @@ pub(super) async fn run_chain(
                 let emitted = chain.slots[0].call(|op, c| op.on_input_end(input, c))?;
                 chain.route(&mut router, 0, emitted).await?;
             }
+            GateEvent::InputFinished(input) => {
+                let emitted = chain.slots[0].call(|op, c| op.on_input_finished(input, c))?;
+                chain.route(&mut router, 0, emitted).await?;
+            }
             GateEvent::Watermark(w) => {
                 let out = chain.watermark(&mut router, w).await?;
                 router.broadcast(Message::Watermark(out)).await?;

@@ -34,6 +34,11 @@ pub enum GateEvent {
     Batch(usize, RecordBatch),
     /// Every channel of input `.0` ended, and some other input has not.
     InputEnded(usize),
+    /// Every channel of input `.0` delivered the end-of-time watermark: no
+    /// row of it comes any more (a bounded input read to its end, whose end
+    /// marker, with checkpoints, waits for the final checkpoint). Once per
+    /// input, before the watermark it lets advance.
+    InputFinished(usize),
     /// The combined watermark advanced.
     Watermark(i64),
     /// Take the snapshot of checkpoint `id` now.
@@ -114,6 +119,8 @@ pub struct InputGate {
     broken: bool,
     /// Events due before the next message is read.
     queued: VecDeque<GateEvent>,
+    /// The inputs reported as finished ([`GateEvent::InputFinished`]).
+    finished: Vec<usize>,
 }
 
 impl InputGate {
@@ -146,6 +153,7 @@ impl InputGate {
             replay: VecDeque::new(),
             broken: false,
             queued: VecDeque::new(),
+            finished: Vec::new(),
         }
     }
 
@@ -399,6 +407,20 @@ impl InputGate {
             Message::Watermark(w) => {
                 let ch = &mut self.channels[index];
                 ch.watermark = ch.watermark.max(w);
+                let input = ch.input;
+                if w == i64::MAX
+                    && !self.finished.contains(&input)
+                    && self
+                        .channels
+                        .iter()
+                        .filter(|c| c.input == input)
+                        .all(|c| c.watermark == i64::MAX)
+                {
+                    self.finished.push(input);
+                    let advanced = self.advance();
+                    self.queued.extend(advanced);
+                    return Some(GateEvent::InputFinished(input));
+                }
                 self.advance()
             }
             Message::End => {

@@ -76,7 +76,7 @@ pub(super) fn run_sink(
                     writer.write(&b)?;
                 }
                 GateEvent::Watermark(w) => ctx.metrics.watermark.store(w, Ordering::Relaxed),
-                GateEvent::InputEnded(_) => {}
+                GateEvent::InputEnded(_) | GateEvent::InputFinished(_) => {}
                 GateEvent::Barrier {
                     id,
                     unaligned,

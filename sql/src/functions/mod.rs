@@ -24,6 +24,7 @@ pub fn register(ctx: &SessionContext, clock: Arc<dyn weir_state::Clock>) {
     ctx.register_udf(ScalarUDF::from(proctime::Proctime::new(clock)));
     ctx.register_udf(ScalarUDF::from(regexp_extract::RegexpExtract::new()));
     ctx.register_udf(ScalarUDF::from(split_index::SplitIndex::new()));
+    ctx.register_udf(crate::temporal::marker_udf());
 }
 
 /// An argument as an array of `rows` rows (scalars are repeated).

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::Filter;
 use weir_engine::graph::Exchange;
 use weir_engine::operators::calc::CalcSpec;
@@ -12,7 +13,19 @@ use crate::error::Result;
 impl Translator<'_> {
     pub(super) fn filter(&mut self, f: &Filter) -> Result<Stream> {
         let input = self.plan(&f.input)?;
-        let predicate = self.physical(&f.predicate, &input.schema)?;
+        // DataFusion infers a copy of a temporal join's marker for one
+        // input when the right column it names is a join key; the join
+        // keeps the original, the copy means nothing.
+        let kept = conjunction(
+            split_conjunction(&f.predicate)
+                .into_iter()
+                .filter(|e| crate::temporal::marker_args(e).is_none())
+                .cloned(),
+        );
+        let Some(predicate) = kept else {
+            return Ok(input);
+        };
+        let predicate = self.physical(&predicate, &input.schema)?;
         let spec = CalcSpec {
             filter: Some(predicate),
             projection: None,

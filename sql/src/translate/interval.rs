@@ -182,6 +182,23 @@ impl Translator<'_> {
             LogicalPlan::TableScan(scan) => {
                 self.named_time_attribute(scan.table_name.table(), column)
             }
+            // A temporal join emits each left row once the watermark has
+            // passed its time, before forwarding that watermark: the left
+            // side's time attributes stay time attributes.
+            LogicalPlan::Join(j)
+                if j.filter.as_ref().is_some_and(|f| {
+                    split_conjunction(f)
+                        .iter()
+                        .any(|e| crate::temporal::marker_args(e).is_some())
+                }) =>
+            {
+                let i = j.schema.fields().iter().position(|f| f.name() == column)?;
+                if i < j.left.schema().fields().len() {
+                    self.time_attribute(&j.left, column)
+                } else {
+                    None
+                }
+            }
             _ => None,
         }
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use datafusion::common::{DFSchema, NullEquality};
+use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Cast, Expr, ExprSchemable, Join, JoinType, LogicalPlan};
 use weir_engine::graph::{Exchange, NodeKind};
 use weir_engine::operators::join::interval::IntervalJoinSpec;
@@ -21,6 +22,10 @@ use weir_engine::operators::OperatorFactory;
 use super::interval::IntervalBounds;
 use super::{arrow_schema, Stream, Translator};
 use crate::error::{Result, SqlError};
+use crate::temporal::marker_args;
+
+/// Each side's join key expressions.
+pub(crate) type JoinKeys = [Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>; 2];
 
 fn join_kind(join_type: JoinType) -> Result<JoinKind> {
     Ok(match join_type {
@@ -87,34 +92,16 @@ impl Translator<'_> {
                     .into(),
             ));
         }
+        if join.filter.as_ref().is_some_and(|f| {
+            split_conjunction(f)
+                .iter()
+                .any(|e| marker_args(e).is_some())
+        }) {
+            return self.temporal_join(join, kind);
+        }
         let left = self.plan(&join.left)?;
         let right = self.plan(&join.right)?;
-        let mut keys = [Vec::new(), Vec::new()];
-        let mut condition = Vec::new();
-        for (l, r) in &join.on {
-            let lt = l.get_type(&left.schema)?;
-            let rt = r.get_type(&right.schema)?;
-            let common = if lt == rt {
-                lt.clone()
-            } else {
-                datafusion::logical_expr::type_coercion::binary::comparison_coercion(&lt, &rt)
-                    .ok_or_else(|| {
-                        SqlError::Plan(format!(
-                            "join keys {l} ({lt}) and {r} ({rt}) cannot be compared"
-                        ))
-                    })?
-            };
-            let cast = |e: &Expr, t: &datafusion::arrow::datatypes::DataType| {
-                if *t == common {
-                    e.clone()
-                } else {
-                    Expr::Cast(Cast::new(Box::new(e.clone()), common.clone()))
-                }
-            };
-            keys[0].push(self.physical(&cast(l, &lt), &left.schema)?);
-            keys[1].push(self.physical(&cast(r, &rt), &right.schema)?);
-            condition.push(format!("{l} = {r}"));
-        }
+        let (keys, condition) = self.join_keys(&join.on, &left, &right)?;
         let pair_schema: DFSchema = left.schema.join(&right.schema)?;
         let filter = join
             .filter
@@ -173,6 +160,44 @@ impl Translator<'_> {
         Ok(self.add_join(Arc::new(spec), &left, &right, keys, schema, updating))
     }
 
+    /// Both sides' key expressions for equality pairs `(left, right)`, cast
+    /// to a common type so that equal keys hash alike, and the pairs as
+    /// text for `EXPLAIN`.
+    pub(crate) fn join_keys(
+        &self,
+        pairs: &[(Expr, Expr)],
+        left: &Stream,
+        right: &Stream,
+    ) -> Result<(JoinKeys, Vec<String>)> {
+        let mut keys = [Vec::new(), Vec::new()];
+        let mut condition = Vec::new();
+        for (l, r) in pairs {
+            let lt = l.get_type(&left.schema)?;
+            let rt = r.get_type(&right.schema)?;
+            let common = if lt == rt {
+                lt.clone()
+            } else {
+                datafusion::logical_expr::type_coercion::binary::comparison_coercion(&lt, &rt)
+                    .ok_or_else(|| {
+                        SqlError::Plan(format!(
+                            "join keys {l} ({lt}) and {r} ({rt}) cannot be compared"
+                        ))
+                    })?
+            };
+            let cast = |e: &Expr, t: &datafusion::arrow::datatypes::DataType| {
+                if *t == common {
+                    e.clone()
+                } else {
+                    Expr::Cast(Cast::new(Box::new(e.clone()), common.clone()))
+                }
+            };
+            keys[0].push(self.physical(&cast(l, &lt), &left.schema)?);
+            keys[1].push(self.physical(&cast(r, &rt), &right.schema)?);
+            condition.push(format!("{l} = {r}"));
+        }
+        Ok((keys, condition))
+    }
+
     /// How long a regular join keeps an input's rows: its `STATE_TTL` hint
     /// (by the input's alias or table name), else `table.exec.state.ttl`.
     fn input_ttl(&self, plan: &LogicalPlan) -> Option<std::time::Duration> {
@@ -192,12 +217,12 @@ impl Translator<'_> {
     }
 
     /// Adds a join node reading both inputs hash-partitioned by their keys.
-    fn add_join(
+    pub(crate) fn add_join(
         &mut self,
         spec: Arc<dyn OperatorFactory>,
         left: &Stream,
         right: &Stream,
-        keys: [Vec<Arc<dyn datafusion::physical_expr::PhysicalExpr>>; 2],
+        keys: JoinKeys,
         schema: datafusion::common::DFSchemaRef,
         updating: bool,
     ) -> Stream {

@@ -4,6 +4,12 @@
 //!   insert-only or updating inputs: both sides' rows stay in state keyed by
 //!   the join key, bounded by `table.exec.state.ttl`; inner, outer, semi and
 //!   anti, as Flink's `StreamingJoinOperator` and `StreamingSemiAntiJoinOperator`.
+//! - [`interval`]: equality keys plus bounds on the distance between the two
+//!   sides' time attributes; rows leave the state as time passes. Window
+//!   joins run on it too.
+//! - [`temporal`]: `FOR SYSTEM_TIME AS OF`: each left row joins the version
+//!   of a versioned table valid at its event time, or the rows of a table
+//!   read into state when it arrives (processing time, a lookup).
 //!
 //! Every join reads its two inputs hash-partitioned by the join key, so the
 //! rows of one key meet in one subtask, and keeps its state in the keyed
@@ -27,6 +33,7 @@ use crate::message::ChangeKind;
 
 pub mod interval;
 pub mod regular;
+pub mod temporal;
 
 /// Which rows a join emits, as SQL's join types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

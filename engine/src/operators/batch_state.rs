@@ -41,6 +41,8 @@ pub struct KeyedBatchState {
     range: KeyGroupRange,
     max_parallelism: usize,
     hashes: Vec<u64>,
+    /// Where the incremental TTL clean-up looks next.
+    cleanup_cursor: Vec<u8>,
 }
 
 impl KeyedBatchState {
@@ -56,6 +58,7 @@ impl KeyedBatchState {
             range: ctx.key_groups(),
             max_parallelism: ctx.max_parallelism,
             hashes: Vec::new(),
+            cleanup_cursor: Vec::new(),
         })
     }
 
@@ -97,7 +100,52 @@ impl KeyedBatchState {
 
     /// Applies puts (`Some`) and deletes (`None`) at once.
     pub fn write(&mut self, changes: Vec<weir_state::Change>) -> Result<()> {
-        Ok(self.backend.lock()?.write(self.state, changes)?)
+        let written = changes.len();
+        self.backend.lock()?.write(self.state, changes)?;
+        self.clean_up_expired(2 * written + 8)
+    }
+
+    /// Incremental TTL clean-up, Flink's default for heap state: after each
+    /// write, look at `budget` more entries, going on from where the last
+    /// look stopped (round and round), and delete the expired ones. So an
+    /// entry whose key never comes back leaves memory within a pass, and
+    /// the state stays within about twice what the TTL keeps alive. RocksDB
+    /// drops expired entries in compaction instead.
+    fn clean_up_expired(&mut self, budget: usize) -> Result<()> {
+        let Some(ttl) = &self.ttl else {
+            return Ok(());
+        };
+        let mut backend = self.backend.lock()?;
+        if backend.kind() != weir_state::BackendKind::HashMap {
+            return Ok(());
+        }
+        let now = backend.now_ms();
+        let mut seen = 0;
+        let mut last: Option<Vec<u8>> = None;
+        let mut expired: Vec<weir_state::Change> = Vec::new();
+        backend.scan(self.state, &self.cleanup_cursor, None, &mut |k, v| {
+            if seen == budget {
+                return Ok(Scan::Stop);
+            }
+            seen += 1;
+            if unwrap_stamp(v).is_none_or(|(stamp, _)| ttl.expired(stamp, now)) {
+                expired.push((k.to_vec(), None));
+            }
+            last = Some(k.to_vec());
+            Ok(Scan::Continue)
+        })?;
+        self.cleanup_cursor = match last {
+            Some(mut k) if seen == budget => {
+                k.push(0);
+                k
+            }
+            // Past the end: start over.
+            _ => Vec::new(),
+        };
+        if !expired.is_empty() {
+            backend.write(self.state, expired)?;
+        }
+        Ok(())
     }
 
     /// Calls `visit` for every entry whose address is `[key group][suffix…]`,
@@ -355,5 +403,69 @@ mod tests {
             let (plain, _) = state(kind, &dir.path().join("b"), None);
             assert_eq!(plain.stamp(0, b"v"), b"v".to_vec());
         }
+    }
+
+    /// On `hashmap`, writes also delete a few expired entries further on
+    /// (round and round): entries whose keys never come back leave memory.
+    #[test]
+    fn writes_clean_up_expired_entries_of_keys_never_seen_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, clock) = state(
+            BackendKind::HashMap,
+            dir.path(),
+            Some(Duration::from_secs(10)),
+        );
+        let count = |s: &mut KeyedBatchState| {
+            let mut n = 0;
+            s.scan_prefix(b"", &mut |_, _| {
+                n += 1;
+                Scan::Continue
+            })
+            .unwrap();
+            n
+        };
+        let now = s.now_ms().unwrap();
+        let old: Vec<weir_state::Change> = (0..100u8)
+            .map(|i| {
+                (
+                    KeyedBatchState::address(4, &[b"old", &[i]]),
+                    Some(s.stamp(now, b"v")),
+                )
+            })
+            .collect();
+        s.write(old).unwrap();
+        assert_eq!(count(&mut s), 100);
+        clock.advance(Duration::from_secs(11));
+        // Writes of one live key each look at ten more entries.
+        for i in 0..12u8 {
+            let now = s.now_ms().unwrap();
+            let live = KeyedBatchState::address(5, &[b"new", &[i]]);
+            s.write(vec![(live, Some(s.stamp(now, b"v")))]).unwrap();
+        }
+        assert_eq!(
+            count(&mut s),
+            12,
+            "the expired entries went, the live ones stay"
+        );
+        // Not on RocksDB, which drops them in compaction.
+        let (mut r, clock) = state(
+            BackendKind::RocksDb,
+            &dir.path().join("r"),
+            Some(Duration::from_secs(10)),
+        );
+        let now = r.now_ms().unwrap();
+        r.write(vec![(
+            KeyedBatchState::address(4, &[b"old"]),
+            Some(r.stamp(now, b"v")),
+        )])
+        .unwrap();
+        clock.advance(Duration::from_secs(11));
+        let now = r.now_ms().unwrap();
+        r.write(vec![(
+            KeyedBatchState::address(5, &[b"new"]),
+            Some(r.stamp(now, b"v")),
+        )])
+        .unwrap();
+        assert_eq!(count(&mut r), 2);
     }
 }

@@ -146,7 +146,7 @@ impl OperatorFactory for TemporalJoinSpec {
         let name = |s: usize, i: usize| self.inputs[s].field(i).name().clone();
         match self.time {
             TemporalTime::Event { left, right } => format!(
-                "TemporalJoin(joinType=[{}], on=[{}]{residual}, time=[event time: {} AS OF version {}])",
+                "TemporalJoin(joinType=[{}], on=[{}]{residual}, time=[event time: left {}, versions by {}])",
                 self.kind.name(),
                 self.condition,
                 name(LEFT, left),

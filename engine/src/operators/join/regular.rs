@@ -336,20 +336,34 @@ impl Operator for RegularJoinOperator {
             .enumerate()
             .map(|(i, p)| p.as_ref().map(|p| [p.as_slice(), row_rows.row(i)].concat()))
             .collect();
-        let mut own: HashMap<Vec<u8>, (u64, u64)> = HashMap::new();
+        // Each distinct entry once: its first row's address, its counts.
+        let mut slot_of: HashMap<&[u8], usize> = HashMap::with_capacity(n);
+        let mut slot_rows: Vec<usize> = Vec::with_capacity(n);
+        let mut row_slot: Vec<Option<usize>> = Vec::with_capacity(n);
+        for (i, a) in addresses.iter().enumerate() {
+            row_slot.push(a.as_ref().map(|a| {
+                *slot_of.entry(a.as_slice()).or_insert_with(|| {
+                    slot_rows.push(i);
+                    slot_rows.len() - 1
+                })
+            }));
+        }
+        let mut own: Vec<(u64, u64)> = Vec::with_capacity(slot_rows.len());
         {
-            let wanted: Vec<&[u8]> = addresses.iter().flatten().map(|a| a.as_slice()).collect();
+            let wanted: Vec<&[u8]> = slot_rows
+                .iter()
+                .filter_map(|i| addresses[*i].as_deref())
+                .collect();
             let side = &mut self.sides[this];
             let stored = side.state.multi_get(&wanted)?;
-            for (address, stored) in wanted.iter().zip(stored) {
-                let entry = match stored {
+            for stored in stored {
+                own.push(match stored {
                     Some(s) => match side.state.unstamp(now, &s)? {
                         Some(v) => decode_entry(v)?,
                         None => (0, 0),
                     },
                     None => (0, 0),
-                };
-                own.insert(address.to_vec(), entry);
+                });
             }
         }
 
@@ -422,8 +436,8 @@ impl Operator for RegularJoinOperator {
                     }
                 }
             }
-            if let Some(address) = &addresses[i] {
-                let entry = own.entry(address.clone()).or_insert((0, 0));
+            if let Some(slot) = row_slot[i] {
+                let entry = &mut own[slot];
                 if acc {
                     entry.0 += 1;
                     entry.1 = if kind.counts_matches(this) { m } else { 0 };
@@ -434,15 +448,19 @@ impl Operator for RegularJoinOperator {
         }
 
         // Write back this side's rows and the other side's changed counts.
-        let mut own_changes: Vec<weir_state::Change> = own
-            .into_iter()
-            .map(|(address, (copies, matches))| {
+        drop(slot_of);
+        let mut addresses = addresses;
+        let mut own_changes: Vec<weir_state::Change> = slot_rows
+            .iter()
+            .zip(own)
+            .filter_map(|(row, (copies, matches))| {
+                let address = addresses[*row].take()?;
                 let value = (copies > 0).then(|| {
                     self.sides[this]
                         .state
                         .stamp(now, &encode_entry(copies, matches))
                 });
-                (address, value)
+                Some((address, value))
             })
             .collect();
         own_changes.sort_by(|a, b| a.0.cmp(&b.0));

@@ -596,10 +596,11 @@ impl TemporalJoinOperator {
         let prefixes = self.prefixes(LEFT, batch, None)?;
         let row_rows = self.rows[LEFT].encode(batch.columns(), n)?;
         let mut deltas: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
+        // A NULL key waits too (a LEFT join emits it padded later), under
+        // the empty key of a key group this subtask owns.
+        let no_key = key_prefix(self.states[0].range().start, &[]);
         for (i, prefix) in prefixes.iter().enumerate() {
-            // A NULL key waits too (it is emitted padded, or not, later),
-            // under the empty key of key group 0.
-            let prefix = prefix.clone().unwrap_or_else(|| key_prefix(0, &[]));
+            let prefix = prefix.as_ref().unwrap_or(&no_key);
             *deltas
                 .entry([prefix.as_slice(), row_rows.row(i)].concat())
                 .or_default() += 1;

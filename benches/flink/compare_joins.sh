@@ -44,8 +44,10 @@ WITH ('connector' = 'filesystem', 'path' = '$AUCTIONS', 'format' = 'csv');
 CREATE TABLE sink ($sink) WITH ('connector' = 'blackhole');
 INSERT INTO sink $query;
 SQL
-        times=$( { /usr/bin/time -f "%e %U %S %M" "$WEIR" run "$job" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
-        rm -f "$job"
+        timing=$(mktemp)
+        /usr/bin/time -o "$timing" -f "%e %U %S %M" "$WEIR" run "$job" >/dev/null 2>&1
+        times=$(tail -1 "$timing")
+        rm -f "$job" "$timing"
         echo "$times" | awk -v q="$q" -v p="$p" -v r="$ROWS" \
             '{ printf "weir  %s %s %d %.2f %.0f %.2f %.0f\n", q, p, r, $1, r / $1, $2 + $3, $4 / 1024 }'
         "$PY" benches/flink/run_joins.py "$q" "$p" --bids "$BIDS" --auctions "$AUCTIONS" 2>/dev/null \

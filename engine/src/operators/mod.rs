@@ -294,6 +294,19 @@ pub trait Operator: Send {
         )))
     }
 
+    /// Called after the timers of `domain` due at one moment (a watermark,
+    /// a tick of the job's clock) have all gone through
+    /// [`Operator::on_timer`], and only if at least one did: an operator
+    /// that notes its fired timers there acts on all of them here at once
+    /// (one scan, one write, one output batch) instead of per timer.
+    fn on_timers_fired(
+        &mut self,
+        _domain: TimeDomain,
+        _ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once when input `input` has ended (before [`Operator::on_end`]
     /// when it is the last).
     fn on_input_end(&mut self, _input: usize, _ctx: &mut OperatorContext<'_>) -> Result<()> {

@@ -261,8 +261,14 @@ impl Chain {
         domain: TimeDomain,
         now: i64,
     ) -> Result<()> {
+        let mut fired = false;
         while let Some(timer) = self.slots[i].timers.pop_due(domain, now) {
+            fired = true;
             let emitted = self.slots[i].call(|op, c| op.on_timer(domain, timer, c))?;
+            self.route(router, i, emitted).await?;
+        }
+        if fired {
+            let emitted = self.slots[i].call(|op, c| op.on_timers_fired(domain, c))?;
             self.route(router, i, emitted).await?;
         }
         Ok(())

@@ -134,6 +134,7 @@ impl OperatorFactory for IntervalJoinSpec {
             spec: self.clone(),
             sides: [side(LEFT)?, side(RIGHT)?],
             pair_schema: pair_schema(&self.inputs),
+            due: [HashMap::new(), HashMap::new()],
         }))
     }
 
@@ -221,6 +222,9 @@ pub struct IntervalJoinOperator {
     spec: IntervalJoinSpec,
     sides: [Side; 2],
     pair_schema: SchemaRef,
+    /// Per side, the keys whose timers fired and the latest time up to
+    /// which their rows go (`[key group][varint length][key]` → time).
+    due: [HashMap<Vec<u8>, i64>; 2],
 }
 
 /// A column of times as milliseconds (nulls kept).
@@ -271,6 +275,69 @@ impl IntervalJoinOperator {
             &RecordBatchOptions::new().with_row_count(Some(len)),
         )?);
         Ok(())
+    }
+}
+
+impl IntervalJoinOperator {
+    /// Removes the rows of `side` whose timers fired (per key, those up to
+    /// the latest time due), all keys in one write, and emits the outer
+    /// ones that never matched, padded, in one batch.
+    fn expire(&mut self, side: usize, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if self.due[side].is_empty() {
+            return Ok(());
+        }
+        let mut due: Vec<(Vec<u8>, i64)> = self.due[side].drain().collect();
+        due.sort();
+        let mut found: Vec<(Vec<u8>, Vec<u8>, usize)> = Vec::new();
+        for (prefix, up_to) in &due {
+            let group = u16::from_be_bytes([prefix[0], prefix[1]]);
+            let key = &prefix[2..];
+            let start = [key, &time_bytes(i64::MIN)[..]].concat();
+            let end = match up_to.checked_add(1) {
+                Some(t) => Some([key, &time_bytes(t)[..]].concat()),
+                None => weir_state::key::prefix_end(key),
+            };
+            let row_at = prefix.len() + 8;
+            self.sides[side]
+                .state
+                .scan_range(group, &start, end.as_deref(), &mut |k, v| {
+                    found.push((k.to_vec(), v.to_vec(), row_at));
+                    Scan::Continue
+                })?;
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        let pads = self.spec.kind.emits_unmatched(side);
+        let mut padded: Vec<(usize, u64)> = Vec::new();
+        for (i, (_, value, _)) in found.iter().enumerate() {
+            let (copies, matches) = decode_entry(value)?;
+            if pads && matches == 0 {
+                padded.push((i, copies));
+            }
+        }
+        let rows = if padded.is_empty() {
+            Vec::new()
+        } else {
+            self.sides[side].rows.decode(padded.iter().map(|(i, _)| {
+                let (address, _, at) = &found[*i];
+                address.get(*at..).unwrap_or_default()
+            }))?
+        };
+        let mut changes: Vec<weir_state::Change> = found
+            .into_iter()
+            .map(|(address, _, _)| (address, None))
+            .collect();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        self.sides[side].state.write(changes)?;
+        if padded.is_empty() {
+            return Ok(());
+        }
+        let mut out = Emitted::default();
+        for (row, (_, copies)) in padded.iter().enumerate() {
+            out.push(Some(row), None, true, *copies);
+        }
+        self.emit(side, &rows, &[], out, ctx)
     }
 }
 
@@ -482,7 +549,7 @@ impl Operator for IntervalJoinOperator {
         &mut self,
         domain: TimeDomain,
         timer: Timer,
-        ctx: &mut OperatorContext<'_>,
+        _ctx: &mut OperatorContext<'_>,
     ) -> Result<()> {
         if domain != self.spec.domain {
             return Ok(());
@@ -497,48 +564,18 @@ impl Operator for IntervalJoinOperator {
             }
         };
         let up_to = self.spec.expired_up_to(side, timer.time);
-        let start = [&timer.key[..], &time_bytes(i64::MIN)[..]].concat();
-        let end = match up_to.checked_add(1) {
-            Some(t) => Some([&timer.key[..], &time_bytes(t)[..]].concat()),
-            None => weir_state::key::prefix_end(&timer.key),
-        };
-        let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        self.sides[side].state.scan_range(
-            timer.key_group,
-            &start,
-            end.as_deref(),
-            &mut |k, v| {
-                found.push((k.to_vec(), v.to_vec()));
-                Scan::Continue
-            },
-        )?;
-        if found.is_empty() {
+        let prefix = [&timer.key_group.to_be_bytes()[..], &timer.key].concat();
+        let due = self.due[side].entry(prefix).or_insert(up_to);
+        *due = (*due).max(up_to);
+        Ok(())
+    }
+
+    fn on_timers_fired(&mut self, domain: TimeDomain, ctx: &mut OperatorContext<'_>) -> Result<()> {
+        if domain != self.spec.domain {
             return Ok(());
         }
-        let row_at = 2 + timer.key.len() + 8;
-        let mut padded: Vec<(Vec<u8>, u64)> = Vec::new();
-        let mut changes: Vec<weir_state::Change> = Vec::with_capacity(found.len());
-        for (address, value) in found {
-            let (copies, matches) = decode_entry(&value)?;
-            if self.spec.kind.emits_unmatched(side) && matches == 0 {
-                padded.push((address.clone(), copies));
-            }
-            changes.push((address, None));
-        }
-        self.sides[side].state.write(changes)?;
-        if padded.is_empty() {
-            return Ok(());
-        }
-        let rows = self.sides[side].rows.decode(
-            padded
-                .iter()
-                .map(|(a, _)| a.get(row_at..).unwrap_or_default()),
-        )?;
-        let mut out = Emitted::default();
-        for (i, (_, copies)) in padded.iter().enumerate() {
-            out.push(Some(i), None, true, *copies);
-        }
-        self.emit(side, &rows, &[], out, ctx)
+        self.expire(LEFT, ctx)?;
+        self.expire(RIGHT, ctx)
     }
 
     fn output_watermark(&self, watermark: i64) -> i64 {

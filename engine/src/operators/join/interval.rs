@@ -22,17 +22,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_state::{Scan, StateDescriptor, StateKind};
 
 use super::{
     check_input, column_types, decode_entry, encode_entry, key_columns, key_prefix,
-    left_then_right, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted, JoinKind,
-    Pairs, LEFT, RIGHT,
+    left_then_right, millis, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted,
+    JoinKind, Pairs, LEFT, RIGHT,
 };
 use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
@@ -225,14 +224,6 @@ pub struct IntervalJoinOperator {
     /// Per side, the keys whose timers fired and the latest time up to
     /// which their rows go (`[key group][varint length][key]` → time).
     due: [HashMap<Vec<u8>, i64>; 2],
-}
-
-/// A column of times as milliseconds (nulls kept).
-fn millis(
-    column: &ArrayRef,
-) -> Result<datafusion::arrow::array::PrimitiveArray<TimestampMillisecondType>> {
-    let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-    Ok(ms.as_primitive::<TimestampMillisecondType>().clone())
 }
 
 impl IntervalJoinOperator {

@@ -22,8 +22,10 @@ use datafusion::arrow::array::{
     new_null_array, Array, ArrayRef, AsArray, BooleanArray, UInt32Array,
 };
 use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{
+    DataType, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_state::codec::{get_varint, put_varint};
@@ -202,6 +204,14 @@ pub(crate) fn take_rows(
             _ => Ok(new_null_array(t, indices.len())),
         })
         .collect()
+}
+
+/// A column of times (a time attribute) as milliseconds, nulls kept.
+pub(crate) fn millis(
+    column: &ArrayRef,
+) -> Result<datafusion::arrow::array::PrimitiveArray<TimestampMillisecondType>> {
+    let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+    Ok(ms.as_primitive::<TimestampMillisecondType>().clone())
 }
 
 /// An error unless `input` is one of a join's two inputs.

@@ -32,17 +32,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMillisecondType};
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::physical_expr::PhysicalExpr;
 use weir_state::{Scan, StateDescriptor, StateKind};
 
 use super::{
     check_input, column_types, decode_entry, encode_entry, key_columns, key_prefix,
-    left_then_right, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted, JoinKind,
-    Pairs, LEFT, RIGHT,
+    left_then_right, millis, pair_mask, pair_schema, passes, take_rows, typed_columns, Emitted,
+    JoinKind, Pairs, LEFT, RIGHT,
 };
 use crate::config::StateSettings;
 use crate::error::{EngineError, Result};
@@ -220,14 +219,6 @@ pub struct TemporalJoinOperator {
     due: HashMap<Vec<u8>, i64>,
     /// Processing time: whether the right input has ended.
     right_ended: bool,
-}
-
-/// A column of times as milliseconds (nulls kept).
-fn millis(
-    column: &ArrayRef,
-) -> Result<datafusion::arrow::array::PrimitiveArray<TimestampMillisecondType>> {
-    let ms = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))?;
-    Ok(ms.as_primitive::<TimestampMillisecondType>().clone())
 }
 
 /// The time that follows `[key group][varint length][key]` in an address.
@@ -734,7 +725,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use datafusion::arrow::array::{Int64Array, Int8Array, StringArray, TimestampMillisecondArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
     use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
     use datafusion::physical_expr::expressions::Column;
     use weir_state::{BackendConfig, BackendKind, ManualClock};

@@ -326,3 +326,47 @@ pub(crate) fn pair_schema(inputs: &[SchemaRef; 2]) -> SchemaRef {
     fields.extend(inputs[RIGHT].fields().iter().cloned());
     Arc::new(Schema::new(fields))
 }
+
+/// What the joins' unit tests share: a subtask context over a fresh backend.
+#[cfg(test)]
+pub(crate) mod test_support {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use weir_state::BackendConfig;
+
+    use crate::config::StateSettings;
+    use crate::metrics::NodeMetrics;
+    use crate::operators::{OperatorFactory, StateHandle, TaskContext};
+
+    /// Subtask 0 of 1 (128 key groups) with a backend made from `config`
+    /// and `factory`'s states registered, as the runtime would.
+    pub(crate) fn task_context(
+        factory: &dyn OperatorFactory,
+        config: BackendConfig,
+    ) -> TaskContext {
+        let settings = StateSettings {
+            backend: config.clone(),
+            ttl: None,
+            cache_entries: usize::MAX,
+        };
+        let mut state = config.create("join-test").unwrap();
+        for d in factory.states(&settings) {
+            state.register(&d).unwrap();
+        }
+        TaskContext {
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            batch_size: 1024,
+            metrics: Arc::new(NodeMetrics::default()),
+            job_id: "t".into(),
+            node: 0,
+            state: Arc::new(settings),
+            backend: Some(StateHandle::new(state)),
+            operator_state: Vec::new(),
+            checkpointing: false,
+        }
+    }
+}

@@ -525,8 +525,7 @@ mod tests {
 
     use super::*;
     use crate::message::OP_COLUMN;
-    use crate::metrics::NodeMetrics;
-    use crate::operators::{StateHandle, TimerService};
+    use crate::operators::TimerService;
 
     fn side_schema(prefix: &str) -> SchemaRef {
         Arc::new(Schema::new(vec![
@@ -584,28 +583,7 @@ mod tests {
                 condition: "lk = rk".into(),
                 residual: None,
             };
-            let settings = StateSettings {
-                backend: config.clone(),
-                ttl: None,
-                cache_entries: usize::MAX,
-            };
-            let mut state = config.create("join-test").unwrap();
-            for d in spec.states(&settings) {
-                state.register(&d).unwrap();
-            }
-            let ctx = TaskContext {
-                subtask: 0,
-                parallelism: 1,
-                max_parallelism: 128,
-                batch_size: 1024,
-                metrics: Arc::new(NodeMetrics::default()),
-                job_id: "t".into(),
-                node: 0,
-                state: Arc::new(settings),
-                backend: Some(StateHandle::new(state)),
-                operator_state: Vec::new(),
-                checkpointing: false,
-            };
+            let ctx = crate::operators::join::test_support::task_context(&spec, config);
             Self {
                 op: spec.create(&ctx).unwrap(),
                 clock,

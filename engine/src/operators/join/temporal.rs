@@ -214,10 +214,10 @@ pub struct TemporalJoinOperator {
     keys: RowCodec,
     rows: [RowCodec; 2],
     pair_schema: SchemaRef,
-    /// Event time: the keys whose timers fired at this watermark, with the
-    /// latest time due (`[key group][varint length][key]` → time).
+    /// Event time: the keys whose timers fired at this watermark (joined in
+    /// `on_timers_fired`), with the latest time due (`[key group][varint length][key]` → time).
     due: HashMap<Vec<u8>, i64>,
-    /// Processing time: whether the right input has ended.
+    /// Processing time: whether the right input has been read whole.
     right_ended: bool,
 }
 
@@ -431,7 +431,6 @@ impl TemporalJoinOperator {
         let mut copies: Vec<u64> = Vec::new();
         let mut version_rows: Vec<Vec<u8>> = Vec::new();
         let (mut at_left, mut at_version): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
-        let mut left_changes: Vec<weir_state::Change> = Vec::new();
         let mut version_changes: Vec<weir_state::Change> = Vec::new();
         let mut found: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (prefix, up_to) in due {
@@ -475,7 +474,6 @@ impl TemporalJoinOperator {
                 }
                 copies.push(decode_entry(&value)?.0);
                 row_at.push(prefix.len() + 8);
-                left_changes.push((address.clone(), None));
                 left_rows.push(address);
             }
             // Keep the last version at or before `up_to` (unless it is a
@@ -491,11 +489,7 @@ impl TemporalJoinOperator {
                 }
             }
         }
-        left_changes.sort_by(|a, b| a.0.cmp(&b.0));
         version_changes.sort_by(|a, b| a.0.cmp(&b.0));
-        if !left_changes.is_empty() {
-            self.states[0].write(left_changes)?;
-        }
         if !version_changes.is_empty() {
             self.states[1].write(version_changes)?;
         }
@@ -509,6 +503,9 @@ impl TemporalJoinOperator {
                 .map(|(a, at)| a.get(*at..).unwrap_or_default()),
         )?;
         let right = self.rows[RIGHT].decode(version_rows.iter().map(|r| r.as_slice()))?;
+        let mut done: Vec<weir_state::Change> = left_rows.into_iter().map(|a| (a, None)).collect();
+        done.sort_by(|a, b| a.0.cmp(&b.0));
+        self.states[0].write(done)?;
         self.emit_pairs(&left, &copies, &right, (&at_left, &at_version), ctx)
     }
 
@@ -599,7 +596,7 @@ impl TemporalJoinOperator {
         add_copies(&mut self.states[0], deltas)
     }
 
-    /// The right input has ended: join the left rows that waited for it.
+    /// The right input has been read whole: join the left rows that waited.
     fn release_waiting(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
         const CHUNK: usize = 8192;
         let mut waiting: Vec<(Vec<u8>, u64)> = Vec::new();
@@ -685,7 +682,11 @@ impl Operator for TemporalJoinOperator {
         Ok(())
     }
 
-    fn on_watermark(&mut self, _watermark: i64, ctx: &mut OperatorContext<'_>) -> Result<()> {
+    fn on_timers_fired(
+        &mut self,
+        _domain: TimeDomain,
+        ctx: &mut OperatorContext<'_>,
+    ) -> Result<()> {
         self.join_due(ctx)
     }
 
@@ -714,10 +715,6 @@ impl Operator for TemporalJoinOperator {
         }
         Ok(())
     }
-
-    fn on_end(&mut self, ctx: &mut OperatorContext<'_>) -> Result<()> {
-        self.join_due(ctx)
-    }
 }
 
 #[cfg(test)]
@@ -732,8 +729,7 @@ mod tests {
 
     use super::*;
     use crate::message::OP_COLUMN;
-    use crate::metrics::NodeMetrics;
-    use crate::operators::{StateHandle, TimerService};
+    use crate::operators::TimerService;
 
     fn ts() -> DataType {
         DataType::Timestamp(TimeUnit::Millisecond, None)
@@ -789,28 +785,7 @@ mod tests {
                 condition: "lk = rk".into(),
                 residual: None,
             };
-            let settings = StateSettings {
-                backend: config.clone(),
-                ttl: None,
-                cache_entries: usize::MAX,
-            };
-            let mut state = config.create("temporal-test").unwrap();
-            for d in spec.states(&settings) {
-                state.register(&d).unwrap();
-            }
-            let ctx = TaskContext {
-                subtask: 0,
-                parallelism: 1,
-                max_parallelism: 128,
-                batch_size: 1024,
-                metrics: Arc::new(NodeMetrics::default()),
-                job_id: "t".into(),
-                node: 0,
-                state: Arc::new(settings),
-                backend: Some(StateHandle::new(state)),
-                operator_state: Vec::new(),
-                checkpointing: false,
-            };
+            let ctx = crate::operators::join::test_support::task_context(&spec, config);
             Self {
                 op: spec.create(&ctx).unwrap(),
                 timers: TimerService::default(),
@@ -893,7 +868,7 @@ mod tests {
             Self::lines(&out)
         }
 
-        /// Moves the watermark to `w`: due timers fire, then the watermark hook.
+        /// Moves the watermark to `w`: due timers fire, then the timers-fired hook.
         fn advance(&mut self, w: i64) -> Vec<String> {
             self.watermark = w;
             let mut out = Vec::new();
@@ -905,7 +880,9 @@ mod tests {
                     .unwrap();
             }
             let mut ctx = OperatorContext::new(&mut out, &mut self.timers, clock.as_ref(), w);
-            self.op.on_watermark(w, &mut ctx).unwrap();
+            self.op
+                .on_timers_fired(TimeDomain::EventTime, &mut ctx)
+                .unwrap();
             let mut lines = Self::lines(&out);
             lines.sort();
             lines

@@ -31,6 +31,23 @@ pub enum EngineError {
         /// Why it could not be read.
         reason: String,
     },
+    /// A message read from Kafka could not be parsed.
+    #[error(
+        "malformed record in topic '{topic}', partition {partition}, offset {offset}: {reason}"
+    )]
+    BadMessage {
+        /// The topic it came from.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// A system outside Weir failed or refused (a Kafka broker).
+    #[error("{0}")]
+    External(String),
     /// An I/O failure outside Weir (file system, network).
     #[error("{context}: {source}")]
     Io {

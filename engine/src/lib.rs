@@ -22,6 +22,7 @@ pub mod config;
 pub mod connectors;
 pub mod error;
 pub mod format;
+pub mod formats;
 pub mod graph;
 pub mod message;
 pub mod metrics;

@@ -19,6 +19,9 @@ pub struct ColumnDef {
     pub field: Field,
     /// `name AS expr`: the expression's SQL, for computed columns.
     pub computed: Option<String>,
+    /// `METADATA FROM 'key' [VIRTUAL]`: the key, and whether it is virtual
+    /// (read only).
+    pub metadata: Option<(String, bool)>,
 }
 
 /// A table created with `CREATE TABLE … WITH (…)`.
@@ -47,15 +50,37 @@ impl TableDef {
             .unwrap_or("")
     }
 
-    /// The physical (non-computed) columns.
+    /// The physical (non-computed) columns, as the connector sees them:
+    /// `METADATA` columns are marked in their field's metadata
+    /// ([`weir_engine::connectors::METADATA_KEY`]) and the primary key is
+    /// the schema's `weir.primary-key` (comma-separated).
     pub fn physical_schema(&self) -> SchemaRef {
-        Arc::new(datafusion::arrow::datatypes::Schema::new(
-            self.columns
-                .iter()
-                .filter(|c| c.computed.is_none())
-                .map(|c| c.field.clone())
-                .collect::<Vec<_>>(),
-        ))
+        use weir_engine::connectors::{METADATA_KEY, METADATA_VIRTUAL};
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .filter(|c| c.computed.is_none())
+            .map(|c| match &c.metadata {
+                Some((key, is_virtual)) => {
+                    let mut m = std::collections::HashMap::new();
+                    m.insert(METADATA_KEY.to_string(), key.clone());
+                    if *is_virtual {
+                        m.insert(METADATA_VIRTUAL.to_string(), "true".to_string());
+                    }
+                    c.field.clone().with_metadata(m)
+                }
+                None => c.field.clone(),
+            })
+            .collect();
+        let mut schema = datafusion::arrow::datatypes::Schema::new(fields);
+        if !self.primary_key.is_empty() {
+            schema = schema.with_metadata(
+                [("weir.primary-key".to_string(), self.primary_key.join(","))]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        Arc::new(schema)
     }
 }
 

@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::error::{Result, SqlError};
+use weir_engine::connectors::{METADATA_KEY, METADATA_VIRTUAL};
 
 /// The dialect used to tokenize and parse Weir SQL.
 pub fn dialect() -> GenericDialect {
@@ -751,6 +752,7 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
             } else {
                 let data_type = parse_type(p)?;
                 let mut nullable = true;
+                let mut metadata = std::collections::HashMap::new();
                 loop {
                     if p.parse_keywords(&[Keyword::NOT, Keyword::NULL]) {
                         nullable = false;
@@ -762,17 +764,26 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
                     } else if p.parse_keyword(Keyword::COMMENT) {
                         p.parse_literal_string()?;
                     } else if word_upper(&p.peek_token().token).as_deref() == Some("METADATA") {
-                        return Err(error_at(
-                            &p.peek_token(),
-                            "METADATA columns are not supported",
-                        ));
+                        // `METADATA [FROM 'key'] [VIRTUAL]`: filled by the
+                        // connector (the key defaults to the column's name).
+                        p.next_token();
+                        let key = if p.parse_keyword(Keyword::FROM) {
+                            p.parse_literal_string()?
+                        } else {
+                            column.clone()
+                        };
+                        metadata.insert(METADATA_KEY.to_string(), key);
+                        if word_upper(&p.peek_token().token).as_deref() == Some("VIRTUAL") {
+                            p.next_token();
+                            metadata.insert(METADATA_VIRTUAL.to_string(), "true".to_string());
+                        }
                     } else {
                         break;
                     }
                 }
-                columns.push(ColumnSpec::Physical(Field::new(
-                    column, data_type, nullable,
-                )));
+                columns.push(ColumnSpec::Physical(
+                    Field::new(column, data_type, nullable).with_metadata(metadata),
+                ));
             }
         }
         if !p.consume_token(&Token::Comma) {
@@ -807,14 +818,14 @@ fn parse_create_table(p: &mut Parser) -> Result<CreateTable> {
     if !options.contains_key("connector") {
         return Err(SqlError::Plan(format!(
             "table '{name}' needs a connector: add WITH ('connector' = '...'); available connectors: {}",
-            weir_engine::connectors::SOURCE_CONNECTORS
-                .iter()
-                .chain(weir_engine::connectors::SINK_CONNECTORS)
-                .copied()
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect::<Vec<_>>()
-                .join(", ")
+            {
+                let mut names: Vec<&str> = weir_engine::connectors::CONNECTORS
+                    .iter()
+                    .map(|c| c.name)
+                    .collect();
+                names.sort();
+                names.join(", ")
+            }
         )));
     }
     Ok(CreateTable {

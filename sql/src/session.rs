@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan};
 use tokio::sync::mpsc;
 use weir_engine::connectors::collect::CollectSink;
-use weir_engine::connectors::{is_secret, validate_options};
+use weir_engine::connectors::{is_secret, validate_options, METADATA_KEY, METADATA_VIRTUAL};
 use weir_engine::{check_restore, start_job, Config, JobHandle};
 
 use crate::catalog::async_trait_shim::Provider;
@@ -684,7 +684,7 @@ impl Session {
             .columns
             .iter()
             .filter_map(|c| match c {
-                ColumnSpec::Physical(f) => Some(f.clone()),
+                ColumnSpec::Physical(f) => Some(f.clone().with_metadata(Default::default())),
                 _ => None,
             })
             .collect();
@@ -694,8 +694,12 @@ impl Session {
         for c in &ct.columns {
             let def = match c {
                 ColumnSpec::Physical(f) => ColumnDef {
-                    field: f.clone(),
+                    field: f.clone().with_metadata(Default::default()),
                     computed: None,
+                    metadata: f
+                        .metadata()
+                        .get(METADATA_KEY)
+                        .map(|k| (k.clone(), f.metadata().contains_key(METADATA_VIRTUAL))),
                 },
                 ColumnSpec::Computed(name, sql) => {
                     let expr = self.ctx.parse_sql_expr(sql, &physical_df).map_err(|e| {
@@ -718,6 +722,7 @@ impl Session {
                     ColumnDef {
                         field: Field::new(name, t, nullable),
                         computed: Some(sql.clone()),
+                        metadata: None,
                     }
                 }
             };

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test file uses a part
 #![allow(clippy::unwrap_used)] // test helpers: a failure is the test failing
 
+pub mod kafka;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -18,6 +18,14 @@ impl BlackholeSink {
     }
 }
 
+/// The `blackhole` connector's registration.
+pub const CONNECTOR: super::Connector = super::Connector {
+    name: "blackhole",
+    source: None,
+    sink: Some(|options, _schema| Ok(std::sync::Arc::new(BlackholeSink::new(options)?))),
+    metadata: &[],
+};
+
 impl SinkFactory for BlackholeSink {
     fn create_writer(&self, _ctx: &TaskContext, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>> {
         Ok(Box::new(BlackholeSink))

@@ -20,19 +20,87 @@ pub mod blackhole;
 pub mod collect;
 pub mod datagen;
 pub mod filesystem;
+pub mod kafka;
 pub mod nexmark;
 pub mod print;
 pub mod strided;
 
-/// The connectors that can be named in `'connector'`.
-pub const SOURCE_CONNECTORS: &[&str] = &["datagen", "filesystem", "nexmark"];
-/// The connectors a table can be written to.
-pub const SINK_CONNECTORS: &[&str] = &["blackhole", "filesystem", "print"];
+/// Every connector a table can name in `'connector'`. Adding one is its
+/// folder plus a line here.
+pub const CONNECTORS: &[Connector] = &[
+    blackhole::CONNECTOR,
+    datagen::CONNECTOR,
+    filesystem::CONNECTOR,
+    kafka::CONNECTOR,
+    kafka::UPSERT_CONNECTOR,
+    nexmark::CONNECTOR,
+    print::CONNECTOR,
+];
+
+/// Makes a connector's source from a table's options and physical columns.
+pub type SourceConstructor = fn(Options, SchemaRef) -> Result<Arc<dyn SourceFactory>>;
+/// Makes a connector's sink from a table's options and physical columns.
+pub type SinkConstructor = fn(Options, SchemaRef) -> Result<Arc<dyn SinkFactory>>;
+
+/// A connector's registration: its name, and what it can read and write.
+pub struct Connector {
+    /// The `'connector'` value.
+    pub name: &'static str,
+    /// Reading the table, when the connector can.
+    pub source: Option<SourceConstructor>,
+    /// Writing the table, when the connector can.
+    pub sink: Option<SinkConstructor>,
+    /// The keys of `METADATA FROM '<key>'` columns the connector fills.
+    pub metadata: &'static [&'static str],
+}
+
+/// The registration of connector `name`.
+pub fn connector(name: &str) -> Option<&'static Connector> {
+    CONNECTORS.iter().find(|c| c.name == name)
+}
+
+/// The names of the connectors that can be read.
+pub fn source_connectors() -> Vec<&'static str> {
+    CONNECTORS
+        .iter()
+        .filter(|c| c.source.is_some())
+        .map(|c| c.name)
+        .collect()
+}
+
+/// The names of the connectors that can be written.
+pub fn sink_connectors() -> Vec<&'static str> {
+    CONNECTORS
+        .iter()
+        .filter(|c| c.sink.is_some())
+        .map(|c| c.name)
+        .collect()
+}
+
+/// The field-metadata key that marks a `METADATA` column of a table's
+/// physical schema; its value is the metadata key (`'timestamp'`).
+pub const METADATA_KEY: &str = "weir.metadata";
+/// The field-metadata key that marks a `METADATA … VIRTUAL` column (read,
+/// never written).
+pub const METADATA_VIRTUAL: &str = "weir.metadata.virtual";
+
+/// The metadata key of a physical column, when it is a `METADATA` column.
+pub fn metadata_key(field: &datafusion::arrow::datatypes::Field) -> Option<&str> {
+    field.metadata().get(METADATA_KEY).map(String::as_str)
+}
 
 /// What a source subtask's reader returns on each call.
 pub enum SourcePoll {
     /// The next rows.
     Batch(RecordBatch),
+    /// The next rows, all of one split (a Kafka partition): the source's
+    /// watermark is the minimum over its splits' watermarks.
+    SplitBatch(u32, RecordBatch),
+    /// From now on the reader reads these splits (at the start, when
+    /// partitions are discovered, when one is read to its end). A split that
+    /// brought no rows for `table.exec.source.idle-timeout` (or the
+    /// connector's own idle timeout) stops holding the watermark back.
+    Splits(Vec<u32>),
     /// Nothing yet: call again after this long (rate limits, a watched directory).
     Idle(Duration),
     /// The input is exhausted.
@@ -48,6 +116,20 @@ pub trait SourceReader: Send {
     /// position yields exactly the rows not returned yet. `None`: the source
     /// cannot be replayed, and a checkpointed job that reads it is refused.
     fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The position at barrier `checkpoint` (what [`SourceReader::position`]
+    /// returns, remembered by readers that act when that checkpoint
+    /// completes).
+    fn checkpoint_position(&mut self, _checkpoint: u64) -> Option<serde_json::Value> {
+        self.position()
+    }
+
+    /// A split that brings no rows this long stops holding the watermark
+    /// back (`scan.watermark.idle-timeout`); `None`: the job's
+    /// `table.exec.source.idle-timeout`.
+    fn idle_timeout(&self) -> Option<Duration> {
         None
     }
 
@@ -327,70 +409,87 @@ pub fn is_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
+/// Checks a table's `METADATA` columns against what the connector fills.
+fn check_metadata(c: &Connector, schema: &SchemaRef) -> Result<()> {
+    for field in schema.fields() {
+        if let Some(key) = metadata_key(field) {
+            if !c.metadata.contains(&key) {
+                let accepted = if c.metadata.is_empty() {
+                    "it has no metadata columns".to_string()
+                } else {
+                    format!("available: {}", c.metadata.join(", "))
+                };
+                return Err(EngineError::option(
+                    c.name,
+                    format!(
+                        "column '{}' reads metadata '{key}', which connector '{}' does not provide ({accepted})",
+                        field.name(),
+                        c.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates the source connector named by `'connector'`.
 pub fn create_source(
-    connector: &str,
+    connector_name: &str,
     options: &BTreeMap<String, String>,
     schema: SchemaRef,
 ) -> Result<Arc<dyn SourceFactory>> {
-    let opts = Options::new(connector, options);
-    match connector {
-        "nexmark" => Ok(Arc::new(nexmark::NexmarkSource::new(opts, schema)?)),
-        "datagen" => Ok(Arc::new(datagen::DatagenSource::new(opts, schema)?)),
-        "filesystem" => Ok(Arc::new(filesystem::FileSource::new(opts, schema)?)),
-        "print" | "blackhole" => Err(EngineError::option(
-            connector,
+    let c = connector(connector_name).ok_or_else(|| unknown_connector(connector_name))?;
+    check_metadata(c, &schema)?;
+    match c.source {
+        Some(make) => make(Options::new(connector_name, options), schema),
+        None => Err(EngineError::option(
+            connector_name,
             format!(
-                "connector '{connector}' can only be written to; sources are: {}",
-                SOURCE_CONNECTORS.join(", ")
+                "connector '{connector_name}' can only be written to; sources are: {}",
+                source_connectors().join(", ")
             ),
         )),
-        other => Err(unknown_connector(other)),
     }
 }
 
 /// Creates the sink connector named by `'connector'`.
 pub fn create_sink(
-    connector: &str,
+    connector_name: &str,
     options: &BTreeMap<String, String>,
     schema: SchemaRef,
 ) -> Result<Arc<dyn SinkFactory>> {
-    let opts = Options::new(connector, options);
-    match connector {
-        "print" => Ok(Arc::new(print::PrintSink::new(opts)?)),
-        "blackhole" => Ok(Arc::new(blackhole::BlackholeSink::new(opts)?)),
-        "filesystem" => Ok(Arc::new(filesystem::FileSink::new(opts, schema)?)),
-        "nexmark" | "datagen" => Err(EngineError::option(
-            connector,
+    let c = connector(connector_name).ok_or_else(|| unknown_connector(connector_name))?;
+    check_metadata(c, &schema)?;
+    match c.sink {
+        Some(make) => make(Options::new(connector_name, options), schema),
+        None => Err(EngineError::option(
+            connector_name,
             format!(
-                "connector '{connector}' can only be read; sinks are: {}",
-                SINK_CONNECTORS.join(", ")
+                "connector '{connector_name}' can only be read; sinks are: {}",
+                sink_connectors().join(", ")
             ),
         )),
-        other => Err(unknown_connector(other)),
     }
 }
 
-/// Checks a table's options without creating anything.
+/// Checks a table's options without creating anything (as a source when
+/// the connector reads, else as a sink; a connector that does both accepts
+/// the options of both in either role).
 pub fn validate_options(
-    connector: &str,
+    connector_name: &str,
     options: &BTreeMap<String, String>,
     schema: SchemaRef,
 ) -> Result<()> {
-    match connector {
-        "print" | "blackhole" => create_sink(connector, options, schema).map(|_| ()),
-        _ => create_source(connector, options, schema).map(|_| ()),
+    match connector(connector_name) {
+        Some(c) if c.source.is_none() => create_sink(connector_name, options, schema).map(|_| ()),
+        _ => create_source(connector_name, options, schema).map(|_| ()),
     }
 }
 
 fn unknown_connector(name: &str) -> EngineError {
-    let mut all: Vec<&str> = SOURCE_CONNECTORS
-        .iter()
-        .chain(SINK_CONNECTORS)
-        .copied()
-        .collect();
+    let mut all: Vec<&str> = CONNECTORS.iter().map(|c| c.name).collect();
     all.sort();
-    all.dedup();
     EngineError::option(
         name,
         format!(

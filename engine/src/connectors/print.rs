@@ -46,6 +46,14 @@ impl PrintSink {
     }
 }
 
+/// The `print` connector's registration.
+pub const CONNECTOR: super::Connector = super::Connector {
+    name: "print",
+    source: None,
+    sink: Some(|options, _schema| Ok(Arc::new(PrintSink::new(options)?))),
+    metadata: &[],
+};
+
 impl SinkFactory for PrintSink {
     fn create_writer(&self, ctx: &TaskContext, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>> {
         let prefix = match (&self.identifier, ctx.parallelism > 1) {

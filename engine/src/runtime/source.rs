@@ -26,14 +26,14 @@ pub(super) type SourceCheckpointing = (
 /// A source subtask's part of checkpoint `trigger`: its position, then
 /// the barrier downstream.
 fn checkpoint_source(
-    reader: &dyn crate::connectors::SourceReader,
+    reader: &mut dyn crate::connectors::SourceReader,
     spec: &SourceSpec,
     ctx: &TaskContext,
     router: &Router,
     tc: &checkpoint::TaskCheckpointing,
     trigger: checkpoint::Trigger,
 ) -> Result<()> {
-    let position = reader.position().ok_or_else(|| {
+    let position = reader.checkpoint_position(trigger.id).ok_or_else(|| {
         EngineError::Checkpoint(format!(
             "the source of table '{}' cannot be replayed, so the job cannot take checkpoints",
             spec.table
@@ -72,10 +72,12 @@ pub(super) fn run_source(
     // on the first batch, which brings the physical schema).
     let mut computed: Option<NarrowExprs> = None;
     let mut watermark = i64::MIN;
+    let mut splits = SplitWatermarks::new(reader.idle_timeout());
     let generator = spec
         .watermark
         .clone()
         .map(|expr| watermark::WatermarkGenerator::new(expr, &spec.schema));
+    let mut end = false;
     loop {
         if shared.cancelled.load(Ordering::Relaxed) {
             return Err(EngineError::Cancelled);
@@ -90,7 +92,7 @@ pub(super) fn run_source(
                     ctx.metrics.watermark.store(i64::MAX, Ordering::Relaxed);
                     router.blocking_broadcast(Message::Watermark(i64::MAX))?;
                 }
-                checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
+                checkpoint_source(reader.as_mut(), &spec, &ctx, &router, tc, t)?;
                 if t.kind.ends_input() {
                     // Without draining no end-of-time watermark was sent,
                     // so open windows stay in the savepoint.
@@ -99,72 +101,184 @@ pub(super) fn run_source(
                 }
             }
         }
-        match reader.poll_next()? {
-            SourcePoll::Batch(batch) => {
-                if let (Some(exprs), None) = (&spec.computed, &computed) {
-                    computed = Some(NarrowExprs::new(exprs, &batch.schema())?);
-                }
-                let batch = match &computed {
-                    Some(narrow) => {
-                        let rows = batch.num_rows();
-                        let leaves = narrow.leaves(&batch)?;
-                        let columns = (0..spec.schema.fields().len())
-                            .map(|i| narrow.evaluate(i, &leaves, rows))
-                            .collect::<Result<Vec<_>>>()?;
-                        RecordBatch::try_new(spec.schema.clone(), columns)?
-                    }
-                    None => batch,
-                };
-                NodeMetrics::add(&ctx.metrics.records_out, batch.num_rows());
-                let mut advanced = None;
-                if let Some(generator) = &generator {
-                    if let Some(max) = generator.batch_watermark(&batch)? {
-                        if max > watermark {
-                            watermark = max;
-                            advanced = Some(max);
-                        }
-                    }
-                }
-                router.blocking_send_batch(batch)?;
-                if let Some(w) = advanced {
-                    ctx.metrics.watermark.store(w, Ordering::Relaxed);
-                    router.blocking_broadcast(Message::Watermark(w))?;
-                }
+        let (split, batch) = match reader.poll_next()? {
+            SourcePoll::Batch(batch) => (None, batch),
+            SourcePoll::SplitBatch(split, batch) => (Some(split), batch),
+            SourcePoll::Splits(list) => {
+                splits.assign(&list);
+                advance(&ctx, &mut router, &mut watermark, splits.watermark())?;
+                continue;
             }
-            SourcePoll::Idle(wait) => std::thread::sleep(wait),
+            SourcePoll::Idle(wait) => {
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+                // A split quiet past the idle timeout stops holding back.
+                advance(&ctx, &mut router, &mut watermark, splits.watermark())?;
+                continue;
+            }
             SourcePoll::End => {
-                router.blocking_broadcast(Message::Watermark(i64::MAX))?;
-                if let Some((tc, triggers)) = &mut checkpointing {
-                    // Everything is read; what was produced is committed by
-                    // the final checkpoint, taken once every source is here.
-                    let _ = tc
-                        .to_coordinator
-                        .send(checkpoint::ToCoordinator::SourceFinished);
-                    loop {
-                        match triggers.recv_timeout(std::time::Duration::from_millis(50)) {
-                            Ok(t) => {
-                                checkpoint_source(reader.as_ref(), &spec, &ctx, &router, tc, t)?;
-                                if t.kind.ends_input() {
-                                    break;
-                                }
-                            }
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                                notify(reader.as_mut(), tc)?;
-                                if shared.cancelled.load(Ordering::Relaxed)
-                                    || tc.failed.load(Ordering::Relaxed)
-                                {
-                                    return Err(EngineError::Cancelled);
-                                }
-                            }
-                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                                return Err(EngineError::Cancelled)
-                            }
-                        }
-                    }
-                }
-                router.blocking_broadcast(Message::End)?;
-                return Ok(());
+                end = true;
+                (None, RecordBatch::new_empty(spec.schema.clone()))
             }
+        };
+        if end {
+            break;
+        }
+        if let (Some(exprs), None) = (&spec.computed, &computed) {
+            computed = Some(NarrowExprs::new(exprs, &batch.schema())?);
+        }
+        let batch = match &computed {
+            Some(narrow) => {
+                let rows = batch.num_rows();
+                let leaves = narrow.leaves(&batch)?;
+                let columns = (0..spec.schema.fields().len())
+                    .map(|i| narrow.evaluate(i, &leaves, rows))
+                    .collect::<Result<Vec<_>>>()?;
+                RecordBatch::try_new(spec.schema.clone(), columns)?
+            }
+            None => batch,
+        };
+        NodeMetrics::add(&ctx.metrics.records_out, batch.num_rows());
+        let mut next = None;
+        if let Some(generator) = &generator {
+            let max = generator.batch_watermark(&batch)?;
+            next = match split {
+                Some(split) => {
+                    splits.observe(split, max);
+                    splits.watermark()
+                }
+                None => max,
+            };
+        } else if let Some(split) = split {
+            splits.observe(split, None);
+        }
+        router.blocking_send_batch(batch)?;
+        advance(&ctx, &mut router, &mut watermark, next)?;
+    }
+    end_of_input(reader, &spec, &ctx, router, checkpointing, &shared)
+}
+
+/// Sends watermark `next` downstream when it is past the last one sent.
+fn advance(
+    ctx: &TaskContext,
+    router: &mut Router,
+    watermark: &mut i64,
+    next: Option<i64>,
+) -> Result<()> {
+    if let Some(w) = next {
+        if w > *watermark {
+            *watermark = w;
+            ctx.metrics.watermark.store(w, Ordering::Relaxed);
+            router.blocking_broadcast(Message::Watermark(w))?;
+        }
+    }
+    Ok(())
+}
+
+/// The watermarks of a source's splits: the source's is their minimum,
+/// leaving out splits idle past the timeout (and splits that have ended).
+struct SplitWatermarks {
+    idle_timeout: Option<std::time::Duration>,
+    /// Split → (its watermark, when it last brought rows).
+    splits: std::collections::BTreeMap<u32, (i64, std::time::Instant)>,
+}
+
+impl SplitWatermarks {
+    fn new(idle_timeout: Option<std::time::Duration>) -> Self {
+        Self {
+            idle_timeout,
+            splits: Default::default(),
+        }
+    }
+
+    fn assign(&mut self, list: &[u32]) {
+        let now = std::time::Instant::now();
+        self.splits.retain(|s, _| list.contains(s));
+        for s in list {
+            self.splits.entry(*s).or_insert((i64::MIN, now));
+        }
+    }
+
+    fn observe(&mut self, split: u32, watermark: Option<i64>) {
+        let entry = self
+            .splits
+            .entry(split)
+            .or_insert((i64::MIN, std::time::Instant::now()));
+        entry.1 = std::time::Instant::now();
+        if let Some(w) = watermark {
+            entry.0 = entry.0.max(w);
+        }
+    }
+
+    /// The minimum over the active splits; `None` when every split is idle
+    /// (the watermark stays where it is) or there are none.
+    fn watermark(&self) -> Option<i64> {
+        let now = std::time::Instant::now();
+        self.splits
+            .values()
+            .filter(|(_, last)| {
+                self.idle_timeout
+                    .is_none_or(|t| now.duration_since(*last) < t)
+            })
+            .map(|(w, _)| *w)
+            .min()
+            .filter(|w| *w > i64::MIN)
+    }
+}
+
+/// The input is read: the end-of-time watermark, then (with checkpoints)
+/// the final checkpoint, whose completion the reader hears of.
+fn end_of_input(
+    mut reader: Box<dyn crate::connectors::SourceReader>,
+    spec: &SourceSpec,
+    ctx: &TaskContext,
+    mut router: Router,
+    mut checkpointing: Option<SourceCheckpointing>,
+    shared: &Shared,
+) -> Result<()> {
+    router.blocking_broadcast(Message::Watermark(i64::MAX))?;
+    let Some((tc, triggers)) = &mut checkpointing else {
+        router.blocking_broadcast(Message::End)?;
+        return Ok(());
+    };
+    // Everything is read; what was produced is committed by the final
+    // checkpoint, taken once every source is here.
+    let _ = tc
+        .to_coordinator
+        .send(checkpoint::ToCoordinator::SourceFinished);
+    let final_id = loop {
+        match triggers.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(t) => {
+                checkpoint_source(reader.as_mut(), spec, ctx, &router, tc, t)?;
+                if t.kind.ends_input() {
+                    break t.id;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                notify(reader.as_mut(), tc)?;
+                if shared.cancelled.load(Ordering::Relaxed) || tc.failed.load(Ordering::Relaxed) {
+                    return Err(EngineError::Cancelled);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(EngineError::Cancelled)
+            }
+        }
+    };
+    router.blocking_broadcast(Message::End)?;
+    // The reader hears that the final checkpoint completed (a Kafka source
+    // commits its last offsets then); the job ends once every task has.
+    loop {
+        if *tc.completed.borrow() >= final_id {
+            return notify(reader.as_mut(), tc);
+        }
+        if shared.cancelled.load(Ordering::Relaxed) || tc.failed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match tc.completed.has_changed() {
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(_) => return Ok(()),
         }
     }
 }

@@ -43,6 +43,14 @@ enum FieldGen {
     },
 }
 
+/// The `datagen` connector's registration.
+pub const CONNECTOR: super::Connector = super::Connector {
+    name: "datagen",
+    source: Some(|options, schema| Ok(std::sync::Arc::new(DatagenSource::new(options, schema)?))),
+    sink: None,
+    metadata: &[],
+};
+
 /// A configured datagen source.
 pub struct DatagenSource {
     schema: SchemaRef,

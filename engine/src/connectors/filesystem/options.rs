@@ -1,7 +1,12 @@
 //! Options shared by the filesystem source and sink.
 
+use datafusion::arrow::datatypes::SchemaRef;
+
 use super::super::Options;
 use crate::error::{EngineError, Result};
+use crate::formats::csv::CsvFormat;
+use crate::formats::json::JsonFormat;
+use crate::formats::Format;
 
 /// The file format of a filesystem table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +37,8 @@ pub struct FileOptions {
     pub path: String,
     /// The format.
     pub format: FileFormat,
-    /// CSV field delimiter.
-    pub delimiter: u8,
-    /// CSV quote character.
-    pub quote: u8,
-    /// Text that reads as NULL in CSV (besides an empty field).
-    pub null_literal: Option<String>,
-    /// Skip (and count) malformed records instead of failing.
-    pub ignore_parse_errors: bool,
+    /// How a line reads and writes (CSV and JSON; `None` for Parquet).
+    pub records: Option<Format>,
     /// Roll the sink's part file after this many bytes.
     pub rolling_file_size: u64,
 }
@@ -47,7 +46,7 @@ pub struct FileOptions {
 impl FileOptions {
     /// Reads the options of both the source and the sink, so one table
     /// definition serves either use.
-    pub fn parse(options: &mut Options) -> Result<Self> {
+    pub fn parse(options: &mut Options, schema: SchemaRef) -> Result<Self> {
         let path = options.required("path")?;
         let format = match options.one_of("format", &["csv", "json", "parquet"])? {
             Some(f) if f == "csv" => FileFormat::Csv,
@@ -60,55 +59,42 @@ impl FileOptions {
                 ))
             }
         };
-        let single_char = |key: &str, v: Option<String>, default: u8| -> Result<u8> {
-            match v {
-                None => Ok(default),
-                Some(v) => {
-                    let v = if v == "\\t" { "\t".to_string() } else { v };
-                    if v.len() == 1 {
-                        Ok(v.as_bytes()[0])
-                    } else {
-                        Err(EngineError::option(
-                            "filesystem",
-                            format!("option '{key}' must be a single character, found '{v}'"),
-                        ))
-                    }
-                }
-            }
+        // Both formats' options are accepted whichever is chosen, so that a
+        // table can switch format without losing its other options.
+        let csv = CsvFormat::from_options(options, "", schema.clone());
+        let json = JsonFormat::from_options(options, "", schema)?;
+        let records = match format {
+            FileFormat::Csv => Some(Format::Csv(csv?)),
+            FileFormat::Json => Some(Format::Json(json)),
+            FileFormat::Parquet => None,
         };
-        let delimiter = single_char(
-            "csv.field-delimiter",
-            options.string("csv.field-delimiter"),
-            b',',
-        )?;
-        let quote = single_char(
-            "csv.quote-character",
-            options.string("csv.quote-character"),
-            b'"',
-        )?;
-        let null_literal = options.string("csv.null-literal");
-        let csv_ignore = options.bool("csv.ignore-parse-errors", false)?;
-        let json_ignore = options.bool("json.ignore-parse-errors", false)?;
         let rolling = options
             .string("sink.rolling-policy.file-size")
             .map(|v| parse_size(&v).ok_or_else(|| EngineError::option("filesystem", format!("option 'sink.rolling-policy.file-size' must be a size such as '128MB', found '{v}'"))))
             .transpose()?
             .unwrap_or(128 << 20);
         options.parse::<usize>("sink.parallelism", "a positive integer")?;
-        let ignore_parse_errors = match format {
-            FileFormat::Csv => csv_ignore,
-            FileFormat::Json => json_ignore,
-            FileFormat::Parquet => false,
-        };
         Ok(Self {
             path,
             format,
-            delimiter,
-            quote,
-            null_literal,
-            ignore_parse_errors,
+            records,
             rolling_file_size: rolling,
         })
+    }
+
+    /// Whether bad lines are skipped and counted.
+    pub fn ignore_parse_errors(&self) -> bool {
+        self.records
+            .as_ref()
+            .is_some_and(Format::ignore_parse_errors)
+    }
+
+    /// The CSV options, when the format is CSV.
+    pub fn csv(&self) -> Option<&CsvFormat> {
+        match &self.records {
+            Some(Format::Csv(c)) => Some(c),
+            _ => None,
+        }
     }
 }
 

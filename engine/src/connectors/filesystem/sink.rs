@@ -31,6 +31,7 @@ use super::options::{FileFormat, FileOptions};
 use crate::connectors::{Options, SinkFactory, SinkWriter};
 use crate::error::{EngineError, Result};
 use crate::format::column_strings;
+use crate::formats::csv::field_text;
 use crate::operators::TaskContext;
 
 /// A configured filesystem sink.
@@ -40,8 +41,8 @@ pub struct FileSink {
 
 impl FileSink {
     /// Reads the options.
-    pub fn new(mut options: Options, _schema: SchemaRef) -> Result<Self> {
-        let opts = FileOptions::parse(&mut options)?;
+    pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
+        let opts = FileOptions::parse(&mut options, schema)?;
         options.finish()?;
         Ok(Self { options: opts })
     }
@@ -249,26 +250,17 @@ impl PartFileWriter {
     }
 }
 
-fn csv_field(value: &str, delimiter: u8, quote: u8) -> String {
-    let needs = value
-        .bytes()
-        .any(|b| b == delimiter || b == quote || b == b'\n' || b == b'\r');
-    if needs {
-        let q = quote as char;
-        format!("{q}{}{q}", value.replace(q, &format!("{q}{q}")))
-    } else {
-        value.to_string()
-    }
-}
-
 impl SinkWriter for PartFileWriter {
     fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let (delimiter, quote, rolling) = (
-            self.options.delimiter,
-            self.options.quote,
-            self.options.rolling_file_size,
-        );
-        let null_text = self.options.null_literal.clone().unwrap_or_default();
+        let rolling = self.options.rolling_file_size;
+        let (delimiter, quote, null_text) = match self.options.csv() {
+            Some(c) => (
+                c.delimiter,
+                c.quote,
+                c.null_literal.clone().unwrap_or_default(),
+            ),
+            None => (b',', b'"', String::new()),
+        };
         let part = self.open()?;
         let before = part.bytes;
         match &mut part.encoder {
@@ -287,7 +279,7 @@ impl SinkWriter for PartFileWriter {
                         if batch.column(i).is_null(row) {
                             text.push_str(&null_text);
                         } else {
-                            text.push_str(&csv_field(&col[row], delimiter, quote));
+                            text.push_str(&field_text(&col[row], delimiter, quote));
                         }
                     }
                     text.push('\n');

@@ -1,21 +1,16 @@
 //! Reading CSV, JSON-lines and Parquet files as a bounded source.
 //!
-//! CSV fields are collected as text per column and converted with Arrow's
-//! cast kernels a batch at a time; only when a batch fails to convert are its
-//! rows examined one by one, to name the bad line or to skip it.
+//! Lines are cut here (a quoted CSV field may span several) and decoded a
+//! batch at a time by the shared formats ([`crate::formats`]), which name the
+//! bad line or skip it.
 
-use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, StringBuilder};
-use datafusion::arrow::compute::{cast_with_options, filter_record_batch, CastOptions};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::json::reader::ReaderBuilder as JsonReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::FormatOptions;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::options::{FileFormat, FileOptions};
@@ -33,16 +28,8 @@ pub struct FileSource {
 impl FileSource {
     /// Reads the options and checks that the format can hold the schema.
     pub fn new(mut options: Options, schema: SchemaRef) -> Result<Self> {
-        let opts = FileOptions::parse(&mut options)?;
+        let opts = FileOptions::parse(&mut options, schema.clone())?;
         options.finish()?;
-        if opts.format == FileFormat::Csv {
-            if let Some(f) = schema.fields().iter().find(|f| f.data_type().is_nested()) {
-                return Err(EngineError::option(
-                    "filesystem",
-                    format!("column '{}' has nested type {}, which the csv format cannot hold; use 'json'", f.name(), f.data_type()),
-                ));
-            }
-        }
         Ok(Self {
             options: opts,
             schema,
@@ -280,8 +267,7 @@ impl SourceReader for FileReader {
                     let mut starts: Vec<u64> = Vec::with_capacity(self.batch_size);
                     // A CSV field in quotes may hold line breaks: a record
                     // goes on while it has an odd number of quotes.
-                    let quote = matches!(self.options.format, FileFormat::Csv)
-                        .then_some(self.options.quote);
+                    let quote = self.options.csv().map(|c| c.quote);
                     while ends.len() < self.batch_size {
                         let start = buf.len();
                         let mut open_quote = false;
@@ -320,26 +306,29 @@ impl SourceReader for FileReader {
                     let batch = if ends.is_empty() {
                         None
                     } else {
-                        // Each record on its own: the bytes of two
-                        // records joined may read as one character that
-                        // neither holds.
-                        let mut lines: Vec<&str> = Vec::with_capacity(ends.len());
+                        let mut records: Vec<&[u8]> = Vec::with_capacity(ends.len());
+                        let mut lines: Vec<u64> = Vec::with_capacity(ends.len());
                         let mut start = 0;
                         for (i, &end) in ends.iter().enumerate() {
-                            let text = std::str::from_utf8(&buf[start..end]).map_err(|_| {
-                                EngineError::BadRecord {
-                                    file: path.clone(),
-                                    line: starts.get(i).copied().unwrap_or(*line),
-                                    reason: "the line is not valid UTF-8".into(),
-                                }
-                            })?;
-                            lines.push(text);
+                            let record = &buf[start..end];
                             start = end;
+                            if record.iter().all(u8::is_ascii_whitespace) {
+                                continue;
+                            }
+                            records.push(record);
+                            lines.push(starts.get(i).copied().unwrap_or(*line));
                         }
-                        Some(match self.options.format {
-                            FileFormat::Json => self.parse_json(&lines, &path, &starts)?,
-                            _ => self.parse_csv(&lines, &path, &starts)?,
-                        })
+                        match &self.options.records {
+                            Some(format) => {
+                                let ignore = format.ignore_parse_errors();
+                                let metrics = &self.metrics;
+                                let mut bad = |i: usize, reason: String| {
+                                    bad_line(ignore, metrics, &path, lines[i], reason)
+                                };
+                                Some(format.decode(&records, &mut bad)?.batch)
+                            }
+                            None => None,
+                        }
                     };
                     self.line_buffer = buf;
                     batch
@@ -461,250 +450,29 @@ fn cast_to_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Splits one CSV line into `fields`, honouring quotes (`""` inside quotes
-/// is a quote). Unquoted fields borrow from the line; an empty one is NULL.
-fn split_csv<'a>(
-    line: &'a str,
-    delimiter: u8,
-    quote: u8,
-    fields: &mut Vec<Option<Cow<'a, str>>>,
-) -> std::result::Result<(), String> {
-    let bytes = line.as_bytes();
-    fields.clear();
-    let mut i = 0;
-    loop {
-        if i < bytes.len() && bytes[i] == quote {
-            let mut value = Vec::new();
-            i += 1;
-            loop {
-                if i >= bytes.len() {
-                    return Err("unterminated quoted field".into());
-                }
-                if bytes[i] == quote {
-                    if i + 1 < bytes.len() && bytes[i + 1] == quote {
-                        value.push(quote);
-                        i += 2;
-                        continue;
-                    }
-                    i += 1;
-                    break;
-                }
-                value.push(bytes[i]);
-                i += 1;
-            }
-            fields.push(Some(Cow::Owned(
-                String::from_utf8_lossy(&value).into_owned(),
-            )));
-            if i < bytes.len() && bytes[i] != delimiter {
-                return Err("unexpected character after a quoted field".into());
-            }
-        } else {
-            let start = i;
-            while i < bytes.len() && bytes[i] != delimiter {
-                i += 1;
-            }
-            let raw = &line[start..i];
-            fields.push((!raw.is_empty()).then_some(Cow::Borrowed(raw)));
-        }
-        if i >= bytes.len() {
-            break;
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
-impl FileReader {
-    fn bad(&self, path: &str, line: u64, reason: String) -> Result<()> {
-        if self.options.ignore_parse_errors {
-            NodeMetrics::add(&self.metrics.parse_errors_skipped, 1);
-            tracing::debug!(file = path, line, reason = %reason, "skipped malformed record");
-            Ok(())
-        } else {
-            Err(EngineError::BadRecord {
-                file: path.to_string(),
-                line,
-                reason,
-            })
-        }
-    }
-
-    fn parse_csv(&self, lines: &[&str], path: &str, starts: &[u64]) -> Result<RecordBatch> {
-        let width = self.schema.fields().len();
-        let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
-        let mut line_of_row: Vec<u64> = Vec::with_capacity(lines.len());
-        let mut shape_errors: Vec<(u64, String)> = Vec::new();
-        let null_literal = self.options.null_literal.as_deref();
-        let mut fields = Vec::with_capacity(width);
-        for (text, &line) in lines.iter().zip(starts) {
-            if text.is_empty() {
-                continue;
-            }
-            match split_csv(
-                text,
-                self.options.delimiter,
-                self.options.quote,
-                &mut fields,
-            ) {
-                Ok(()) if fields.len() == width => {
-                    for (b, f) in builders.iter_mut().zip(&fields) {
-                        match f {
-                            Some(v) if Some(v.as_ref()) != null_literal => b.append_value(v),
-                            _ => b.append_null(),
-                        }
-                    }
-                    line_of_row.push(line);
-                }
-                Ok(()) => shape_errors.push((
-                    line,
-                    format!("expected {width} fields, found {}", fields.len()),
-                )),
-                Err(reason) => shape_errors.push((line, reason)),
-            }
-        }
-        let texts: Vec<ArrayRef> = builders
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        // Report the earliest bad line, whether its fields or its values are wrong.
-        if !self.options.ignore_parse_errors {
-            if let Some((line, reason)) = shape_errors.first().cloned() {
-                let earlier: Vec<u64> = line_of_row.iter().copied().filter(|l| *l < line).collect();
-                let texts_before: Vec<ArrayRef> =
-                    texts.iter().map(|t| t.slice(0, earlier.len())).collect();
-                self.convert(texts_before, &earlier, path)?;
-                return Err(EngineError::BadRecord {
-                    file: path.to_string(),
-                    line,
-                    reason,
-                });
-            }
-        }
-        for (line, reason) in shape_errors {
-            self.bad(path, line, reason)?;
-        }
-        self.convert(texts, &line_of_row, path)
-    }
-
-    /// Casts text columns to the schema's types; names or skips bad rows.
-    fn convert(
-        &self,
-        texts: Vec<ArrayRef>,
-        line_of_row: &[u64],
-        path: &str,
-    ) -> Result<RecordBatch> {
-        let strict = CastOptions {
-            safe: false,
-            format_options: FormatOptions::default(),
-        };
-        let lenient = CastOptions {
-            safe: true,
-            format_options: FormatOptions::default(),
-        };
-        let mut columns = Vec::with_capacity(texts.len());
-        let mut ok_rows: Option<Vec<bool>> = None;
-        for (text, field) in texts.iter().zip(self.schema.fields()) {
-            let target = field.data_type();
-            let trimmed = text.clone();
-            match cast_with_options(&trimmed, target, &strict) {
-                Ok(col) => columns.push(col),
-                Err(_) => {
-                    let col = cast_with_options(&trimmed, target, &lenient)?;
-                    let ok = ok_rows.get_or_insert_with(|| vec![true; text.len()]);
-                    for row in 0..text.len() {
-                        if text.is_valid(row) && col.is_null(row) && ok[row] {
-                            let value = text
-                                .as_any()
-                                .downcast_ref::<datafusion::arrow::array::StringArray>()
-                                .map(|s| s.value(row).to_string())
-                                .unwrap_or_default();
-                            self.bad(
-                                path,
-                                line_of_row[row],
-                                format!(
-                                    "cannot read '{value}' as {target} for column '{}'",
-                                    field.name()
-                                ),
-                            )?;
-                            ok[row] = false;
-                        }
-                    }
-                    columns.push(col);
-                }
-            }
-        }
-        let batch = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &datafusion::arrow::record_batch::RecordBatchOptions::new()
-                .with_row_count(Some(line_of_row.len())),
-        )?;
-        match ok_rows {
-            Some(ok) => Ok(filter_record_batch(&batch, &BooleanArray::from(ok))?),
-            None => Ok(batch),
-        }
-    }
-
-    fn parse_json(&self, lines: &[&str], path: &str, starts: &[u64]) -> Result<RecordBatch> {
-        let decode = |rows: &[&str]| -> std::result::Result<Option<RecordBatch>, String> {
-            let mut decoder = JsonReaderBuilder::new(self.schema.clone())
-                .with_batch_size(rows.len().max(1))
-                .build_decoder()
-                .map_err(|e| e.to_string())?;
-            for r in rows {
-                decoder.decode(r.as_bytes()).map_err(|e| e.to_string())?;
-                decoder.decode(b"\n").map_err(|e| e.to_string())?;
-            }
-            decoder.flush().map_err(|e| e.to_string())
-        };
-        let rows: Vec<&str> = lines
-            .iter()
-            .copied()
-            .filter(|l| !l.trim().is_empty())
-            .collect();
-        if let Ok(Some(batch)) = decode(&rows) {
-            return Ok(batch);
-        }
-        // Find the bad lines one at a time.
-        let mut good = Vec::new();
-        for (i, text) in lines.iter().enumerate() {
-            if text.trim().is_empty() {
-                continue;
-            }
-            match decode(&[text]) {
-                Ok(Some(b)) => good.push(b),
-                Ok(None) => {}
-                Err(reason) => self.bad(path, starts.get(i).copied().unwrap_or(0), reason)?,
-            }
-        }
-        Ok(datafusion::arrow::compute::concat_batches(
-            &self.schema,
-            &good,
-        )?)
+/// A line that cannot be read: skipped and counted, or the job's error.
+fn bad_line(
+    ignore: bool,
+    metrics: &NodeMetrics,
+    path: &str,
+    line: u64,
+    reason: String,
+) -> Result<()> {
+    if ignore {
+        NodeMetrics::add(&metrics.parse_errors_skipped, 1);
+        tracing::debug!(file = path, line, reason = %reason, "skipped malformed record");
+        Ok(())
+    } else {
+        Err(EngineError::BadRecord {
+            file: path.to_string(),
+            line,
+            reason,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_csv;
-
-    #[test]
-    fn csv_quotes_and_empty_fields() {
-        let mut f = Vec::new();
-        split_csv(r#"1,"a, ""b""",,x"#, b',', b'"', &mut f).unwrap();
-        let f: Vec<Option<String>> = f.into_iter().map(|v| v.map(|c| c.into_owned())).collect();
-        assert_eq!(
-            f,
-            vec![
-                Some("1".into()),
-                Some("a, \"b\"".into()),
-                None,
-                Some("x".into())
-            ]
-        );
-        assert!(split_csv(r#"1,"open"#, b',', b'"', &mut Vec::new()).is_err());
-    }
-
     /// Found by the `json_decoder` fuzz target: a record ending in the lead
     /// byte of a UTF-8 character whose next record starts with a
     /// continuation byte. Joined, the two read as one valid character; each

@@ -21,6 +21,14 @@ use super::{Options, SourceFactory, SourcePoll, SourceReader};
 use crate::error::{EngineError, Result};
 use crate::operators::TaskContext;
 
+/// The `nexmark` connector's registration.
+pub const CONNECTOR: super::Connector = super::Connector {
+    name: "nexmark",
+    source: Some(|options, schema| Ok(std::sync::Arc::new(NexmarkSource::new(options, schema)?))),
+    sink: None,
+    metadata: &[],
+};
+
 /// A configured Nexmark source.
 pub struct NexmarkSource {
     config: GeneratorConfig,

@@ -14,6 +14,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
+/// A record to produce: partition, key, value, timestamp (ms).
+pub type Record = (i32, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>);
+
 /// A running broker.
 pub struct Broker {
     child: Child,
@@ -133,11 +136,7 @@ impl Broker {
     }
 
     /// Produces `(partition, key, value, timestamp)` records and waits for them.
-    pub fn produce(
-        &self,
-        topic: &str,
-        records: &[(i32, Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>)],
-    ) {
+    pub fn produce(&self, topic: &str, records: &[Record]) {
         let producer: BaseProducer = self.config().set("linger.ms", "5").create().unwrap();
         for (partition, key, value, ts) in records {
             let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(*partition);

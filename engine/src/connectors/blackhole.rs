@@ -24,6 +24,7 @@ pub const CONNECTOR: super::Connector = super::Connector {
     source: None,
     sink: Some(|options, _schema| Ok(std::sync::Arc::new(BlackholeSink::new(options)?))),
     metadata: &[],
+    validate: None,
 };
 
 impl SinkFactory for BlackholeSink {

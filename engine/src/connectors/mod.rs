@@ -52,6 +52,9 @@ pub struct Connector {
     pub sink: Option<SinkConstructor>,
     /// The keys of `METADATA FROM '<key>'` columns the connector fills.
     pub metadata: &'static [&'static str],
+    /// Checks a table's options at `CREATE TABLE`, for either role; `None`:
+    /// by making the source (or, for a sink-only connector, the sink).
+    pub validate: Option<fn(Options, SchemaRef) -> Result<()>>,
 }
 
 /// The registration of connector `name`.
@@ -482,6 +485,13 @@ pub fn validate_options(
     schema: SchemaRef,
 ) -> Result<()> {
     match connector(connector_name) {
+        Some(c) if c.validate.is_some() => {
+            check_metadata(c, &schema)?;
+            match c.validate {
+                Some(validate) => validate(Options::new(connector_name, options), schema),
+                None => Ok(()),
+            }
+        }
         Some(c) if c.source.is_none() => create_sink(connector_name, options, schema).map(|_| ()),
         _ => create_source(connector_name, options, schema).map(|_| ()),
     }

@@ -52,6 +52,7 @@ pub const CONNECTOR: super::Connector = super::Connector {
     source: None,
     sink: Some(|options, _schema| Ok(Arc::new(PrintSink::new(options)?))),
     metadata: &[],
+    validate: None,
 };
 
 impl SinkFactory for PrintSink {

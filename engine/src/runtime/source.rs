@@ -271,7 +271,9 @@ fn end_of_input(
     // commits its last offsets then); the job ends once every task has.
     loop {
         if *tc.completed.borrow() >= final_id {
-            return notify(reader.as_mut(), tc);
+            // The coordinator may be gone already (it ends with the final
+            // checkpoint): tell the reader directly.
+            return reader.on_checkpoint_complete(final_id);
         }
         if shared.cancelled.load(Ordering::Relaxed) || tc.failed.load(Ordering::Relaxed) {
             return Ok(());

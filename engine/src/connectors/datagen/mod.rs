@@ -49,6 +49,7 @@ pub const CONNECTOR: super::Connector = super::Connector {
     source: Some(|options, schema| Ok(std::sync::Arc::new(DatagenSource::new(options, schema)?))),
     sink: None,
     metadata: &[],
+    validate: None,
 };
 
 /// A configured datagen source.

@@ -16,4 +16,5 @@ pub const CONNECTOR: super::Connector = super::Connector {
     source: Some(|options, schema| Ok(std::sync::Arc::new(FileSource::new(options, schema)?))),
     sink: Some(|options, schema| Ok(std::sync::Arc::new(FileSink::new(options, schema)?))),
     metadata: &[],
+    validate: None,
 };

@@ -44,6 +44,7 @@ pub const CONNECTOR: Connector = Connector {
         )?)?))
     }),
     metadata: METADATA,
+    validate: Some(|options, schema| KafkaOptions::parse(options, schema, false).map(|_| ())),
 };
 
 /// The `upsert-kafka` connector's registration.
@@ -62,6 +63,7 @@ pub const UPSERT_CONNECTOR: Connector = Connector {
         )?)?))
     }),
     metadata: METADATA,
+    validate: Some(|options, schema| KafkaOptions::parse(options, schema, true).map(|_| ())),
 };
 
 /// How long a metadata or offset request may take before the job fails

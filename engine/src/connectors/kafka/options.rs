@@ -383,9 +383,6 @@ impl KafkaOptions {
                 "scan.bounded.mode 'group-offsets' needs 'properties.group.id'".into(),
             ));
         }
-        if matches!(startup, StartupMode::GroupOffsets) && !properties.contains_key("group.id") {
-            return Err(bad(connector, "scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'; or set 'scan.startup.mode' = 'earliest-offset'".into()));
-        }
         let duration = |options: &mut Options, key: &str| -> Result<Option<Duration>> {
             match options.string(key) {
                 None => Ok(None),
@@ -421,9 +418,6 @@ impl KafkaOptions {
             _ => DeliveryGuarantee::AtLeastOnce,
         };
         let transactional_id_prefix = options.string("sink.transactional-id-prefix");
-        if delivery == DeliveryGuarantee::ExactlyOnce && transactional_id_prefix.is_none() {
-            return Err(bad(connector, "sink.delivery-guarantee 'exactly-once' needs 'sink.transactional-id-prefix' (unique to this job: its transactions are named after it)".into()));
-        }
         let partitioner = match options
             .one_of("sink.partitioner", &["default", "fixed", "round-robin"])?
             .as_deref()
@@ -457,6 +451,25 @@ impl KafkaOptions {
             partitioner,
             schema,
         })
+    }
+
+    /// What a table must say to be read.
+    pub fn check_source(&self) -> Result<()> {
+        if matches!(self.startup, StartupMode::GroupOffsets)
+            && !self.properties.contains_key("group.id")
+        {
+            return Err(bad(self.connector, "scan.startup.mode 'group-offsets' (the default) needs 'properties.group.id'; or set 'scan.startup.mode' = 'earliest-offset'".into()));
+        }
+        Ok(())
+    }
+
+    /// What a table must say to be written.
+    pub fn check_sink(&self) -> Result<()> {
+        if self.delivery == DeliveryGuarantee::ExactlyOnce && self.transactional_id_prefix.is_none()
+        {
+            return Err(bad(self.connector, "sink.delivery-guarantee 'exactly-once' needs 'sink.transactional-id-prefix' (unique to this job: its transactions are named after it)".into()));
+        }
+        Ok(())
     }
 
     /// `bootstrap.servers`, for error messages.

@@ -63,6 +63,7 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// Checks that the table names one topic to write to.
     pub fn new(options: KafkaOptions) -> Result<Self> {
+        options.check_sink()?;
         if options.topic_pattern.is_some() || options.topics.len() != 1 {
             return Err(EngineError::option(
                 options.connector,

@@ -119,6 +119,12 @@ impl SourceFactory for KafkaSource {
     }
 }
 
+/// What the reader hands on next, and how far that moves a partition.
+struct Ready {
+    poll: Option<SourcePoll>,
+    advance: Option<((String, i32), i64)>,
+}
+
 struct Partition {
     position: PartitionPosition,
     /// Read to its end (bounded).
@@ -141,7 +147,7 @@ pub struct KafkaReader {
     /// Set by `seek` before the first poll.
     restored: Option<Vec<PartitionPosition>>,
     started: bool,
-    ready: VecDeque<SourcePoll>,
+    ready: VecDeque<Ready>,
     next_split: u32,
     last_discovery: Instant,
     /// Offsets recorded at each checkpoint, committed when it completes.
@@ -355,7 +361,10 @@ impl KafkaReader {
             .filter(|p| !p.done)
             .map(|p| p.split)
             .collect();
-        self.ready.push_back(SourcePoll::Splits(splits));
+        self.ready.push_back(Ready {
+            poll: Some(SourcePoll::Splits(splits)),
+            advance: None,
+        });
     }
 
     fn start(&mut self) -> Result<()> {
@@ -433,20 +442,31 @@ impl KafkaReader {
         Ok(())
     }
 
-    fn mark_done(&mut self, topic: &str, partition: i32) -> Result<()> {
-        if let Some(p) = self.partitions.get_mut(&(topic.to_string(), partition)) {
-            if !p.done {
-                p.done = true;
-                if let Some(stop) = p.position.stop {
-                    p.position.next = p.position.next.max(stop);
-                }
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(topic, partition);
-                let _ = self.consumer.pause(&tpl);
-                self.announce_splits();
-            }
+    /// Rows (or offsets without rows) of a partition went downstream: the
+    /// position moves past them, and a bounded partition read to its stop
+    /// offset is done.
+    fn emitted(&mut self, key: &(String, i32), next: i64) {
+        let Some(p) = self.partitions.get_mut(key) else {
+            return;
+        };
+        let next = next.min(p.position.stop.unwrap_or(i64::MAX));
+        p.position.next = p.position.next.max(next);
+        if !p.done && p.position.stop.is_some_and(|s| p.position.next >= s) {
+            p.done = true;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&key.0, key.1);
+            let _ = self.consumer.pause(&tpl);
+            let splits = self
+                .partitions
+                .values()
+                .filter(|p| !p.done)
+                .map(|p| p.split)
+                .collect();
+            self.ready.push_front(Ready {
+                poll: Some(SourcePoll::Splits(splits)),
+                advance: None,
+            });
         }
-        Ok(())
     }
 
     /// The consumer's position in a partition (past control records).
@@ -492,8 +512,8 @@ impl KafkaReader {
                 break;
             }
         }
-        let mut batches = Vec::new();
-        let mut finished = Vec::new();
+        // The position moves only when the rows are handed on (a
+        // checkpoint between two of these batches must not skip the rest).
         for ((topic, partition), messages) in by_partition {
             let Some(p) = self.partitions.get(&(topic.clone(), partition)) else {
                 continue;
@@ -504,41 +524,34 @@ impl KafkaReader {
                 .iter()
                 .filter(|m| stop.is_none_or(|s| m.offset() < s))
                 .collect();
-            let last = messages.last().map(|m| m.offset());
+            let Some(last) = messages.last().map(|m| m.offset()) else {
+                continue;
+            };
+            let mut poll = None;
             if !kept.is_empty() {
                 let batch = decode(&self.options, &self.output, &self.metrics, &kept)?;
                 if batch.num_rows() > 0 {
-                    batches.push(SourcePoll::SplitBatch(split, batch));
+                    poll = Some(SourcePoll::SplitBatch(split, batch));
                 }
             }
-            if let Some(last) = last {
-                let next = last + 1;
-                if let Some(p) = self.partitions.get_mut(&(topic.clone(), partition)) {
-                    p.position.next = p.position.next.max(next.min(stop.unwrap_or(i64::MAX)));
-                    if stop.is_some_and(|s| next >= s) {
-                        finished.push((topic, partition));
-                    }
-                }
+            if stop.is_some_and(|s| last + 1 >= s) {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, partition);
+                let _ = self.consumer.pause(&tpl);
             }
+            self.ready.push_back(Ready {
+                poll,
+                advance: Some(((topic, partition), last + 1)),
+            });
         }
         for (topic, partition) in eof {
-            let at = self.consumer_position(&topic, partition);
-            if let Some(p) = self.partitions.get_mut(&(topic.clone(), partition)) {
-                if let Some(at) = at {
-                    // Past control records (transaction markers) at the end.
-                    p.position.next = p
-                        .position
-                        .next
-                        .max(at.min(p.position.stop.unwrap_or(i64::MAX)));
-                }
-                if p.position.stop.is_some_and(|s| p.position.next >= s) {
-                    finished.push((topic, partition));
-                }
+            // Past control records (transaction markers) at the end.
+            if let Some(at) = self.consumer_position(&topic, partition) {
+                self.ready.push_back(Ready {
+                    poll: None,
+                    advance: Some(((topic, partition), at)),
+                });
             }
-        }
-        self.ready.extend(batches);
-        for (topic, partition) in finished {
-            self.mark_done(&topic, partition)?;
         }
         Ok(())
     }
@@ -717,7 +730,13 @@ impl SourceReader for KafkaReader {
         }
         loop {
             if let Some(ready) = self.ready.pop_front() {
-                return Ok(ready);
+                if let Some((key, next)) = &ready.advance {
+                    self.emitted(key, *next);
+                }
+                match ready.poll {
+                    Some(poll) => return Ok(poll),
+                    None => continue,
+                }
             }
             if !self.partitions.is_empty() && self.partitions.values().all(|p| p.done) {
                 return Ok(SourcePoll::End);

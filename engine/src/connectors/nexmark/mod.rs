@@ -27,6 +27,7 @@ pub const CONNECTOR: super::Connector = super::Connector {
     source: Some(|options, schema| Ok(std::sync::Arc::new(NexmarkSource::new(options, schema)?))),
     sink: None,
     metadata: &[],
+    validate: None,
 };
 
 /// A configured Nexmark source.

@@ -583,6 +583,7 @@ impl Session {
             self.config.parallelism(),
         )
         .with_state_ttl(self.config.duration("table.exec.state.ttl"))
+        .with_source_idle_timeout(self.config.duration("table.exec.source.idle-timeout"))
         .with_state_ttl_hints(self.state_ttl_hints.clone())
     }
 

@@ -138,6 +138,8 @@ pub struct Translator<'a> {
     pub(crate) state_ttl: Option<std::time::Duration>,
     /// `STATE_TTL` hints: a join input's TTL by its alias.
     pub(crate) state_ttl_hints: HashMap<String, std::time::Duration>,
+    /// `table.exec.source.idle-timeout` (`None`: off).
+    pub(crate) source_idle_timeout: Option<std::time::Duration>,
 }
 
 fn with_op_column(schema: &Schema) -> SchemaRef {
@@ -166,7 +168,14 @@ impl<'a> Translator<'a> {
             sources: HashMap::new(),
             state_ttl: None,
             state_ttl_hints: HashMap::new(),
+            source_idle_timeout: None,
         }
+    }
+
+    /// Sets `table.exec.source.idle-timeout`, which sources apply to their splits.
+    pub fn with_source_idle_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.source_idle_timeout = timeout.filter(|d| !d.is_zero());
+        self
     }
 
     /// Sets the `STATE_TTL` hints of the statement.

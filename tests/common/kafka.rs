@@ -22,12 +22,20 @@ pub struct Broker {
     child: Child,
     /// `host:port` for `properties.bootstrap.servers`.
     pub bootstrap: String,
+    data_dir: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        // noida-db runs its server in a forked child, found by the data
+        // folder only this broker uses.
         let _ = self.child.kill();
+        let _ = Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(self.data_dir.as_os_str())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -80,6 +88,7 @@ pub fn broker() -> Broker {
         let mut broker = Broker {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
+            data_dir: dir.path().to_path_buf(),
             _dir: tempfile::tempdir().unwrap(),
         };
         let started = Instant::now();
@@ -186,6 +195,7 @@ impl Broker {
             .map(|p| {
                 got.find_partition(topic, p)
                     .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0)
                     .unwrap_or(-1)
             })
             .collect()

@@ -121,6 +121,12 @@ pub(super) const KEYS: &[Key] = &[
         doc: "forget a group-aggregate key idle this long (0: never)",
     },
     Key {
+        name: "table.exec.source.idle-timeout",
+        kind: Kind::Duration,
+        default: Some("0 ms"),
+        doc: "a source split (Kafka partition) without rows this long stops holding the watermark back (0: never)",
+    },
+    Key {
         name: "table.exec.state.cache-size",
         kind: Kind::NonNegativeInt,
         default: None,

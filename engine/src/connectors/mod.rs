@@ -242,6 +242,9 @@ pub struct SourceSpec {
     pub watermark_sql: Option<String>,
     /// The schema of the table (physical and computed columns).
     pub schema: SchemaRef,
+    /// `table.exec.source.idle-timeout`: a split without rows this long
+    /// stops holding the watermark back (a connector's own option wins).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl SourceSpec {

@@ -72,7 +72,7 @@ pub(super) fn run_source(
     // on the first batch, which brings the physical schema).
     let mut computed: Option<NarrowExprs> = None;
     let mut watermark = i64::MIN;
-    let mut splits = SplitWatermarks::new(reader.idle_timeout());
+    let mut splits = SplitWatermarks::new(reader.idle_timeout().or(spec.idle_timeout));
     let generator = spec
         .watermark
         .clone()

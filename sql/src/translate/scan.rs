@@ -225,6 +225,7 @@ impl Translator<'_> {
             watermark,
             watermark_sql,
             schema: table.schema.clone(),
+            idle_timeout: self.source_idle_timeout,
         };
         let node = self.graph.add(
             NodeKind::Source(Arc::new(spec)),

@@ -67,6 +67,7 @@ impl Translator<'_> {
             watermark: None,
             watermark_sql: None,
             schema: arrow.clone(),
+            idle_timeout: None,
         };
         let node = self
             .graph

@@ -410,6 +410,15 @@ impl KafkaReader {
                 }
             }
         }
+        for p in self.partitions.values() {
+            tracing::info!(
+                topic = %p.position.topic,
+                partition = p.position.partition,
+                from = p.position.next,
+                until = ?p.position.stop,
+                "kafka source: reading partition"
+            );
+        }
         self.assign()?;
         self.announce_splits();
         self.last_discovery = Instant::now();
@@ -769,6 +778,10 @@ impl SourceReader for KafkaReader {
             _ => self.partitions.values().map(|p| &p.position).collect(),
         };
         Some(serde_json::json!({ "partitions": list }))
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.options.idle_timeout
     }
 
     fn checkpoint_position(&mut self, checkpoint: u64) -> Option<serde_json::Value> {

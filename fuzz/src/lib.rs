@@ -44,7 +44,7 @@ pub fn read_file(format: &str, data: &[u8]) {
         // from hanging the fuzzer (it would show as a timeout instead).
         for _ in 0..100_000 {
             match reader.poll_next() {
-                Ok(SourcePoll::Batch(_)) => {}
+                Ok(SourcePoll::Batch(_) | SourcePoll::SplitBatch(..) | SourcePoll::Splits(_)) => {}
                 Ok(SourcePoll::Idle(_)) | Ok(SourcePoll::End) | Err(_) => break,
             }
         }

@@ -505,7 +505,7 @@ impl KafkaOptions {
             .properties
             .iter()
             .map(|(k, v)| {
-                if is_secret(k) || k.contains("password") || k.starts_with("ssl.key") {
+                if is_secret(k) || k.starts_with("ssl.key") {
                     format!("properties.{k}=[****]")
                 } else {
                     format!("properties.{k}=[{v}]")

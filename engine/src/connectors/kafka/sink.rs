@@ -216,10 +216,6 @@ struct KafkaWriter {
     timestamp_column: Option<usize>,
 }
 
-fn txn_error(options: &KafkaOptions, what: &str, e: KafkaError) -> EngineError {
-    client_error(options, what, e)
-}
-
 impl KafkaWriter {
     fn new(
         options: Arc<KafkaOptions>,
@@ -311,7 +307,7 @@ impl KafkaWriter {
         if transactional_id.is_some() {
             producer
                 .init_transactions(METADATA_TIMEOUT)
-                .map_err(|e| txn_error(&self.options, "initializing transactions", e))?;
+                .map_err(|e| client_error(&self.options, "initializing transactions", e))?;
         }
         Ok(Slot { producer, context })
     }
@@ -378,7 +374,7 @@ impl KafkaWriter {
             .ok_or_else(|| EngineError::Internal("kafka sink: no producer".into()))?;
         s.producer
             .begin_transaction()
-            .map_err(|e| txn_error(&self.options, "beginning a transaction", e))?;
+            .map_err(|e| client_error(&self.options, "beginning a transaction", e))?;
         self.open = Some(slot);
         Ok(slot)
     }
@@ -436,13 +432,13 @@ impl KafkaWriter {
                 })?;
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&self.topic, 0, Offset::Offset(txn.checkpoint as i64))
-                .map_err(|e| txn_error(&self.options, "marking the transaction", e))?;
+                .map_err(|e| client_error(&self.options, "marking the transaction", e))?;
             s.producer
                 .send_offsets_to_transaction(&tpl, &marker, METADATA_TIMEOUT)
-                .map_err(|e| txn_error(&self.options, "marking the transaction", e))?;
+                .map_err(|e| client_error(&self.options, "marking the transaction", e))?;
             s.producer
                 .commit_transaction(FLUSH_TIMEOUT)
-                .map_err(|e| txn_error(&self.options, "committing the transaction", e))?;
+                .map_err(|e| client_error(&self.options, "committing the transaction", e))?;
             self.pending.remove(0);
         }
         Ok(())

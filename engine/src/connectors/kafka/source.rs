@@ -354,15 +354,18 @@ impl KafkaReader {
             .map_err(|e| client_error(&self.options, "assigning partitions", e))
     }
 
-    fn announce_splits(&mut self) {
-        let splits = self
-            .partitions
+    /// The splits of the partitions not read to their end.
+    fn active_splits(&self) -> Vec<u32> {
+        self.partitions
             .values()
             .filter(|p| !p.done)
             .map(|p| p.split)
-            .collect();
+            .collect()
+    }
+
+    fn announce_splits(&mut self) {
         self.ready.push_back(Ready {
-            poll: Some(SourcePoll::Splits(splits)),
+            poll: Some(SourcePoll::Splits(self.active_splits())),
             advance: None,
         });
     }
@@ -465,14 +468,8 @@ impl KafkaReader {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&key.0, key.1);
             let _ = self.consumer.pause(&tpl);
-            let splits = self
-                .partitions
-                .values()
-                .filter(|p| !p.done)
-                .map(|p| p.split)
-                .collect();
             self.ready.push_front(Ready {
-                poll: Some(SourcePoll::Splits(splits)),
+                poll: Some(SourcePoll::Splits(self.active_splits())),
                 advance: None,
             });
         }
